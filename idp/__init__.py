@@ -1,0 +1,1 @@
+"""Göteborgs Stads Åtkomsttjänst (model): a SITHS eID identity provider."""

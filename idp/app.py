@@ -1,0 +1,102 @@
+"""``create_app(settings)``: wires storage, SITHS validation, SAML and the pages together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from idp.config import Settings
+from idp.db import Database, create_schema
+from idp.methods import this_device
+from idp.methods.client_certificate import TrustedProxies
+from idp.saml import endpoints as saml_endpoints
+from idp.saml.server import SamlIdentityProvider
+from idp.services import Services
+from idp.siths.trust import load_siths_trust
+from idp.siths.validation import SithsValidator
+from idp.web import login_pages
+from idp.web.messages import FALLBACK, UserMessage
+from idp.web.middleware import LimitsAndHeaders
+from idp.web.render import error_page, render_page
+
+logger = logging.getLogger("idp")
+STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
+MAX_BODY_BYTES = 256 * 1024
+NOT_FOUND = UserMessage(
+    "Sidan finns inte",
+    "Adressen leder ingenstans. Gå tillbaka till systemet du vill använda och logga in därifrån.",
+    "Page not found",
+    "This address leads nowhere. Go back to the system you want to use and log in from there.",
+    status_code=404,
+)
+
+
+def _pairwise_secret(settings: Settings) -> bytes:
+    if settings.pairwise_secret:
+        return settings.pairwise_secret.encode("utf-8")
+    path = settings.var_dir / "pairwise-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode("utf-8")
+
+
+def build_services(settings: Settings) -> Services:
+    """Load keys, trust and metadata once; fail at start-up, not at the first login."""
+    database = Database(settings.database_url)
+    create_schema(database.engine)
+    trust = load_siths_trust(settings.trust_anchors_file, settings.intermediates_file)
+    services = Services(
+        settings=settings,
+        database=database,
+        validator=SithsValidator(trust, settings.accepted_organisations),
+        saml=SamlIdentityProvider(settings, _pairwise_secret(settings)),
+        trusted_proxies=TrustedProxies(settings.trusted_proxies),
+    )
+    services.responders["saml"] = saml_endpoints.respond_to_saml_login
+    return services
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Göteborgs Stads Åtkomsttjänst",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = build_services(settings)
+    app.include_router(saml_endpoints.router)
+    app.include_router(login_pages.router)
+    app.include_router(this_device.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/")
+    async def home(request: Request) -> Response:
+        return render_page(request, "idp/home.html", {"entity_id": settings.entity_id})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = NOT_FOUND if exc.status_code == 404 else FALLBACK
+        response = error_page(request, f"http_{exc.status_code}", message=message)
+        response.status_code = exc.status_code
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error on %s", request.url.path)
+        response = error_page(request, "internal_error", message=FALLBACK)
+        response.status_code = 500
+        return response
+
+    app.add_middleware(LimitsAndHeaders, max_body_bytes=MAX_BODY_BYTES)
+    return app

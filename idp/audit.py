@@ -1,0 +1,55 @@
+"""Audit events: one row in the database and one structured log line per decision.
+
+Never pass keys, assertions or whole certificates here: a reason code and short detail only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from idp.store.models import AuditEvent
+
+logger = logging.getLogger("idp.audit")
+
+
+def record_audit_event(
+    session: Session,
+    event: str,
+    *,
+    outcome: str,
+    reason: str = "",
+    hsa_id: str = "",
+    client_id: str = "",
+    method: str = "",
+    detail: str = "",
+) -> None:
+    """Add the event to ``session`` (committed with the caller's transaction) and log it."""
+    row = AuditEvent(
+        at=datetime.now(UTC),
+        event=event,
+        outcome=outcome,
+        reason=reason,
+        hsa_id=hsa_id[:64],
+        client_id=client_id[:1024],
+        method=method,
+        detail=detail[:2000],
+    )
+    session.add(row)
+    logger.info(
+        json.dumps(
+            {
+                "audit": event,
+                "outcome": outcome,
+                "reason": reason,
+                "hsa_id": hsa_id,
+                "client_id": client_id,
+                "method": method,
+                "detail": detail[:500],
+            },
+            ensure_ascii=False,
+        )
+    )

@@ -1,0 +1,84 @@
+"""Settings for the IdP, read from the environment (prefix ``IDP_``) or given directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GOTEBORGS_STAD_ORG_NUMBER = "2120001355"
+
+
+class Settings(BaseSettings):
+    """Everything the IdP needs to know about its environment.
+
+    Paths that are left unset are derived from ``var_dir`` and ``pki_dir``, so an embedded
+    deployment needs no configuration at all.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="IDP_", env_nested_delimiter="__")
+
+    # Public addresses. The client-certificate listener has its own origin so that the
+    # browser's card prompt appears only for the certificate-login endpoint.
+    base_url: str = "https://localhost:8443"
+    cert_login_url: str = "https://localhost:8444"
+    entity_id: str = ""
+
+    # Where the embedded server listens.
+    host: str = "127.0.0.1"
+    port: int = 8443
+    cert_port: int = 8444
+
+    var_dir: Path = REPO_ROOT / "var"
+    database_url: str = ""
+    pki_dir: Path = Path()
+
+    # SITHS trust: anchors (roots) and the issuing CAs that cards chain through.
+    trust_anchors_file: Path = Path()
+    intermediates_file: Path = Path()
+    accepted_organisations: list[str] = Field(default_factory=lambda: [GOTEBORGS_STAD_ORG_NUMBER])
+
+    # SAML
+    saml_signing_key: Path = Path()
+    saml_signing_cert: Path = Path()
+    sp_metadata_dir: Path = REPO_ROOT / "metadata" / "sp"
+    saml_max_request_bytes: int = 64 * 1024
+
+    # TLS of the embedded server
+    tls_cert: Path = Path()
+    tls_key: Path = Path()
+
+    # Proxy mode: a client certificate in ``client_cert_header`` is believed only from these
+    # addresses (IPs or CIDR networks).
+    trusted_proxies: list[str] = Field(default_factory=list)
+    client_cert_header: str = "X-SSL-Client-Cert"
+
+    # Key for per-SP pseudonymous NameIDs; generated under var_dir when unset.
+    pairwise_secret: str = ""
+
+    pending_login_ttl_seconds: int = 600
+    sso_session_ttl_seconds: int = 8 * 3600
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        if self.pki_dir == Path():
+            self.pki_dir = self.var_dir / "pki"
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.var_dir / 'idp.sqlite3'}"
+        if not self.entity_id:
+            self.entity_id = f"{self.base_url}/saml/metadata"
+        pki = self.pki_dir
+        defaults = {
+            "trust_anchors_file": pki / "siths" / "trust-anchors.pem",
+            "intermediates_file": pki / "siths" / "intermediates.pem",
+            "saml_signing_key": pki / "idp" / "saml-signing.key.pem",
+            "saml_signing_cert": pki / "idp" / "saml-signing.crt.pem",
+            "tls_cert": pki / "tls" / "server.crt.pem",
+            "tls_key": pki / "tls" / "server.key.pem",
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) == Path():
+                setattr(self, name, value)
+        return self

@@ -1,0 +1,1 @@
+"""The directory: people and their HSA-IDs (tjänste-id)."""

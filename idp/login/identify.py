@@ -1,0 +1,47 @@
+"""From a validated certificate to the person and the HSA-IDs they may log in as."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+
+from sqlalchemy.orm import Session
+
+from idp.authn import Authentication
+from idp.directory.people import find_entry, service_ids_of_person
+from idp.login.errors import LoginFailed
+from idp.siths.validation import ValidatedCertificate
+
+
+def authentications_for_certificate(
+    session: Session,
+    certificate: ValidatedCertificate,
+    *,
+    method: str,
+    accepted_organisations: Collection[str],
+) -> list[Authentication]:
+    """One :class:`Authentication` per HSA-ID the card's holder may use; the card's own first.
+
+    Raises :class:`LoginFailed` if the directory does not know the HSA-ID or it is inactive.
+    """
+    hsa_id = certificate.hsa_id.value
+    entry = find_entry(session, hsa_id)
+    if entry is None:
+        raise LoginFailed("unknown_person", f"{hsa_id} is not in the directory", hsa_id=hsa_id)
+    if not entry.active:
+        raise LoginFailed("person_deactivated", f"{hsa_id} is deactivated", hsa_id=hsa_id)
+    instant = int(time.time())
+    return [
+        Authentication(
+            hsa_id=row.hsa_id,
+            given_name=row.given_name,
+            surname=row.surname,
+            title=row.title,
+            organisation=row.organisation,
+            mail=row.mail,
+            method=method,
+            certificate_fingerprint=certificate.fingerprint_sha256,
+            authn_instant=instant,
+        )
+        for row in service_ids_of_person(session, entry, accepted_organisations)
+    ]

@@ -1,0 +1,145 @@
+"""Pending logins: created when an application asks, finished once, only in the same browser.
+
+The browser is identified by a random cookie token; only its SHA-256 is stored. A pending
+login's reference travels in URLs, so the reference alone is worth nothing: every step also
+checks the browser token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from idp.authn import Authentication
+from idp.login.errors import LoginFailed
+from idp.store.models import PendingLogin
+
+BROWSER_COOKIE = "__Host-idp-browser"
+
+
+def new_token() -> str:
+    """A fresh unguessable token (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_pending_login(
+    session: Session,
+    *,
+    browser_token: str,
+    protocol: str,
+    protocol_state: dict[str, Any],
+    client_id: str,
+    client_name: str,
+    force_authn: bool,
+    ttl_seconds: int,
+) -> PendingLogin:
+    now = dt.datetime.now(dt.UTC)
+    pending = PendingLogin(
+        id=new_token(),
+        browser_binding=token_hash(browser_token),
+        protocol=protocol,
+        protocol_state=protocol_state,
+        client_id=client_id,
+        client_name=client_name,
+        force_authn=force_authn,
+        state="pending",
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=ttl_seconds),
+    )
+    session.add(pending)
+    session.flush()
+    return pending
+
+
+def load_pending_login(
+    session: Session, reference: str, browser_token: str | None, *, expected_state: str
+) -> PendingLogin:
+    """The pending login if it exists, is this browser's, in ``expected_state`` and unexpired."""
+    pending = session.get(PendingLogin, reference[:64]) if reference else None
+    if pending is None:
+        raise LoginFailed("unknown_login", "no such pending login")
+    if not browser_token or not hmac.compare_digest(
+        pending.browser_binding, token_hash(browser_token)
+    ):
+        raise LoginFailed("other_browser", "the login was started in another browser")
+    expires_at = pending.expires_at
+    if expires_at.tzinfo is None:  # SQLite returns naive datetimes
+        expires_at = expires_at.replace(tzinfo=dt.UTC)
+    if expires_at < dt.datetime.now(dt.UTC):
+        raise LoginFailed("expired_login", "the login took too long")
+    if pending.state != expected_state:
+        if pending.state == "completed":
+            raise LoginFailed("login_already_completed", "this login is already finished")
+        raise LoginFailed("login_wrong_step", f"login is {pending.state}, not {expected_state}")
+    return pending
+
+
+def _transition(session: Session, reference: str, from_state: str, **values: Any) -> None:
+    result = session.execute(
+        update(PendingLogin)
+        .where(PendingLogin.id == reference, PendingLogin.state == from_state)
+        .values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LoginFailed("login_already_completed", "another request finished this step")
+
+
+def mark_authenticated(
+    session: Session,
+    pending: PendingLogin,
+    authentications: list[Authentication],
+) -> None:
+    """Record who logged in. With several possible HSA-IDs the user must choose one next."""
+    if len(authentications) == 1:
+        _transition(
+            session,
+            pending.id,
+            "pending",
+            state="authenticated",
+            authentication=authentications[0].to_json(),
+            candidate_hsa_ids=None,
+        )
+    else:
+        _transition(
+            session,
+            pending.id,
+            "pending",
+            state="choosing",
+            authentication={"candidates": [a.to_json() for a in authentications]},
+            candidate_hsa_ids=[a.hsa_id for a in authentications],
+        )
+    session.expire(pending)
+
+
+def choose_hsa_id(session: Session, pending: PendingLogin, hsa_id: str) -> None:
+    """Pick one of the offered HSA-IDs; anything not offered is refused."""
+    candidates = (pending.authentication or {}).get("candidates", [])
+    chosen = [c for c in candidates if c["hsa_id"] == hsa_id]
+    if not chosen:
+        raise LoginFailed("hsa_id_not_offered", f"{hsa_id[:40]} was not one of the choices")
+    _transition(
+        session,
+        pending.id,
+        "choosing",
+        state="authenticated",
+        authentication=chosen[0],
+        candidate_hsa_ids=None,
+    )
+    session.expire(pending)
+
+
+def complete_pending_login(session: Session, pending: PendingLogin) -> Authentication:
+    """Finish the login exactly once and return who logged in."""
+    authentication = Authentication.from_json(dict(pending.authentication or {}))
+    _transition(session, pending.id, "authenticated", state="completed")
+    return authentication

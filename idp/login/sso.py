@@ -1,0 +1,56 @@
+"""Single sign-on sessions: one per browser login, found by the hash of a cookie token."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from idp.authn import Authentication
+from idp.directory.people import find_entry
+from idp.login.pending import new_token, token_hash
+from idp.store.models import SsoSession
+
+SSO_COOKIE = "__Host-idp-sso"
+
+
+def start_sso_session(session: Session, authentication: Authentication, ttl_seconds: int) -> str:
+    """Create a session and return the cookie token (a new one every login: no fixation)."""
+    token = new_token()
+    now = dt.datetime.now(dt.UTC)
+    session.add(
+        SsoSession(
+            token_hash=token_hash(token),
+            hsa_id=authentication.hsa_id,
+            authentication=authentication.to_json(),
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=ttl_seconds),
+        )
+    )
+    return token
+
+
+def find_sso_session(session: Session, token: str | None) -> Authentication | None:
+    """The session's authentication if it is live and its person is still active."""
+    if not token:
+        return None
+    row = session.get(SsoSession, token_hash(token))
+    if row is None:
+        return None
+    expires_at = row.expires_at
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=dt.UTC)
+    if expires_at < dt.datetime.now(dt.UTC):
+        return None
+    entry = find_entry(session, row.hsa_id)
+    if entry is None or not entry.active:
+        # A person deactivated mid-session loses SSO at once.
+        session.execute(delete(SsoSession).where(SsoSession.token_hash == row.token_hash))
+        return None
+    return Authentication.from_json(row.authentication)
+
+
+def end_sso_session(session: Session, token: str | None) -> None:
+    if token:
+        session.execute(delete(SsoSession).where(SsoSession.token_hash == token_hash(token)))

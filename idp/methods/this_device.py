@@ -1,0 +1,89 @@
+"""SITHS eID på denna enhet: the card certificate arrives in a TLS client-certificate handshake.
+
+This endpoint is served on the certificate listener's origin (``cert_login_url``) so that the
+browser's card prompt appears here and nowhere else. It validates the certificate, finds the
+person and records the result on the pending login of *this* browser, then sends the browser
+back to the main origin to finish.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from idp.audit import record_audit_event
+from idp.login.errors import LoginFailed
+from idp.login.identify import authentications_for_certificate
+from idp.login.pending import BROWSER_COOKIE, load_pending_login, mark_authenticated
+from idp.methods.client_certificate import presented_certificate
+from idp.services import services_of
+from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
+from idp.web.render import error_page
+
+METHOD = "siths-this-device"
+router = APIRouter()
+
+
+@router.get("/cert-login")
+async def certificate_login(request: Request, ref: str = "") -> Response:
+    services = services_of(request)
+    settings = services.settings
+    browser = request.cookies.get(BROWSER_COOKIE)
+    source = presented_certificate(
+        request, header_name=settings.client_cert_header, trusted_proxies=services.trusted_proxies
+    )
+    retry_url = f"{settings.base_url}/login?ref={ref}"
+
+    def authenticate() -> None:
+        with services.database.session() as session:
+            pending = load_pending_login(session, ref, browser, expected_state="pending")
+            if source.certificate is None:
+                raise CertificateRejected(RejectionReason.NO_CERTIFICATE, "no client certificate")
+            leaf = load_certificate(source.certificate.leaf)
+            intermediates = [load_certificate(pem) for pem in source.certificate.intermediates]
+            validated = services.validator.validate(leaf, intermediates)
+            authentications = authentications_for_certificate(
+                session,
+                validated,
+                method=METHOD,
+                accepted_organisations=settings.accepted_organisations,
+            )
+            mark_authenticated(session, pending, authentications)
+            record_audit_event(
+                session,
+                "login.method",
+                outcome="success",
+                hsa_id=validated.hsa_id.value,
+                client_id=pending.client_id,
+                method=METHOD,
+                detail=f"certificate sha256 {validated.fingerprint_sha256}",
+            )
+
+    if source.untrusted_header_from is not None:
+        with services.database.session() as session:
+            record_audit_event(
+                session,
+                "proxy.untrusted_header",
+                outcome="ignored",
+                reason="untrusted_certificate_header",
+                detail=f"certificate header from {source.untrusted_header_from}",
+                method=METHOD,
+            )
+    try:
+        await run_in_threadpool(authenticate)
+    except (LoginFailed, CertificateRejected) as exc:
+        reason = exc.reason.value if isinstance(exc, CertificateRejected) else exc.reason
+        with services.database.session() as session:
+            record_audit_event(
+                session,
+                "login.method",
+                outcome="failure",
+                reason=reason,
+                hsa_id=getattr(exc, "hsa_id", ""),
+                method=METHOD,
+                detail=exc.detail,
+            )
+        return error_page(request, reason, retry_url=retry_url)
+    return RedirectResponse(f"{settings.base_url}/login/continue?ref={ref}", status_code=303)

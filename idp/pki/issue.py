@@ -1,0 +1,305 @@
+"""Building certificates: CA, card, TLS server and self-signed signing profiles.
+
+Pure functions from keys, names and times to signed ``x509.Certificate`` objects; nothing here
+touches the disk. The profiles are what ``cryptography.x509.verification``'s Web PKI defaults
+demand, which is what the IdP validates cards with:
+
+- every CA: basicConstraints CA=true **critical** and keyUsage with keyCertSign;
+- every end entity: authorityKeyIdentifier, and a subjectAltName (non-critical, since the
+  subject is not empty);
+- a client certificate: if extendedKeyUsage is present it must contain clientAuth.
+
+SKI on CAs and AKI on issuing CAs are not demanded by the verifier but are added anyway: SITHS
+has them, and OpenSSL's strict mode (Python 3.13's default for TLS) does demand them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import secrets
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from idp.pki.names import MS_SMARTCARD_LOGIN
+
+__all__ = [
+    "AUTHENTICATION",
+    "KEY_BITS",
+    "CardProfile",
+    "Issuer",
+    "KeyPool",
+    "add_years",
+    "generate_key",
+    "card_certificate",
+    "issuing_ca_certificate",
+    "key_usage",
+    "new_serial",
+    "root_ca_certificate",
+    "self_signed_certificate",
+    "tls_server_certificate",
+]
+
+# RSA-2048 is what SITHS cards use and the smallest size the Web PKI verifier accepts.
+KEY_BITS = 2048
+
+
+def generate_key() -> RSAPrivateKey:
+    """A fresh RSA-2048 key with public exponent 65537."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+
+
+class KeyPool:
+    """Hands out fresh RSA keys, generating an expected number of them in parallel up front.
+
+    Key generation dominates the cost of building the PKI and OpenSSL releases the GIL while it
+    searches for primes, so a few threads roughly divide the time by the number of cores.
+    Asking for more keys than were prepared still works: the extra ones are made on demand.
+    """
+
+    def __init__(self, expected: int, *, workers: int = 4) -> None:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            self._keys = list(pool.map(lambda _: generate_key(), range(expected)))
+
+    def take(self) -> RSAPrivateKey:
+        """Return a key nobody else has been given."""
+        return self._keys.pop() if self._keys else generate_key()
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """A CA that can sign: its certificate (for the issuer name and AKI) and its private key."""
+
+    certificate: x509.Certificate
+    key: RSAPrivateKey
+
+
+@dataclass(frozen=True)
+class CardProfile:
+    """Key usage and extended key usages of a card certificate."""
+
+    key_usage: x509.KeyUsage
+    extended_key_usages: tuple[x509.ObjectIdentifier, ...]
+
+
+def key_usage(
+    *,
+    digital_signature: bool = False,
+    key_encipherment: bool = False,
+    key_cert_sign: bool = False,
+    crl_sign: bool = False,
+) -> x509.KeyUsage:
+    """A ``KeyUsage`` with the named bits set and every other bit clear."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+# The SITHS authentication certificate: signs TLS handshakes and app challenges, nothing else.
+AUTHENTICATION = CardProfile(
+    key_usage=key_usage(digital_signature=True),
+    extended_key_usages=(ExtendedKeyUsageOID.CLIENT_AUTH, MS_SMARTCARD_LOGIN),
+)
+
+
+def new_serial() -> int:
+    """A random positive serial of at most 16 bytes (127 bits), never zero."""
+    return secrets.randbits(127) or 1
+
+
+def add_years(moment: dt.datetime, years: int) -> dt.datetime:
+    """``moment`` plus whole calendar years; 29 February becomes 28 February when needed."""
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:
+        return moment.replace(year=moment.year + years, day=28)
+
+
+def _ski(key: RSAPrivateKey) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+
+
+def _aki(issuer: Issuer) -> x509.AuthorityKeyIdentifier:
+    # Taken from the issuer's SKI extension (not recomputed from its key) so the AKI always
+    # names the identifier the issuer actually publishes, even if that was set by hand.
+    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+
+
+def _builder(
+    subject: x509.Name,
+    issuer_name: x509.Name,
+    key: RSAPrivateKey,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.CertificateBuilder:
+    if not_after <= not_before:
+        raise ValueError(f"not_after ({not_after}) must be later than not_before ({not_before})")
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(new_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+
+
+def _ca_extensions(
+    builder: x509.CertificateBuilder,
+    path_length: int | None,
+    ski: x509.SubjectKeyIdentifier,
+) -> x509.CertificateBuilder:
+    return (
+        builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(ski, critical=False)
+    )
+
+
+def root_ca_certificate(
+    key: RSAPrivateKey,
+    name: x509.Name,
+    *,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    subject_key_identifier: x509.SubjectKeyIdentifier | None = None,
+) -> x509.Certificate:
+    """A self-signed root: CA (no path length limit), keyCertSign+cRLSign, SKI.
+
+    ``subject_key_identifier`` overrides the SKI computed from ``key``; only the forged
+    hierarchy uses it, to copy the real root's identifier.
+    """
+    builder = _builder(name, name, key, not_before, not_after)
+    builder = _ca_extensions(builder, None, subject_key_identifier or _ski(key))
+    return builder.sign(key, hashes.SHA256())
+
+
+def issuing_ca_certificate(
+    key: RSAPrivateKey,
+    name: x509.Name,
+    issuer: Issuer,
+    *,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    subject_key_identifier: x509.SubjectKeyIdentifier | None = None,
+) -> x509.Certificate:
+    """An issuing CA under ``issuer``: CA with path length 0, keyCertSign+cRLSign, SKI, AKI."""
+    builder = _builder(name, issuer.certificate.subject, key, not_before, not_after)
+    builder = _ca_extensions(builder, 0, subject_key_identifier or _ski(key))
+    builder = builder.add_extension(_aki(issuer), critical=False)
+    return builder.sign(issuer.key, hashes.SHA256())
+
+
+def card_certificate(
+    key: RSAPrivateKey,
+    subject: x509.Name,
+    issuer: Issuer,
+    *,
+    email: str,
+    profile: CardProfile,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.Certificate:
+    """A card's end-entity certificate with the key usages of ``profile``.
+
+    Carries basicConstraints CA=false, the profile's keyUsage (critical) and EKU, a
+    subjectAltName with the rfc822Name ``email`` (non-critical: the subject is not empty), SKI
+    and AKI.
+    """
+    builder = _builder(subject, issuer.certificate.subject, key, not_before, not_after)
+    builder = (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(profile.key_usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+        .add_extension(_ski(key), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+    )
+    return builder.sign(issuer.key, hashes.SHA256())
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def tls_server_certificate(
+    key: RSAPrivateKey,
+    hosts: Iterable[str],
+    issuer: Issuer,
+    *,
+    organisation: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.Certificate:
+    """A TLS server certificate for ``hosts`` (IP literals become iPAddress SANs, the rest DNS).
+
+    The first host is the subject CN; duplicates are dropped, order is kept. EKU is serverAuth
+    only, so the certificate cannot double as a client certificate.
+    """
+    unique_hosts = list(dict.fromkeys(hosts))
+    if not unique_hosts:
+        raise ValueError("a TLS server certificate needs at least one host name")
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.COMMON_NAME, unique_hosts[0]),
+        ]
+    )
+    builder = _builder(subject, issuer.certificate.subject, key, not_before, not_after)
+    builder = (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            key_usage(digital_signature=True, key_encipherment=True), critical=True
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([_general_name(host) for host in unique_hosts]),
+            critical=False,
+        )
+        .add_extension(_ski(key), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+    )
+    return builder.sign(issuer.key, hashes.SHA256())
+
+
+def self_signed_certificate(
+    key: RSAPrivateKey,
+    name: x509.Name,
+    *,
+    usage: x509.KeyUsage,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.Certificate:
+    """A self-signed end-entity certificate, as SAML metadata carries for signing/encryption keys.
+
+    SAML trusts the key because it is in signed metadata, not because of a chain, so there is no
+    CA; basicConstraints CA=false keeps it from being mistaken for one.
+    """
+    builder = _builder(name, name, key, not_before, not_after)
+    builder = (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(_ski(key), critical=False)
+    )
+    return builder.sign(key, hashes.SHA256())

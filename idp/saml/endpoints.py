@@ -1,0 +1,185 @@
+"""HTTP endpoints of the SAML IdP: metadata, SSO (Redirect and POST), and the POST response."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from idp.audit import record_audit_event
+from idp.authn import Authentication
+from idp.login.pending import create_pending_login
+from idp.login.sso import SSO_COOKIE, find_sso_session
+from idp.saml.server import AuthnRequestInfo, SamlRequestRejected
+from idp.services import Services, services_of
+from idp.store.models import SeenMessage
+from idp.web.messages import SAML_REQUEST_MESSAGE, UNKNOWN_SP_MESSAGE
+from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
+
+router = APIRouter(prefix="/saml")
+
+# A request ID is remembered for longer than an AuthnRequest can be accepted.
+REPLAY_WINDOW = dt.timedelta(minutes=15)
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    xml = await run_in_threadpool(services_of(request).saml.metadata_xml)
+    return Response(xml, media_type="application/samlmetadata+xml")
+
+
+@router.get("/sso/redirect")
+async def single_sign_on_redirect(request: Request) -> Response:
+    params = request.query_params
+    raw_query = request.scope.get("query_string", b"").decode("latin-1")
+    return await _receive_authn_request(
+        request,
+        BINDING_HTTP_REDIRECT,
+        params.get("SAMLRequest"),
+        params.get("RelayState", ""),
+        raw_query,
+    )
+
+
+@router.post("/sso/post")
+async def single_sign_on_post(request: Request) -> Response:
+    form = await request.form(max_files=0, max_fields=10)
+    saml_request = form.get("SAMLRequest")
+    relay_state = form.get("RelayState", "")
+    return await _receive_authn_request(
+        request,
+        BINDING_HTTP_POST,
+        saml_request if isinstance(saml_request, str) else None,
+        relay_state if isinstance(relay_state, str) else "",
+        "",
+    )
+
+
+async def _receive_authn_request(
+    request: Request, binding: str, saml_request: str | None, relay_state: str, raw_query: str
+) -> Response:
+    services = services_of(request)
+    if not saml_request:
+        return _rejected(
+            services, request, SamlRequestRejected("malformed_request", "no SAMLRequest")
+        )
+    try:
+        info, sp = await run_in_threadpool(
+            services.saml.parse_authn_request, binding, saml_request, relay_state, raw_query
+        )
+    except SamlRequestRejected as exc:
+        return _rejected(services, request, exc)
+    token, new_browser = browser_token(request)
+    sso_token = request.cookies.get(SSO_COOKIE)
+
+    def accept() -> tuple[str, Any]:
+        with services.database.session() as session:
+            session.add(
+                SeenMessage(
+                    issuer=sp.entity_id,
+                    message_id=info.request_id[:256],
+                    expires_at=dt.datetime.now(dt.UTC) + REPLAY_WINDOW,
+                )
+            )
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise SamlRequestRejected("replayed_request", info.request_id[:80]) from exc
+            existing = None if info.force_authn else find_sso_session(session, sso_token)
+            if existing is not None:
+                record_audit_event(
+                    session,
+                    "login",
+                    outcome="success",
+                    reason="sso_session",
+                    hsa_id=existing.hsa_id,
+                    client_id=sp.entity_id,
+                    method="sso",
+                )
+                return "sso", existing
+            if info.is_passive:
+                record_audit_event(
+                    session,
+                    "login",
+                    outcome="failure",
+                    reason="no_passive",
+                    client_id=sp.entity_id,
+                )
+                return "no_passive", None
+            pending = create_pending_login(
+                session,
+                browser_token=token,
+                protocol="saml",
+                protocol_state=info.to_json(),
+                client_id=sp.entity_id,
+                client_name=sp.display_name,
+                force_authn=info.force_authn,
+                ttl_seconds=services.settings.pending_login_ttl_seconds,
+            )
+            return "pending", pending.id
+
+    try:
+        outcome, value = await run_in_threadpool(accept)
+    except SamlRequestRejected as exc:
+        return _rejected(services, request, exc, client_id=sp.entity_id)
+    if outcome == "sso":
+        response = await respond_to_saml_login(request, info.to_json(), value)
+    elif outcome == "no_passive":
+        saml_response = await run_in_threadpool(
+            services.saml.build_error_response,
+            info,
+            samlp.STATUS_NO_PASSIVE,
+            "No SSO session and IsPassive was set",
+        )
+        response = _post_page(request, info, saml_response)
+    else:
+        response = RedirectResponse(f"/login?ref={value}", status_code=303)
+    if new_browser:
+        set_browser_cookie(response, token)
+    return response
+
+
+def _rejected(
+    services: Services, request: Request, exc: SamlRequestRejected, client_id: str = ""
+) -> Response:
+    with services.database.session() as session:
+        record_audit_event(
+            session,
+            "saml.authn_request",
+            outcome="rejected",
+            reason=exc.reason,
+            client_id=client_id,
+            detail=exc.detail,
+        )
+    message = UNKNOWN_SP_MESSAGE if exc.reason == "unknown_sp" else SAML_REQUEST_MESSAGE
+    return error_page(request, exc.reason, message=message)
+
+
+def _post_page(request: Request, info: AuthnRequestInfo, saml_response: str) -> Response:
+    """The HTTP-POST binding: a form that the browser submits to the ACS from metadata."""
+    return render_page(
+        request,
+        "idp/post_binding.html",
+        {
+            "action": info.acs_url,
+            "fields": {"SAMLResponse": saml_response, "RelayState": info.relay_state},
+        },
+    )
+
+
+async def respond_to_saml_login(
+    request: Request, protocol_state: dict, authentication: Authentication
+) -> Response:
+    """Answer the SP that asked: a signed Response posted to its ACS."""
+    services = services_of(request)
+    info = AuthnRequestInfo.from_json(protocol_state)
+    saml_response = await run_in_threadpool(
+        services.saml.build_authn_response, info, authentication
+    )
+    return _post_page(request, info, saml_response)

@@ -1,0 +1,60 @@
+"""Decoding SAML protocol messages off the wire, safely.
+
+Size is bounded before and after inflation (a DEFLATE bomb is refused, not expanded), and any
+DTD is refused outright: SAML messages never need one, and entities are how XXE and "billion
+laughs" attacks arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import zlib
+
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+class MessageRejected(Exception):
+    """The message cannot be read; ``reason`` is a stable code and the text says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _b64decode(text: str, limit: int) -> bytes:
+    if len(text) > limit:
+        raise MessageRejected("request_too_large", f"SAML message over {limit} bytes")
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=False)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise MessageRejected("malformed_request", "SAML message is not base64") from exc
+
+
+def _check_xml(xml: bytes) -> str:
+    if _DTD.search(xml):
+        raise MessageRejected("xml_dtd_refused", "SAML message contains a DTD or entity")
+    try:
+        return xml.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MessageRejected("malformed_request", "SAML message is not UTF-8") from exc
+
+
+def decode_redirect_message(text: str, limit: int) -> str:
+    """Base64-decode and inflate an HTTP-Redirect binding message (at most ``limit`` bytes)."""
+    compressed = _b64decode(text, limit)
+    inflater = zlib.decompressobj(-15)
+    try:
+        xml = inflater.decompress(compressed, limit)
+    except zlib.error as exc:
+        raise MessageRejected("malformed_request", "SAML message is not DEFLATE data") from exc
+    if inflater.unconsumed_tail:
+        raise MessageRejected("request_too_large", f"SAML message inflates to over {limit} bytes")
+    return _check_xml(xml)
+
+
+def decode_post_message(text: str, limit: int) -> str:
+    """Base64-decode an HTTP-POST binding message (at most ``limit`` bytes)."""
+    return _check_xml(_b64decode(text, limit))

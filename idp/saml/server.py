@@ -1,0 +1,525 @@
+"""The SAML IdP: pysaml2's ``Server`` with the checks this service adds on top.
+
+pysaml2 parses, verifies enveloped signatures and signs. This module adds what pysaml2 leaves
+to its caller or gets too loose for an IdP: per-SP signed-request policy read from the SP's
+metadata, redirect-binding signatures verified over the exact query octets received, ACS URLs
+only from metadata, tight IssueInstant checks, and attribute release per profile.
+
+Every method here blocks (pysaml2 starts ``xmlsec1``): call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import datetime as dt
+import hashlib
+import hmac
+import os
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from saml2.attribute_converter import AttributeConverter
+from saml2.config import IdPConfig
+from saml2.metadata import create_metadata_string
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT, NameID
+from saml2.server import Server
+from saml2.sigver import SignatureError
+from saml2.time_util import str_to_time
+
+from idp.authn import Authentication
+from idp.config import Settings
+from idp.saml import attributes
+from idp.saml.messages import MessageRejected, decode_post_message, decode_redirect_message
+
+XMLSEC_BINARY = "/usr/bin/xmlsec1"
+SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+SIG_RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
+SIG_ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+# Algorithms accepted on redirect-binding signatures. SHA-1 is not among them.
+_REDIRECT_SIGNATURE_ALGORITHMS: dict[str, tuple[type, hashes.HashAlgorithm]] = {
+    SIG_RSA_SHA256: (rsa.RSAPublicKey, hashes.SHA256()),
+    SIG_RSA_SHA512: (rsa.RSAPublicKey, hashes.SHA512()),
+    SIG_ECDSA_SHA256: (ec.EllipticCurvePublicKey, hashes.SHA256()),
+}
+# How far an AuthnRequest's IssueInstant may be from our clock.
+ISSUE_INSTANT_PAST = dt.timedelta(minutes=5)
+ISSUE_INSTANT_FUTURE = dt.timedelta(seconds=60)
+ASSERTION_LIFETIME_MINUTES = 5
+
+
+class SamlRequestRejected(Exception):
+    """The AuthnRequest is refused. No Response may be sent: the SP is not trusted to get one."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ServiceProvider:
+    """What the IdP knows about an SP, all of it from the SP's metadata."""
+
+    entity_id: str
+    display_name: str
+    acs_post_urls: tuple[tuple[str, int | None, bool], ...]  # (location, index, isDefault)
+    authn_requests_signed: bool
+    signing_certificates: tuple[x509.Certificate, ...]
+    requested_attributes: tuple[str, ...]
+    entity_categories: tuple[str, ...]
+    profile: attributes.AttributeProfile = field(compare=False)
+
+    def default_acs(self) -> str | None:
+        if not self.acs_post_urls:
+            return None
+        for location, _index, is_default in self.acs_post_urls:
+            if is_default:
+                return location
+        return sorted(self.acs_post_urls, key=lambda acs: acs[1] if acs[1] is not None else 0)[0][0]
+
+
+@dataclass(frozen=True)
+class AuthnRequestInfo:
+    """An accepted AuthnRequest, reduced to what the response needs (JSON-serialisable)."""
+
+    request_id: str
+    sp_entity_id: str
+    acs_url: str
+    relay_state: str
+    force_authn: bool
+    is_passive: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "sp_entity_id": self.sp_entity_id,
+            "acs_url": self.acs_url,
+            "relay_state": self.relay_state,
+            "force_authn": self.force_authn,
+            "is_passive": self.is_passive,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuthnRequestInfo:
+        return cls(**data)
+
+
+class _UriNameConverter(AttributeConverter):
+    """Attribute names are already full URIs; emit them with NameFormat uri and a FriendlyName."""
+
+    def __init__(self) -> None:
+        super().__init__(attributes.NAME_FORMAT_URI)
+        names = attributes.friendly_names()
+        self._to = {name.lower(): name for name in names}
+        self._fro = {name.lower(): name for name in names}
+        self._friendly = names
+
+    def to_(self, attrvals: dict[str, list[str]]) -> list[Any]:
+        produced = super().to_(attrvals)
+        for attribute in produced:
+            attribute.friendly_name = self._friendly.get(attribute.name, attribute.friendly_name)
+        return produced
+
+
+def _pysaml2_config(settings: Settings, metadata_files: list[str]) -> IdPConfig:
+    base = settings.base_url
+    config = {
+        "entityid": settings.entity_id,
+        "name": "Göteborgs Stads Åtkomsttjänst",
+        "description": "Göteborgs Stads Åtkomsttjänst (inloggning med SITHS eID)",
+        "service": {
+            "idp": {
+                "name": "Göteborgs Stads Åtkomsttjänst",
+                "endpoints": {
+                    "single_sign_on_service": [
+                        (f"{base}/saml/sso/redirect", BINDING_HTTP_REDIRECT),
+                        (f"{base}/saml/sso/post", BINDING_HTTP_POST),
+                    ],
+                },
+                "name_id_format": [NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT],
+                # Enforced per SP from its metadata (AuthnRequestsSigned), see parse_authn_request.
+                "want_authn_requests_signed": False,
+                "sign_response": True,
+                "sign_assertion": True,
+                "policy": {
+                    "default": {
+                        "lifetime": {"minutes": ASSERTION_LIFETIME_MINUTES},
+                        "attribute_restrictions": None,
+                        "name_form": attributes.NAME_FORMAT_URI,
+                    }
+                },
+                "ui_info": {
+                    "display_name": [
+                        {"text": "Göteborgs Stads Åtkomsttjänst", "lang": "sv"},
+                        {"text": "City of Gothenburg Access Service", "lang": "en"},
+                    ],
+                    "description": [
+                        {
+                            "text": "Inloggning med SITHS eID för Göteborgs Stads system",
+                            "lang": "sv",
+                        },
+                        {
+                            "text": "SITHS eID login for the City of Gothenburg's systems",
+                            "lang": "en",
+                        },
+                    ],
+                },
+            }
+        },
+        "key_file": str(settings.saml_signing_key),
+        "cert_file": str(settings.saml_signing_cert),
+        "xmlsec_binary": XMLSEC_BINARY,
+        "metadata": {"local": metadata_files},
+        "signing_algorithm": SIG_RSA_SHA256,
+        "digest_algorithm": DIGEST_SHA256,
+        "only_use_keys_in_metadata": True,
+        "accepted_time_diff": 60,
+        "allow_unknown_attributes": True,
+        "valid_for": 24,
+        "organization": {
+            "name": [("Göteborgs Stad", "sv"), ("City of Gothenburg", "en")],
+            "display_name": [("Göteborgs Stad", "sv"), ("City of Gothenburg", "en")],
+            "url": [("https://goteborg.se", "sv")],
+        },
+        "contact_person": [
+            {
+                "contact_type": "technical",
+                "given_name": "Åtkomsttjänsten",
+                "email_address": ["atkomsttjansten@example.invalid"],
+            }
+        ],
+        "delete_tmpfiles": True,
+    }
+    idp_config = IdPConfig()
+    idp_config.load(config)
+    return idp_config
+
+
+def _metadata_files(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(str(path) for path in directory.glob("*.xml") if path.is_file())
+
+
+def _directory_stamp(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    stamp = []
+    for name in _metadata_files(directory):
+        stat = Path(name).stat()
+        stamp.append((name, stat.st_mtime_ns, stat.st_size))
+    return tuple(stamp)
+
+
+class SamlIdentityProvider:
+    """The IdP's SAML side. Thread-safe; SP metadata is re-read when the directory changes."""
+
+    def __init__(self, settings: Settings, pairwise_secret: bytes) -> None:
+        self._settings = settings
+        self._pairwise_secret = pairwise_secret
+        self._lock = threading.Lock()
+        self._stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._server: Server | None = None
+        self._sso_urls = {
+            BINDING_HTTP_REDIRECT: f"{settings.base_url}/saml/sso/redirect",
+            BINDING_HTTP_POST: f"{settings.base_url}/saml/sso/post",
+        }
+        self.server()
+
+    def server(self) -> Server:
+        """The current pysaml2 server, rebuilt if the SP metadata directory changed."""
+        stamp = _directory_stamp(self._settings.sp_metadata_dir)
+        with self._lock:
+            if self._server is None or stamp != self._stamp:
+                files = [name for name, _mtime, _size in stamp]
+                server = Server(config=_pysaml2_config(self._settings, files))
+                converter = _UriNameConverter()
+                server.config.attribute_converters = [converter]
+                server.config.getattr("policy", "idp").acs = [converter]
+                self._server, self._stamp = server, stamp
+            return self._server
+
+    # --- metadata ----------------------------------------------------------------------------
+
+    def metadata_xml(self) -> str:
+        """The IdP's own metadata, signed, valid for 24 hours."""
+        server = self.server()
+        xml = create_metadata_string(
+            None,
+            config=server.config,
+            valid=24,
+            sign=True,
+            sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256,
+        )
+        return xml.decode("utf-8") if isinstance(xml, bytes) else xml
+
+    def describe_sp(self, entity_id: str) -> ServiceProvider | None:
+        """What the SP's metadata says, or None if no metadata names this entity."""
+        server = self.server()
+        metadata = server.metadata
+        try:
+            entity = metadata[entity_id]
+        except KeyError:
+            return None
+        descriptors = entity.get("spsso_descriptor") or []
+        if not descriptors:
+            return None
+        descriptor = descriptors[0]
+        acs = tuple(
+            (
+                service["location"],
+                int(service["index"]) if service.get("index") is not None else None,
+                str(service.get("is_default", "false")).lower() == "true",
+            )
+            for service in descriptor.get("assertion_consumer_service", [])
+            if service.get("binding") == BINDING_HTTP_POST
+        )
+        requirement = metadata.attribute_requirement(entity_id) or {}
+        requested = tuple(
+            attribute["name"]
+            for attribute in [*requirement.get("required", []), *requirement.get("optional", [])]
+        )
+        categories = tuple(metadata.entity_categories(entity_id))
+        certificates = []
+        for _name, pem in metadata.certs(entity_id, "spsso", "signing"):
+            try:
+                certificates.append(
+                    x509.load_der_x509_certificate(base64.b64decode("".join(pem.split())))
+                )
+            except ValueError:
+                continue
+        try:
+            display_name = metadata.mdui_uiinfo_display_name(entity_id, langpref="sv") or ""
+        except Exception:
+            display_name = ""
+        if not isinstance(display_name, str):
+            display_name = ""
+        return ServiceProvider(
+            entity_id=entity_id,
+            display_name=display_name or entity_id,
+            acs_post_urls=acs,
+            authn_requests_signed=str(descriptor.get("authn_requests_signed", "false")).lower()
+            == "true",
+            signing_certificates=tuple(certificates),
+            requested_attributes=requested,
+            entity_categories=categories,
+            profile=attributes.choose_profile(requested, categories),
+        )
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def parse_authn_request(
+        self, binding: str, saml_request: str, relay_state: str, raw_query: str = ""
+    ) -> tuple[AuthnRequestInfo, ServiceProvider]:
+        """Read, verify and check an AuthnRequest; raise :class:`SamlRequestRejected` if bad.
+
+        ``raw_query`` is the request's query string exactly as received, needed to verify a
+        redirect-binding signature over the octets the SP signed.
+        """
+        limit = self._settings.saml_max_request_bytes
+        try:
+            if binding == BINDING_HTTP_REDIRECT:
+                xml = decode_redirect_message(saml_request, limit)
+            else:
+                xml = decode_post_message(saml_request, limit)
+        except MessageRejected as exc:
+            raise SamlRequestRejected(exc.reason, exc.detail) from exc
+        server = self.server()
+        try:
+            # binding=None: the message is already decoded (pysaml2's own decoding is unbounded).
+            parsed = server.parse_authn_request(xml, binding=None)
+        except SignatureError as exc:
+            raise SamlRequestRejected(
+                "bad_signature", "the request's signature is invalid"
+            ) from exc
+        except Exception as exc:
+            detail = type(exc).__name__
+            if "Signature" in detail or "MissingKey" in detail:
+                raise SamlRequestRejected("bad_signature", detail) from exc
+            raise SamlRequestRejected("malformed_request", detail) from exc
+        if parsed is None or parsed.message is None:
+            raise SamlRequestRejected("malformed_request", "not an AuthnRequest")
+        message: samlp.AuthnRequest = parsed.message
+        issuer = (
+            message.issuer.text.strip()
+            if message.issuer is not None and message.issuer.text
+            else ""
+        )
+        if not issuer:
+            raise SamlRequestRejected("malformed_request", "the request has no Issuer")
+        sp = self.describe_sp(issuer)
+        if sp is None:
+            raise SamlRequestRejected("unknown_sp", f"no metadata for {issuer}")
+
+        if binding == BINDING_HTTP_REDIRECT:
+            signed = self._verify_redirect_signature(raw_query, sp)
+        else:
+            # pysaml2 verified an enveloped signature if there was one (against metadata keys).
+            signed = message.signature is not None
+        if sp.authn_requests_signed and not signed:
+            raise SamlRequestRejected(
+                "unsigned_request", "the SP's metadata says its requests are signed"
+            )
+
+        self._check_timing_and_destination(message, binding)
+        acs_url = self._choose_acs(message, sp)
+        if not message.id:
+            raise SamlRequestRejected("malformed_request", "the request has no ID")
+        info = AuthnRequestInfo(
+            request_id=message.id,
+            sp_entity_id=sp.entity_id,
+            acs_url=acs_url,
+            relay_state=relay_state[: 80 * 1024],
+            force_authn=str(message.force_authn).lower() == "true",
+            is_passive=str(message.is_passive).lower() == "true",
+        )
+        return info, sp
+
+    def _verify_redirect_signature(self, raw_query: str, sp: ServiceProvider) -> bool:
+        """Verify the HTTP-Redirect signature; True if signed and valid, False if unsigned."""
+        raw: dict[str, str] = {}
+        for part in raw_query.split("&"):
+            name, _, value = part.partition("=")
+            if name in raw:
+                raise SamlRequestRejected("malformed_request", f"{name} appears twice")
+            raw[name] = value
+        if "Signature" not in raw and "SigAlg" not in raw:
+            return False
+        if "Signature" not in raw or "SigAlg" not in raw:
+            raise SamlRequestRejected("bad_signature", "Signature and SigAlg must come together")
+        algorithm = urllib.parse.unquote_plus(raw["SigAlg"])
+        if algorithm not in _REDIRECT_SIGNATURE_ALGORITHMS:
+            raise SamlRequestRejected("bad_signature", f"signature algorithm {algorithm} refused")
+        key_type, digest = _REDIRECT_SIGNATURE_ALGORITHMS[algorithm]
+        # SAML bindings 3.4.4.1: the signature covers the parameters as they were URL-encoded.
+        signed_parts = [f"SAMLRequest={raw['SAMLRequest']}"]
+        if "RelayState" in raw:
+            signed_parts.append(f"RelayState={raw['RelayState']}")
+        signed_parts.append(f"SigAlg={raw['SigAlg']}")
+        signed = "&".join(signed_parts).encode("ascii", errors="strict")
+        try:
+            signature = base64.b64decode(urllib.parse.unquote_plus(raw["Signature"]), validate=True)
+        except ValueError as exc:
+            raise SamlRequestRejected("bad_signature", "Signature is not base64") from exc
+        for certificate in sp.signing_certificates:
+            key = certificate.public_key()
+            if not isinstance(key, key_type):
+                continue  # never let the algorithm name pick a different key type
+            try:
+                if isinstance(key, rsa.RSAPublicKey):
+                    key.verify(signature, signed, padding.PKCS1v15(), digest)
+                else:
+                    assert isinstance(key, ec.EllipticCurvePublicKey)
+                    key.verify(signature, signed, ec.ECDSA(digest))
+                return True
+            except InvalidSignature:
+                continue
+        raise SamlRequestRejected("bad_signature", "no key in the SP's metadata verifies it")
+
+    def _check_timing_and_destination(self, message: samlp.AuthnRequest, binding: str) -> None:
+        if message.version != "2.0":
+            raise SamlRequestRejected("malformed_request", "SAML version must be 2.0")
+        if message.destination and message.destination != self._sso_urls[binding]:
+            raise SamlRequestRejected(
+                "wrong_destination", f"Destination {message.destination} is not this endpoint"
+            )
+        try:
+            issued = dt.datetime.fromtimestamp(
+                calendar.timegm(str_to_time(message.issue_instant)), dt.UTC
+            )
+        except (TypeError, ValueError) as exc:
+            raise SamlRequestRejected("malformed_request", "IssueInstant is not a time") from exc
+        now = dt.datetime.now(dt.UTC)
+        if issued < now - ISSUE_INSTANT_PAST or issued > now + ISSUE_INSTANT_FUTURE:
+            raise SamlRequestRejected("stale_request", f"IssueInstant {message.issue_instant}")
+
+    @staticmethod
+    def _choose_acs(message: samlp.AuthnRequest, sp: ServiceProvider) -> str:
+        if message.protocol_binding and message.protocol_binding != BINDING_HTTP_POST:
+            raise SamlRequestRejected(
+                "unsupported_binding", f"ProtocolBinding {message.protocol_binding}"
+            )
+        known = {location for location, _index, _default in sp.acs_post_urls}
+        if message.assertion_consumer_service_url:
+            if message.assertion_consumer_service_url not in known:
+                raise SamlRequestRejected(
+                    "acs_not_in_metadata",
+                    f"{message.assertion_consumer_service_url} is not an ACS in the SP's metadata",
+                )
+            return message.assertion_consumer_service_url
+        if message.assertion_consumer_service_index is not None:
+            wanted = int(message.assertion_consumer_service_index)
+            for location, index, _default in sp.acs_post_urls:
+                if index == wanted:
+                    return location
+            raise SamlRequestRejected("acs_not_in_metadata", f"no ACS with index {wanted}")
+        default = sp.default_acs()
+        if default is None:
+            raise SamlRequestRejected("acs_not_in_metadata", "the SP has no HTTP-POST ACS")
+        return default
+
+    # --- responses ---------------------------------------------------------------------------
+
+    def _name_id(self, sp: ServiceProvider, authentication: Authentication) -> NameID:
+        if sp.profile.name_id_format == NAMEID_FORMAT_PERSISTENT:
+            # A per-SP pseudonym: stable for one SP, unlinkable across SPs.
+            digest = hmac.new(
+                self._pairwise_secret,
+                f"{sp.entity_id}\x00{authentication.hsa_id}".encode(),
+                hashlib.sha256,
+            ).hexdigest()
+            text = digest
+        else:
+            text = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
+        return NameID(
+            format=sp.profile.name_id_format,
+            text=text,
+            name_qualifier=self._settings.entity_id,
+            sp_name_qualifier=sp.entity_id,
+        )
+
+    def build_authn_response(
+        self, request: AuthnRequestInfo, authentication: Authentication
+    ) -> str:
+        """A signed Response with a signed Assertion, base64-encoded for the POST form."""
+        server = self.server()
+        sp = self.describe_sp(request.sp_entity_id)
+        if sp is None:
+            raise SamlRequestRejected("unknown_sp", f"no metadata for {request.sp_entity_id}")
+        names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
+        identity = attributes.attribute_values(sp.profile, names, authentication)
+        response = server.create_authn_response(
+            identity=identity,
+            in_response_to=request.request_id,
+            destination=request.acs_url,
+            sp_entity_id=sp.entity_id,
+            name_id=self._name_id(sp, authentication),
+            authn={"class_ref": sp.profile.loa, "authn_instant": authentication.authn_instant},
+            sign_response=True,
+            sign_assertion=True,
+            sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256,
+        )
+        return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
+
+    def build_error_response(self, request: AuthnRequestInfo, status: str, message: str) -> str:
+        """A signed Response with a non-success status (e.g. NoPassive, AuthnFailed)."""
+        server = self.server()
+        response = server.create_error_response(
+            in_response_to=request.request_id,
+            destination=request.acs_url,
+            info=(status, message),
+            sign=True,
+            sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256,
+        )
+        return base64.b64encode(str(response).encode("utf-8")).decode("ascii")

@@ -1,0 +1,1 @@
+"""Running the IdP: the embedded HTTPS server and its client-certificate listener."""

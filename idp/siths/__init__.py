@@ -1,0 +1,1 @@
+"""SITHS certificate validation. Knows nothing about HTTP or about protocols."""

@@ -1,0 +1,1 @@
+"""Transient state: pending logins, SSO sessions, the replay cache and the audit trail."""

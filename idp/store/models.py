@@ -1,0 +1,75 @@
+"""Tables for transient state. Every row carries its own expiry so any node can judge it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.db import Base
+
+
+class PendingLogin(Base):
+    """A login that an application asked for and the user has not finished yet.
+
+    ``state`` moves pending → authenticated → completed (or failed); each step is a conditional
+    UPDATE so that a login is completed once, whatever races.
+    """
+
+    __tablename__ = "pending_logins"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_binding: Mapped[str] = mapped_column(String(64))
+    protocol: Mapped[str] = mapped_column(String(16))
+    protocol_state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    client_id: Mapped[str] = mapped_column(String(1024))
+    client_name: Mapped[str] = mapped_column(String(200), default="")
+    force_authn: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    # After authentication: the HSA-IDs the user may log in as, and the one chosen.
+    authentication: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    candidate_hsa_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class SsoSession(Base):
+    """A browser's single sign-on session, found by the hash of its cookie token."""
+
+    __tablename__ = "sso_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hsa_id: Mapped[str] = mapped_column(String(31))
+    authentication: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class SeenMessage(Base):
+    """Message IDs already accepted from an issuer: a second arrival is a replay."""
+
+    __tablename__ = "seen_messages"
+    __table_args__ = (UniqueConstraint("issuer", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(String(1024))
+    message_id: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class AuditEvent(Base):
+    """One security-relevant decision: who, towards which application, how, and why."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    hsa_id: Mapped[str] = mapped_column(String(64), default="")
+    client_id: Mapped[str] = mapped_column(String(1024), default="")
+    method: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,1 @@
+"""The browser-facing pages: the method chooser, choosing a tjänste-id, errors."""

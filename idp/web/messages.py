@@ -1,0 +1,222 @@
+"""What the user is told for each reason code: Swedish first, English beside it.
+
+Each message says what happened and what to do. Reason codes are the ones in audit events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UserMessage:
+    title_sv: str
+    text_sv: str
+    title_en: str
+    text_en: str
+    status_code: int = 400
+    can_retry: bool = False
+
+
+_CARD_HELP_SV = "Kontakta din IT-kontaktperson om felet kvarstår."
+_CARD_HELP_EN = "Contact your IT contact person if the problem remains."
+
+MESSAGES: dict[str, UserMessage] = {
+    "no_certificate": UserMessage(
+        "Inget kort hittades",
+        "Webbläsaren skickade inget certifikat. Sätt i ditt SITHS-kort i kortläsaren, "
+        "välj ditt certifikat när webbläsaren frågar och försök igen.",
+        "No card found",
+        "The browser sent no certificate. Insert your SITHS card, pick your certificate when "
+        "the browser asks, and try again.",
+        can_retry=True,
+    ),
+    "unreadable_certificate": UserMessage(
+        "Certifikatet kunde inte läsas",
+        f"Certifikatet från kortet gick inte att läsa. Försök igen. {_CARD_HELP_SV}",
+        "The certificate could not be read",
+        f"The certificate from the card could not be read. Try again. {_CARD_HELP_EN}",
+        can_retry=True,
+    ),
+    "untrusted_issuer": UserMessage(
+        "Kortet godkänns inte",
+        "Certifikatet är inte utfärdat av SITHS. Använd ditt SITHS-kort. " + _CARD_HELP_SV,
+        "The card is not accepted",
+        "The certificate was not issued by SITHS. Use your SITHS card. " + _CARD_HELP_EN,
+        status_code=403,
+        can_retry=True,
+    ),
+    "certificate_expired": UserMessage(
+        "Kortets certifikat har gått ut",
+        "Certifikatet på ditt kort är inte längre giltigt. Beställ ett nytt kort via din "
+        "IT-kontaktperson.",
+        "The card's certificate has expired",
+        "The certificate on your card is no longer valid. Order a new card through your IT "
+        "contact person.",
+        status_code=403,
+    ),
+    "certificate_not_yet_valid": UserMessage(
+        "Kortets certifikat gäller inte ännu",
+        "Certifikatet på ditt kort börjar gälla senare. Försök igen när det gäller, eller "
+        "kontrollera datorns klocka.",
+        "The card's certificate is not valid yet",
+        "The certificate on your card becomes valid later. Try again then, or check the "
+        "computer's clock.",
+        status_code=403,
+    ),
+    "wrong_key_usage": UserMessage(
+        "Fel certifikat valt",
+        "Certifikatet får inte användas för inloggning. Välj kortets "
+        "legitimeringscertifikat och försök igen.",
+        "Wrong certificate chosen",
+        "This certificate may not be used to log in. Choose the card's authentication "
+        "certificate and try again.",
+        status_code=403,
+        can_retry=True,
+    ),
+    "wrong_extended_key_usage": UserMessage(
+        "Fel certifikat valt",
+        "Certifikatet är inte avsett för inloggning. Välj kortets legitimeringscertifikat "
+        "och försök igen.",
+        "Wrong certificate chosen",
+        "This certificate is not meant for login. Choose the card's authentication "
+        "certificate and try again.",
+        status_code=403,
+        can_retry=True,
+    ),
+    "no_hsa_id": UserMessage(
+        "Certifikatet saknar HSA-id",
+        "Välj certifikatet som innehåller ditt HSA-id (SITHS e-id Person HSA-id) och försök "
+        "igen. " + _CARD_HELP_SV,
+        "The certificate has no HSA-ID",
+        "Choose the certificate that holds your HSA-ID (SITHS e-id Person HSA-id) and try "
+        "again. " + _CARD_HELP_EN,
+        status_code=403,
+        can_retry=True,
+    ),
+    "malformed_hsa_id": UserMessage(
+        "Ogiltigt HSA-id i certifikatet",
+        "HSA-id:t i certifikatet har fel format. " + _CARD_HELP_SV,
+        "Invalid HSA-ID in the certificate",
+        "The HSA-ID in the certificate is malformed. " + _CARD_HELP_EN,
+        status_code=403,
+    ),
+    "organisation_not_accepted": UserMessage(
+        "Organisationen godkänns inte här",
+        "Kortets HSA-id tillhör en organisation som inte kan logga in i Göteborgs Stads "
+        "Åtkomsttjänst. Välj certifikatet med ditt HSA-id från Göteborgs Stad om du har ett.",
+        "This organisation is not accepted here",
+        "The card's HSA-ID belongs to an organisation that cannot log in to the City of "
+        "Gothenburg's Access Service. Choose the certificate with your City of Gothenburg "
+        "HSA-ID if you have one.",
+        status_code=403,
+        can_retry=True,
+    ),
+    "unknown_person": UserMessage(
+        "Ditt HSA-id är inte registrerat",
+        "Ditt HSA-id finns inte i Åtkomsttjänstens katalog. Be din IT-kontaktperson att "
+        "registrera det.",
+        "Your HSA-ID is not registered",
+        "Your HSA-ID is not in the Access Service's directory. Ask your IT contact person "
+        "to register it.",
+        status_code=403,
+    ),
+    "person_deactivated": UserMessage(
+        "Ditt konto är avstängt",
+        "Ditt HSA-id är inte längre aktivt i Åtkomsttjänsten. Kontakta din IT-kontaktperson.",
+        "Your account is deactivated",
+        "Your HSA-ID is no longer active in the Access Service. Contact your IT contact person.",
+        status_code=403,
+    ),
+    "unknown_login": UserMessage(
+        "Inloggningen hittades inte",
+        "Gå tillbaka till systemet du vill använda och börja inloggningen därifrån.",
+        "Login not found",
+        "Go back to the system you want to use and start the login from there.",
+        status_code=404,
+    ),
+    "other_browser": UserMessage(
+        "Inloggningen startades i en annan webbläsare",
+        "Av säkerhetsskäl måste inloggningen slutföras i samma webbläsare som den startades "
+        "i. Börja om från systemet du vill använda.",
+        "The login was started in another browser",
+        "For security, a login must be finished in the browser that started it. Start again "
+        "from the system you want to use.",
+        status_code=403,
+    ),
+    "expired_login": UserMessage(
+        "Inloggningen tog för lång tid",
+        "Tiden för inloggningen har gått ut. Gå tillbaka till systemet och logga in igen.",
+        "The login took too long",
+        "The time for this login ran out. Go back to the system and log in again.",
+        status_code=410,
+    ),
+    "login_already_completed": UserMessage(
+        "Inloggningen är redan klar",
+        "Den här inloggningen har redan använts. Gå tillbaka till systemet och logga in "
+        "igen om det behövs.",
+        "The login is already finished",
+        "This login has already been used. Go back to the system and log in again if needed.",
+        status_code=409,
+    ),
+    "login_wrong_step": UserMessage(
+        "Inloggningen är inte klar",
+        "Välj legitimeringsmetod och legitimera dig först.",
+        "The login is not finished",
+        "Choose a method and identify yourself first.",
+        status_code=409,
+        can_retry=True,
+    ),
+    "hsa_id_not_offered": UserMessage(
+        "Ogiltigt val",
+        "Välj ett av de tjänste-id som visas.",
+        "Invalid choice",
+        "Choose one of the service IDs shown.",
+        can_retry=True,
+    ),
+    "method_unavailable": UserMessage(
+        "Metoden finns inte ännu",
+        "SITHS eID på annan enhet går inte att använda ännu. Välj SITHS eID på denna enhet.",
+        "The method is not available yet",
+        "SITHS eID on another device cannot be used yet. Choose SITHS eID on this device.",
+        status_code=404,
+        can_retry=True,
+    ),
+}
+
+SAML_REQUEST_MESSAGE = UserMessage(
+    "Felaktig inloggningsbegäran",
+    "Systemet du kom ifrån skickade en begäran som Åtkomsttjänsten inte kan ta emot. "
+    "Ingen inloggning har gjorts. Kontakta systemets förvaltning eller din IT-kontaktperson "
+    "och uppge felkoden nedan.",
+    "Invalid login request",
+    "The system you came from sent a request the Access Service cannot accept. No login took "
+    "place. Contact the system's administrators or your IT contact person and quote the "
+    "error code below.",
+)
+
+UNKNOWN_SP_MESSAGE = UserMessage(
+    "Okänt system",
+    "Systemet du kom ifrån är inte anslutet till Göteborgs Stads Åtkomsttjänst. Ingen "
+    "inloggning har gjorts. Kontakta systemets förvaltning.",
+    "Unknown system",
+    "The system you came from is not connected to the City of Gothenburg's Access Service. "
+    "No login took place. Contact the system's administrators.",
+    status_code=403,
+)
+
+FALLBACK = UserMessage(
+    "Något gick fel",
+    "Inloggningen kunde inte genomföras. Försök igen från systemet du vill använda.",
+    "Something went wrong",
+    "The login could not be completed. Try again from the system you want to use.",
+    status_code=400,
+)
+
+
+def message_for(reason: str) -> UserMessage:
+    if reason == "unknown_sp":
+        return UNKNOWN_SP_MESSAGE
+    if reason in MESSAGES:
+        return MESSAGES[reason]
+    return FALLBACK

@@ -1,0 +1,131 @@
+"""Session fixtures: one test PKI, one directory, one running IdP for the integration tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from idp.pki import TestPki, init_test_pki
+from tests.saml_sp import EID_ATTRIBUTES, TestServiceProvider, make_service_provider
+from tests.support import VENV_BIN, RunningServer, free_port, run_cli, start_server
+
+PRIVATE_PROVIDER = "5567000010"
+GOTEBORG = "2120001355"
+
+DIRECTORY_CSV = """hsa_id,given_name,surname,title,organisation,mail,person_key
+SE2120001355-E0001,Anna,Andersson,Handläggare,Göteborgs Stad,anna.andersson@example.invalid,
+SE2120001355-E0002,Bertil,Berg,Undersköterska,Göteborgs Stad,,
+SE2120001355-E0003,Cecilia,Carlsson,Enhetschef,Göteborgs Stad,,
+SE2120001355-E0005,Erik,Ek,Enhetschef,Göteborgs Stad,erik.ek@example.invalid,
+SE5567000010-P0001,Erik,Ek,Sjuksköterska,Omsorgsbolaget Väst AB,,SE2120001355-E0005
+SE2120001355-E0901,Eva,Utgången,,Göteborgs Stad,,
+SE5590000001-X0001,Olle,Annan,,Annan Region AB,,
+"""
+
+
+@dataclass
+class IdpUnderTest:
+    server: RunningServer
+    base_url: str
+    cert_login_url: str
+    pki: TestPki
+    env: dict[str, str]
+    var_dir: Path
+    sp_metadata_dir: Path
+    idp_metadata_file: Path
+    sp: TestServiceProvider
+    eid_sp: TestServiceProvider
+    unsigned_sp: TestServiceProvider
+    work_dir: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki.tls_ca_cert
+
+    def card(self, name: str) -> tuple[Path, Path]:
+        card = self.pki.cards[name]
+        return card.cert, card.key
+
+    def idp_cli(self, *args: str):
+        return run_cli([str(VENV_BIN / "idp"), *args], self.env)
+
+    def database_file(self) -> Path:
+        return self.var_dir / "idp.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return init_test_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def idp(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdpUnderTest]:
+    work = tmp_path_factory.mktemp("idp")
+    var_dir, sp_metadata_dir = work / "var", work / "sp-metadata"
+    sp_metadata_dir.mkdir()
+    port, cert_port = free_port(), free_port()
+    base_url = f"https://localhost:{port}"
+    cert_login_url = f"https://localhost:{cert_port}"
+    env = {
+        "IDP_VAR_DIR": str(var_dir),
+        "IDP_PKI_DIR": str(test_pki.directory),
+        "IDP_SP_METADATA_DIR": str(sp_metadata_dir),
+        "IDP_PORT": str(port),
+        "IDP_CERT_PORT": str(cert_port),
+        "IDP_BASE_URL": base_url,
+        "IDP_CERT_LOGIN_URL": cert_login_url,
+        "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
+    }
+    csv_file = work / "people.csv"
+    csv_file.write_text(DIRECTORY_CSV, encoding="utf-8")
+    result = run_cli([str(VENV_BIN / "idp"), "people", "import", str(csv_file)], env)
+    assert result.returncode == 0, result.stderr
+    result = run_cli([str(VENV_BIN / "idp"), "people", "deactivate", "SE2120001355-E0003"], env)
+    assert result.returncode == 0, result.stderr
+
+    server = start_server(
+        [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
+        env,
+        f"{base_url}/saml/metadata",
+        test_pki.tls_ca_cert,
+        work / "idp.log",
+    )
+    try:
+        idp_metadata_file = work / "idp-metadata.xml"
+        metadata = httpx.get(f"{base_url}/saml/metadata", verify=str(test_pki.tls_ca_cert))
+        idp_metadata_file.write_text(metadata.text, encoding="utf-8")
+        sp = make_service_provider(
+            work / "sp", entity_id="https://sp.example.test/metadata",
+            idp_metadata_file=idp_metadata_file,
+        )
+        eid_sp = make_service_provider(
+            work / "eid-sp", entity_id="https://eid-sp.example.test/metadata",
+            idp_metadata_file=idp_metadata_file, attributes=EID_ATTRIBUTES,
+        )
+        unsigned_sp = make_service_provider(
+            work / "unsigned-sp", entity_id="https://unsigned-sp.example.test/metadata",
+            idp_metadata_file=idp_metadata_file, sign_requests=False,
+        )
+        for name, provider in (("sp", sp), ("eid-sp", eid_sp), ("unsigned-sp", unsigned_sp)):
+            (sp_metadata_dir / f"{name}.xml").write_text(provider.metadata_xml, encoding="utf-8")
+        yield IdpUnderTest(
+            server=server,
+            base_url=base_url,
+            cert_login_url=cert_login_url,
+            pki=test_pki,
+            env=env,
+            var_dir=var_dir,
+            sp_metadata_dir=sp_metadata_dir,
+            idp_metadata_file=idp_metadata_file,
+            sp=sp,
+            eid_sp=eid_sp,
+            unsigned_sp=unsigned_sp,
+            work_dir=work,
+        )
+    finally:
+        server.stop()

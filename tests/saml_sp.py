@@ -1,0 +1,159 @@
+"""An independent SAML SP for tests, written with pysaml2 only (no code from ``idp`` or ``sp_demo``).
+
+It is configured from the IdP's published metadata and its own key, exactly as an integrator's
+SP would be, and it verifies every Response the way pysaml2 does for any IdP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from saml2.client import Saml2Client
+from saml2.config import SPConfig
+from saml2.metadata import create_metadata_string
+
+URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
+SAMBI_ATTRIBUTES = (
+    "http://sambi.se/attributes/1/employeeHsaId",
+    "http://sambi.se/attributes/1/givenName",
+    "http://sambi.se/attributes/1/surname",
+)
+EID_ATTRIBUTES = ("urn:oid:1.2.752.29.6.2.1", "urn:oid:2.16.840.1.113730.3.1.241")
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+
+def make_self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / f"{name}.key.pem", directory / f"{name}.crt.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+@dataclass
+class TestServiceProvider:
+    entity_id: str
+    acs_url: str
+    client: Saml2Client
+    metadata_xml: str
+
+    def login_url(
+        self,
+        *,
+        force_authn: bool = False,
+        is_passive: bool = False,
+        relay_state: str = "state-1",
+        acs_url: str | None = None,
+        sign: bool = True,
+    ) -> tuple[str, str]:
+        """A redirect-binding login URL to the IdP and the request ID it carries."""
+        kwargs: dict = {}
+        if force_authn:
+            kwargs["force_authn"] = "true"
+        if is_passive:
+            kwargs["is_passive"] = "true"
+        request_id, info = self.client.prepare_for_authenticate(
+            relay_state=relay_state,
+            binding=BINDING_HTTP_REDIRECT,
+            assertion_consumer_service_url=acs_url or self.acs_url,
+            sign=sign,
+            sigalg=RSA_SHA256 if sign else None,
+            digest_alg=SHA256,
+            **kwargs,
+        )
+        location = dict(info["headers"])["Location"]
+        return location, request_id
+
+    def post_login_form(self, *, sign: bool = True) -> tuple[str, dict[str, str], str]:
+        """An HTTP-POST binding AuthnRequest: (SSO URL, form fields, request ID)."""
+        sso = self.client.metadata.single_sign_on_service(
+            list(self.client.metadata.identity_providers())[0], BINDING_HTTP_POST
+        )[0]["location"]
+        request_id, request = self.client.create_authn_request(
+            sso,
+            binding=BINDING_HTTP_POST,
+            sign=sign,
+            sign_alg=RSA_SHA256,
+            digest_alg=SHA256,
+        )
+        import base64
+
+        encoded = base64.b64encode(str(request).encode()).decode()
+        return sso, {"SAMLRequest": encoded, "RelayState": "post-state"}, request_id
+
+    def parse(self, saml_response: str, request_id: str):
+        return self.client.parse_authn_request_response(
+            saml_response, BINDING_HTTP_POST, outstanding={request_id: "/"}
+        )
+
+
+def make_service_provider(
+    directory: Path,
+    *,
+    entity_id: str,
+    idp_metadata_file: Path,
+    attributes: tuple[str, ...] = SAMBI_ATTRIBUTES,
+    sign_requests: bool = True,
+) -> TestServiceProvider:
+    directory.mkdir(parents=True, exist_ok=True)
+    slug = urllib.parse.urlsplit(entity_id).hostname or "sp"
+    key, cert = make_self_signed(directory, slug)
+    acs_url = f"{entity_id.rsplit('/', 1)[0]}/acs"
+    config = SPConfig()
+    config.load(
+        {
+            "entityid": entity_id,
+            "name": f"Test SP {slug}",
+            "service": {
+                "sp": {
+                    "endpoints": {"assertion_consumer_service": [(acs_url, BINDING_HTTP_POST)]},
+                    "authn_requests_signed": sign_requests,
+                    "want_response_signed": True,
+                    "want_assertions_signed": True,
+                    "allow_unsolicited": False,
+                    "required_attributes": list(attributes),
+                    "requested_attribute_name_format": URI,
+                }
+            },
+            "key_file": str(key),
+            "cert_file": str(cert),
+            "metadata": {"local": [str(idp_metadata_file)]},
+            "xmlsec_binary": "/usr/bin/xmlsec1",
+            "signing_algorithm": RSA_SHA256,
+            "digest_algorithm": SHA256,
+            "accepted_time_diff": 60,
+            "allow_unknown_attributes": True,
+        }
+    )
+    client = Saml2Client(config)
+    metadata_xml = create_metadata_string(None, config=config, valid=24)
+    if isinstance(metadata_xml, bytes):
+        metadata_xml = metadata_xml.decode()
+    return TestServiceProvider(entity_id, acs_url, client, metadata_xml)

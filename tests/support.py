@@ -1,0 +1,118 @@
+"""Test support: start real servers on loopback, and a browser stand-in over httpx.
+
+Nothing here fakes the IdP: servers run as subprocesses (real uvicorn, the real certificate
+listener) and every request crosses a real TLS socket.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(
+    args: list[str], env: dict[str, str], ready_url: str, ca_file: Path, log_path: Path
+) -> RunningServer:
+    """Start a server process and wait until ``ready_url`` answers over TLS."""
+    full_env = {**os.environ, **env}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(args, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args} exited: {log_path.read_text(errors='replace')}")
+        try:
+            httpx.get(ready_url, verify=str(ca_file), timeout=2)
+            return RunningServer(process, ready_url, log_path)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{args} did not become ready: {log_path.read_text(errors='replace')}")
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict] = []
+        self.links: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append({"action": attributes.get("action", ""), "fields": {}})
+        elif tag == "input" and self.forms:
+            if attributes.get("type") == "radio" and "checked" not in attributes:
+                return
+            self.forms[-1]["fields"][attributes.get("name", "")] = attributes.get("value", "")
+        elif tag == "a" and "id" in attributes:
+            self.links[attributes["id"]] = attributes.get("href", "")
+
+
+def parse_page(html: str) -> _FormParser:
+    parser = _FormParser()
+    parser.feed(html)
+    return parser
+
+
+def reason_code(html: str) -> str | None:
+    match = re.search(r'<code id="reason">([^<]*)</code>', html)
+    return match.group(1) if match else None
+
+
+def tls_context(ca_file: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    if cert is not None:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+@contextmanager
+def browser(ca_file: Path, card: tuple[Path, Path] | None = None) -> Iterator[httpx.Client]:
+    """A browser stand-in: one cookie jar; presents ``card`` when a server asks for one."""
+    context = tls_context(ca_file, *(card or (None, None)))
+    with httpx.Client(verify=context, follow_redirects=False, timeout=30) as client:
+        yield client
