@@ -17,6 +17,8 @@ from idp.config import Settings
 from idp.db import Database, create_schema
 from idp.methods import this_device
 from idp.methods.client_certificate import TrustedProxies
+from idp.methods.other_device import app_api
+from idp.methods.other_device import browser as other_device_browser
 from idp.saml import endpoints as saml_endpoints
 from idp.saml.server import SamlIdentityProvider
 from idp.services import Services
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(
         title="Göteborgs Stads Åtkomsttjänst",
+        description="SITHS eID identity provider. The SITHS eID app API is under /app-api/v1.",
         docs_url=None,
         redoc_url=None,
     )
@@ -78,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(saml_endpoints.router)
     app.include_router(login_pages.router)
     app.include_router(this_device.router)
+    app.include_router(other_device_browser.router)
+    app.include_router(app_api.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/")

@@ -12,7 +12,14 @@ import pytest
 
 from idp.pki import TestPki, init_test_pki
 from tests.saml_sp import EID_ATTRIBUTES, TestServiceProvider, make_service_provider
-from tests.support import VENV_BIN, RunningServer, free_port, run_cli, start_server
+from tests.support import (
+    VENV_BIN,
+    RunningServer,
+    free_port,
+    run_cli,
+    start_server,
+    tls_context,
+)
 
 PRIVATE_PROVIDER = "5567000010"
 GOTEBORG = "2120001355"
@@ -97,19 +104,24 @@ def idp(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     try:
         idp_metadata_file = work / "idp-metadata.xml"
-        metadata = httpx.get(f"{base_url}/saml/metadata", verify=str(test_pki.tls_ca_cert))
+        metadata = httpx.get(f"{base_url}/saml/metadata", verify=tls_context(test_pki.tls_ca_cert))
         idp_metadata_file.write_text(metadata.text, encoding="utf-8")
         sp = make_service_provider(
-            work / "sp", entity_id="https://sp.example.test/metadata",
+            work / "sp",
+            entity_id="https://sp.example.test/metadata",
             idp_metadata_file=idp_metadata_file,
         )
         eid_sp = make_service_provider(
-            work / "eid-sp", entity_id="https://eid-sp.example.test/metadata",
-            idp_metadata_file=idp_metadata_file, attributes=EID_ATTRIBUTES,
+            work / "eid-sp",
+            entity_id="https://eid-sp.example.test/metadata",
+            idp_metadata_file=idp_metadata_file,
+            attributes=EID_ATTRIBUTES,
         )
         unsigned_sp = make_service_provider(
-            work / "unsigned-sp", entity_id="https://unsigned-sp.example.test/metadata",
-            idp_metadata_file=idp_metadata_file, sign_requests=False,
+            work / "unsigned-sp",
+            entity_id="https://unsigned-sp.example.test/metadata",
+            idp_metadata_file=idp_metadata_file,
+            sign_requests=False,
         )
         for name, provider in (("sp", sp), ("eid-sp", eid_sp), ("unsigned-sp", unsigned_sp)):
             (sp_metadata_dir / f"{name}.xml").write_text(provider.metadata_xml, encoding="utf-8")

@@ -33,7 +33,9 @@ def open_login(client: httpx.Client, login_url: str, base_url: str) -> httpx.Res
     return follow(client, client.get(login_url), base_url)
 
 
-def choose_this_device(client: httpx.Client, chooser: httpx.Response, base_url: str) -> httpx.Response:
+def choose_this_device(
+    client: httpx.Client, chooser: httpx.Response, base_url: str
+) -> httpx.Response:
     """Click "SITHS eID på denna enhet" and follow back to the IdP's main origin."""
     href = parse_page(chooser.text).links["method-this-device"]
     return follow(client, client.get(href), base_url)
@@ -44,9 +46,7 @@ def posted_form(response: httpx.Response) -> tuple[str, dict[str, str]]:
     return form["action"], form["fields"]
 
 
-def login_with_card(
-    client: httpx.Client, login_url: str, base_url: str
-) -> httpx.Response:
+def login_with_card(client: httpx.Client, login_url: str, base_url: str) -> httpx.Response:
     chooser = open_login(client, login_url, base_url)
     assert chooser.status_code == 200, chooser.text
     return choose_this_device(client, chooser, base_url)

@@ -1,4 +1,4 @@
-"""An independent SAML SP for tests, written with pysaml2 only (no code from ``idp`` or ``sp_demo``).
+"""An independent SAML SP for tests: pysaml2 only, no code from ``idp`` or ``sp_demo``.
 
 It is configured from the IdP's published metadata and its own key, exactly as an integrator's
 SP would be, and it verifies every Response the way pysaml2 does for any IdP.
@@ -94,7 +94,7 @@ class TestServiceProvider:
     def post_login_form(self, *, sign: bool = True) -> tuple[str, dict[str, str], str]:
         """An HTTP-POST binding AuthnRequest: (SSO URL, form fields, request ID)."""
         sso = self.client.metadata.single_sign_on_service(
-            list(self.client.metadata.identity_providers())[0], BINDING_HTTP_POST
+            next(iter(self.client.metadata.identity_providers())), BINDING_HTTP_POST
         )[0]["location"]
         request_id, request = self.client.create_authn_request(
             sso,

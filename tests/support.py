@@ -60,7 +60,7 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"{args} exited: {log_path.read_text(errors='replace')}")
         try:
-            httpx.get(ready_url, verify=str(ca_file), timeout=2)
+            httpx.get(ready_url, verify=tls_context(ca_file), timeout=2)
             return RunningServer(process, ready_url, log_path)
         except httpx.HTTPError:
             time.sleep(0.2)

@@ -47,7 +47,10 @@ def test_import_links_service_ids_of_one_person(database: Database) -> None:
     ("data", "expected"),
     [
         (GOOD.replace(b"E0001,Anna", b"E0001X!,Anna"), "line 2:"),
-        (GOOD + b"SE2120001355-E0001,Dup,Licate,,,,\n", "line 4: SE2120001355-E0001 repeats line 2"),
+        (
+            GOOD + b"SE2120001355-E0001,Dup,Licate,,,,\n",
+            "line 4: SE2120001355-E0001 repeats line 2",
+        ),
         (b"hsa,given_name,surname\nSE2120001355-E0001,A,B\n", "line 1: columns must be"),
         (GOOD.replace("ä".encode(), b"\xe4"), "not UTF-8"),
         (GOOD + b"SE2120001355-E0009,,Nameless,,,,\n", "line 4: SE2120001355-E0009: given name"),

@@ -10,43 +10,59 @@ import re
 import subprocess
 
 import httpx
+from defusedxml import ElementTree
 from saml2 import samlp
 
 from tests.conftest import IdpUnderTest
 from tests.flows import login_with_card, open_login, posted_form
-from tests.support import browser, reason_code
+from tests.support import browser, reason_code, tls_context
 
 SAMBI_LOA = "http://id.sambi.se/loa/loa3"
 EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa3"
 
 
 def test_metadata_is_signed_and_names_the_service(idp: IdpUnderTest) -> None:
-    response = httpx.get(f"{idp.base_url}/saml/metadata", verify=str(idp.ca_file))
+    response = httpx.get(f"{idp.base_url}/saml/metadata", verify=tls_context(idp.ca_file))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/samlmetadata+xml")
     xml = response.text
-    assert "validUntil=" in xml
-    assert "Göteborgs Stads Åtkomsttjänst" in xml
+    root = ElementTree.fromstring(xml.encode())
+    assert root.get("validUntil")
+    names = root.findall(".//{urn:oasis:names:tc:SAML:metadata:ui}DisplayName")
+    assert "Göteborgs Stads Åtkomsttjänst" in [name.text for name in names]
     assert f"{idp.base_url}/saml/sso/redirect" in xml and f"{idp.base_url}/saml/sso/post" in xml
     path = idp.work_dir / "metadata-check.xml"
     path.write_text(xml, encoding="utf-8")
     verified = subprocess.run(
         [
-            "xmlsec1", "--verify", "--pubkey-cert-pem", str(idp.pki.idp_signing_cert),
-            "--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor", str(path),
+            "xmlsec1",
+            "--verify",
+            "--pubkey-cert-pem",
+            str(idp.pki.idp_signing_cert),
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor",
+            str(path),
         ],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verified.returncode == 0, verified.stderr
     tampered = idp.work_dir / "metadata-tampered.xml"
     tampered.write_text(xml.replace("/saml/sso/post", "/saml/sso/evil"), encoding="utf-8")
     rejected = subprocess.run(
         [
-            "xmlsec1", "--verify", "--pubkey-cert-pem", str(idp.pki.idp_signing_cert),
-            "--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor",
+            "xmlsec1",
+            "--verify",
+            "--pubkey-cert-pem",
+            str(idp.pki.idp_signing_cert),
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor",
             str(tampered),
         ],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert rejected.returncode != 0
 

@@ -62,9 +62,14 @@ def create_pending_login(
 
 
 def load_pending_login(
-    session: Session, reference: str, browser_token: str | None, *, expected_state: str
+    session: Session,
+    reference: str,
+    browser_token: str | None,
+    *,
+    expected_state: str | tuple[str, ...],
 ) -> PendingLogin:
-    """The pending login if it exists, is this browser's, in ``expected_state`` and unexpired."""
+    """The pending login if it exists, is this browser's, in ``expected_state`` (one state or a
+    tuple of them) and unexpired; else :class:`LoginFailed` saying which check failed."""
     pending = session.get(PendingLogin, reference[:64]) if reference else None
     if pending is None:
         raise LoginFailed("unknown_login", "no such pending login")
@@ -77,10 +82,11 @@ def load_pending_login(
         expires_at = expires_at.replace(tzinfo=dt.UTC)
     if expires_at < dt.datetime.now(dt.UTC):
         raise LoginFailed("expired_login", "the login took too long")
-    if pending.state != expected_state:
+    allowed = (expected_state,) if isinstance(expected_state, str) else expected_state
+    if pending.state not in allowed:
         if pending.state == "completed":
             raise LoginFailed("login_already_completed", "this login is already finished")
-        raise LoginFailed("login_wrong_step", f"login is {pending.state}, not {expected_state}")
+        raise LoginFailed("login_wrong_step", f"login is {pending.state}, not {allowed}")
     return pending
 
 

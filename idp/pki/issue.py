@@ -37,8 +37,8 @@ __all__ = [
     "Issuer",
     "KeyPool",
     "add_years",
-    "generate_key",
     "card_certificate",
+    "generate_key",
     "issuing_ca_certificate",
     "key_usage",
     "new_serial",
@@ -269,9 +269,7 @@ def tls_server_certificate(
     builder = _builder(subject, issuer.certificate.subject, key, not_before, not_after)
     builder = (
         builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            key_usage(digital_signature=True, key_encipherment=True), critical=True
-        )
+        .add_extension(key_usage(digital_signature=True, key_encipherment=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.SubjectAlternativeName([_general_name(host) for host in unique_hosts]),

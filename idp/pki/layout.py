@@ -134,7 +134,9 @@ def load_test_pki(directory: Path) -> TestPki:
                 f" version {manifest.get('version')!r}"
             )
         files = {name: directory / manifest["files"][name] for name in FILES}
-        cards = {name: _load_card(directory, name, entry) for name, entry in manifest["cards"].items()}
+        cards = {
+            name: _load_card(directory, name, entry) for name, entry in manifest["cards"].items()
+        }
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a valid test PKI manifest: {exc!r}") from exc
     except ValueError as exc:
@@ -156,4 +158,3 @@ def _load_card(directory: Path, name: str, entry: Mapping[str, Any]) -> CardFile
         kind=entry["kind"],
         extra_certs=list(entry.get("extra_certs", [])),
     )
-

@@ -90,7 +90,7 @@ def ca_name(common_name: str) -> x509.Name:
 
 
 def own_name(common_name: str) -> x509.Name:
-    """``C=SE, O=Göteborgs Stad, CN=<common_name>`` for the service's own (non-SITHS) certificates."""
+    """``C=SE, O=Göteborgs Stad, CN=<common_name>``: the service's own (non-SITHS) certificates."""
     return x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),

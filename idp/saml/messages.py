@@ -12,6 +12,9 @@ import binascii
 import re
 import zlib
 
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
@@ -58,3 +61,20 @@ def decode_redirect_message(text: str, limit: int) -> str:
 def decode_post_message(text: str, limit: int) -> str:
     """Base64-decode an HTTP-POST binding message (at most ``limit`` bytes)."""
     return _check_xml(_b64decode(text, limit))
+
+
+SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
+
+
+def require_root(xml: str, local_name: str) -> None:
+    """Refuse anything but well-formed XML whose root is ``samlp:<local_name>``.
+
+    pysaml2 reports a document of the wrong type as a signature failure; checking first gives
+    integrators the true reason.
+    """
+    try:
+        root = ElementTree.fromstring(xml.encode("utf-8"), forbid_dtd=True)
+    except (ElementTree.ParseError, DefusedXmlException, ValueError) as exc:
+        raise MessageRejected("malformed_request", "SAML message is not well-formed XML") from exc
+    if root.tag != f"{{{SAMLP}}}{local_name}":
+        raise MessageRejected("malformed_request", f"expected samlp:{local_name}, got {root.tag}")

@@ -30,15 +30,21 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 from saml2.attribute_converter import AttributeConverter
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
+from saml2.response import IncorrectlySigned
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT, NameID
 from saml2.server import Server
-from saml2.sigver import SignatureError
+from saml2.sigver import MissingKey, SignatureError
 from saml2.time_util import str_to_time
 
 from idp.authn import Authentication
 from idp.config import Settings
 from idp.saml import attributes
-from idp.saml.messages import MessageRejected, decode_post_message, decode_redirect_message
+from idp.saml.messages import (
+    MessageRejected,
+    decode_post_message,
+    decode_redirect_message,
+    require_root,
+)
 
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
 SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -331,21 +337,19 @@ class SamlIdentityProvider:
                 xml = decode_redirect_message(saml_request, limit)
             else:
                 xml = decode_post_message(saml_request, limit)
+            require_root(xml, "AuthnRequest")
         except MessageRejected as exc:
             raise SamlRequestRejected(exc.reason, exc.detail) from exc
         server = self.server()
         try:
             # binding=None: the message is already decoded (pysaml2's own decoding is unbounded).
             parsed = server.parse_authn_request(xml, binding=None)
-        except SignatureError as exc:
+        except (IncorrectlySigned, SignatureError, MissingKey) as exc:
             raise SamlRequestRejected(
-                "bad_signature", "the request's signature is invalid"
+                "bad_signature", f"the request's signature is invalid ({type(exc).__name__})"
             ) from exc
         except Exception as exc:
-            detail = type(exc).__name__
-            if "Signature" in detail or "MissingKey" in detail:
-                raise SamlRequestRejected("bad_signature", detail) from exc
-            raise SamlRequestRejected("malformed_request", detail) from exc
+            raise SamlRequestRejected("malformed_request", type(exc).__name__) from exc
         if parsed is None or parsed.message is None:
             raise SamlRequestRejected("malformed_request", "not an AuthnRequest")
         message: samlp.AuthnRequest = parsed.message

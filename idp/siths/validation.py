@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import (
@@ -87,6 +88,7 @@ class SithsValidator:
     def __init__(self, trust: SithsTrust, accepted_organisations: Collection[str]) -> None:
         self._store = Store(list(trust.anchors))
         self._intermediates = list(trust.intermediates)
+        self._anchors = list(trust.anchors)
         self._accepted = frozenset(accepted_organisations)
 
     def validate(
@@ -113,7 +115,12 @@ class SithsValidator:
                 certificate, [*presented_intermediates, *self._intermediates]
             )
         except VerificationError as exc:
-            raise _diagnose(certificate, moment, str(exc)) from exc
+            raise _diagnose(
+                certificate,
+                [*presented_intermediates, *self._intermediates, *self._anchors],
+                moment,
+                str(exc),
+            ) from exc
         hsa_id = _read_hsa_id(certificate)
         if hsa_id.organisation_number not in self._accepted:
             raise CertificateRejected(
@@ -152,14 +159,32 @@ def _read_hsa_id(certificate: x509.Certificate) -> HsaId:
         raise CertificateRejected(RejectionReason.MALFORMED_HSA_ID, str(exc)) from exc
 
 
+def _issued_by_any(certificate: x509.Certificate, issuers: Sequence[x509.Certificate]) -> bool:
+    for issuer in issuers:
+        if issuer.subject != certificate.issuer:
+            continue
+        try:
+            certificate.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
 def _diagnose(
-    certificate: x509.Certificate, moment: dt.datetime, message: str
+    certificate: x509.Certificate,
+    issuers: Sequence[x509.Certificate],
+    moment: dt.datetime,
+    message: str,
 ) -> CertificateRejected:
     """Name the most useful reason for a failed verification.
 
-    The verifier has already refused the certificate; this only chooses what to tell the user,
-    so the checks here mirror the common causes and fall back to "untrusted".
+    The verifier has already refused the certificate; this only chooses what to tell the user.
+    A certificate not signed by a known CA (a forgery with copied names included) is
+    "untrusted" whatever else is wrong with it; otherwise the common defects are named.
     """
+    if not _issued_by_any(certificate, issuers):
+        return CertificateRejected(RejectionReason.UNTRUSTED, "not issued by a SITHS CA")
     if moment > certificate.not_valid_after_utc:
         return CertificateRejected(
             RejectionReason.EXPIRED, f"expired {certificate.not_valid_after_utc.isoformat()}"

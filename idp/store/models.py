@@ -73,3 +73,27 @@ class AuditEvent(Base):
     client_id: Mapped[str] = mapped_column(String(1024), default="")
     method: Mapped[str] = mapped_column(String(32), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Order(Base):
+    """A cross-device ("SITHS eID på annan enhet") order: the browser shows its QR code, the app
+    scans it and signs ``data_to_sign``. Secrets (``qr_start_secret``, ``sign_token_hash``) never
+    reach the browser."""
+
+    __tablename__ = "orders"
+
+    order_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pending_login_id: Mapped[str] = mapped_column(String(64), index=True)
+    browser_binding: Mapped[str] = mapped_column(String(64))
+    qr_start_token: Mapped[str] = mapped_column(String(64), unique=True)
+    qr_start_secret: Mapped[str] = mapped_column(String(64))
+    auto_start_token: Mapped[str] = mapped_column(String(64), unique=True)
+    data_to_sign: Mapped[str] = mapped_column(Text)  # base64
+    user_visible_data: Mapped[str] = mapped_column(String(500))
+    # Handed to the app that scanned first; only that app may sign or cancel.
+    sign_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    hint_code: Mapped[str] = mapped_column(String(32), default="outstandingTransaction")
+    failure_reason: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

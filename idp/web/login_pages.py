@@ -18,7 +18,8 @@ from idp.login.pending import (
 )
 from idp.login.sso import SSO_COOKIE, start_sso_session
 from idp.services import services_of
-from idp.web.render import error_page, render_page, set_cookie
+from idp.web.refusals import refuse
+from idp.web.render import render_page, set_cookie
 
 router = APIRouter()
 
@@ -38,7 +39,7 @@ async def choose_method(request: Request, ref: str = "") -> Response:
     try:
         reference, client_name = await run_in_threadpool(load)
     except LoginFailed as exc:
-        return error_page(request, exc.reason)
+        return refuse(request, exc)
     return render_page(
         request,
         "idp/login.html",
@@ -48,12 +49,6 @@ async def choose_method(request: Request, ref: str = "") -> Response:
             "reference": reference,
         },
     )
-
-
-@router.get("/login/other-device")
-async def other_device(request: Request, ref: str = "") -> Response:
-    """Not built yet: say so plainly, and offer the way back to the chooser."""
-    return error_page(request, "method_unavailable", retry_url=f"/login?ref={ref}")
 
 
 @router.get("/login/continue")
@@ -75,7 +70,7 @@ async def continue_login(request: Request, ref: str = "") -> Response:
     try:
         step, candidates = await run_in_threadpool(load)
     except LoginFailed as exc:
-        return error_page(request, exc.reason)
+        return refuse(request, exc)
     if step == "choose":
         return render_page(
             request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": candidates}
@@ -100,7 +95,7 @@ async def choose_service_id(request: Request) -> Response:
         await run_in_threadpool(choose)
     except LoginFailed as exc:
         retry = f"/login/continue?ref={reference}" if exc.reason == "hsa_id_not_offered" else None
-        return error_page(request, exc.reason, retry_url=retry)
+        return refuse(request, exc, retry_url=retry)
     return RedirectResponse(f"/login/continue?ref={reference}", status_code=303)
 
 
@@ -131,7 +126,7 @@ async def finish_login(request: Request, reference: str) -> Response:
     try:
         protocol, state, authentication, sso_token = await run_in_threadpool(complete)
     except LoginFailed as exc:
-        return error_page(request, exc.reason)
+        return refuse(request, exc)
     response = await services.responders[protocol](request, state, authentication)
     set_cookie(response, SSO_COOKIE, sso_token, None)
     return response

@@ -1,0 +1,183 @@
+"""The browser's side of "SITHS eID på annan enhet": the QR page, collect, and cancel.
+
+The page works without JavaScript (it reloads itself every two seconds); with JavaScript it
+polls ``collect`` once a second and swaps in the new QR code. Everything is bound to the pending
+login *and* the browser's cookie, so the order can only finish the login that started it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from idp.audit import record_audit_event
+from idp.login.errors import LoginFailed
+from idp.login.pending import BROWSER_COOKIE, load_pending_login
+from idp.methods.other_device.orders import (
+    create_order,
+    current_qr_content,
+    expire_if_due,
+    fail_order,
+    latest_order,
+    now_utc,
+)
+from idp.methods.other_device.qr import qr_svg
+from idp.methods.other_device.status_texts import status_text
+from idp.services import services_of
+from idp.store.models import Order
+from idp.web.messages import message_for
+from idp.web.refusals import refuse
+from idp.web.render import render_page
+
+router = APIRouter()
+ORDER_TTL_SECONDS = 180
+FINISHED_STATES = ("authenticated", "choosing")
+
+
+def _view(order: Order, reference: str) -> dict[str, Any]:
+    """What the page and collect show for an order, without any secret."""
+    text = status_text(order.status, order.hint_code)
+    view: dict[str, Any] = {
+        "status": order.status,
+        "hintCode": order.hint_code,
+        "message": {"sv": text.sv, "en": text.en},
+        "qr": None,
+        "next": None,
+    }
+    if order.status == "pending" and order.hint_code == "outstandingTransaction":
+        view["qr"] = qr_svg(current_qr_content(order, now_utc()))
+    if order.status == "complete":
+        view["next"] = f"/login/continue?ref={reference}"
+    if order.status == "failed" and order.failure_reason:
+        reason = message_for(order.failure_reason)
+        view["reason"] = order.failure_reason
+        view["message"] = {
+            "sv": f"{text.sv} {reason.title_sv}: {reason.text_sv}",
+            "en": f"{text.en} {reason.title_en}: {reason.text_en}",
+        }
+    return view
+
+
+def _load(request: Request, reference: str, *, start_new: bool) -> tuple[str, Order | None, str]:
+    """(pending state, current order, client name); starts an order if asked or none exists."""
+    services = services_of(request)
+    with services.database.session() as session:
+        pending = load_pending_login(
+            session,
+            reference,
+            request.cookies.get(BROWSER_COOKIE),
+            expected_state=("pending", *FINISHED_STATES),
+        )
+        if pending.state in FINISHED_STATES:
+            return pending.state, None, pending.client_name
+        order = latest_order(session, pending.id)
+        if order is not None:
+            expire_if_due(session, order, now_utc())
+        if order is None or (start_new and order.status != "pending"):
+            order = create_order(
+                session,
+                pending,
+                user_visible_data=(
+                    f"Inloggning till {pending.client_name} via Göteborgs Stads Åtkomsttjänst"
+                ),
+                ttl_seconds=ORDER_TTL_SECONDS,
+            )
+            record_audit_event(
+                session,
+                "order.created",
+                outcome="pending",
+                client_id=pending.client_id,
+                method="siths-other-device",
+                detail=f"order {order.order_ref}",
+            )
+        return pending.state, order, pending.client_name
+
+
+@router.get("/login/other-device")
+async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
+    try:
+        state, order, client_name = await run_in_threadpool(
+            _load, request, ref, start_new=bool(new)
+        )
+    except LoginFailed as exc:
+        return refuse(request, exc)
+    if state in FINISHED_STATES or order is None or order.status == "complete":
+        return RedirectResponse(f"/login/continue?ref={ref}", status_code=303)
+    view = _view(order, ref)
+    return render_page(
+        request,
+        "idp/other_device.html",
+        {
+            "reference": ref,
+            "client_name": client_name,
+            "view": view,
+            "auto_start_url": f"sithseid:///?autostarttoken={order.auto_start_token}&redirect=null",
+            "refresh": order.status == "pending",
+        },
+    )
+
+
+@router.get("/login/other-device/collect")
+async def collect(request: Request, ref: str = "") -> Response:
+    try:
+        state, order, _client_name = await run_in_threadpool(_load, request, ref, start_new=False)
+    except LoginFailed as exc:
+        message = message_for(exc.reason)
+        return JSONResponse(
+            {
+                "status": "failed",
+                "hintCode": exc.reason,
+                "reason": exc.reason,
+                "message": {"sv": message.text_sv, "en": message.text_en},
+                "qr": None,
+                "next": None,
+            },
+            status_code=message.status_code,
+            headers={"Cache-Control": "no-store"},
+        )
+    if state in FINISHED_STATES or order is None:
+        view = {
+            "status": "complete",
+            "hintCode": "",
+            "qr": None,
+            "message": {"sv": status_text("complete", "").sv, "en": status_text("complete", "").en},
+            "next": f"/login/continue?ref={ref}",
+        }
+    else:
+        view = _view(order, ref)
+    return JSONResponse(view, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/login/other-device/cancel")
+async def cancel(request: Request) -> Response:
+    form = await request.form(max_files=0, max_fields=5)
+    reference = str(form.get("ref", ""))
+    services = services_of(request)
+
+    def cancel_order() -> None:
+        with services.database.session() as session:
+            pending = load_pending_login(
+                session, reference, request.cookies.get(BROWSER_COOKIE), expected_state="pending"
+            )
+            order = latest_order(session, pending.id)
+            if order is not None:
+                fail_order(session, order, "cancelled", "")
+                record_audit_event(
+                    session,
+                    "login.method",
+                    outcome="failure",
+                    reason="cancelled",
+                    client_id=pending.client_id,
+                    method="siths-other-device",
+                    detail=f"order {order.order_ref}",
+                )
+
+    try:
+        await run_in_threadpool(cancel_order)
+    except LoginFailed as exc:
+        return refuse(request, exc)
+    return RedirectResponse(f"/login?ref={reference}", status_code=303)

@@ -1,0 +1,32 @@
+"""Verifying the app's signature over the order's data with the certificate's public key."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+RSA_PKCS1_SHA256 = "rsa-pkcs1-sha256"
+ECDSA_SHA256 = "ecdsa-sha256"
+SIGNATURE_ALGORITHMS = (RSA_PKCS1_SHA256, ECDSA_SHA256)
+
+
+def signature_is_valid(
+    certificate: x509.Certificate, algorithm: str, signature: bytes, data: bytes
+) -> bool:
+    """True only if ``signature`` is by the certificate's key over exactly ``data``.
+
+    The algorithm must match the key type; it never chooses which key verifies.
+    """
+    key = certificate.public_key()
+    try:
+        if algorithm == RSA_PKCS1_SHA256 and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            return True
+        if algorithm == ECDSA_SHA256 and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+            return True
+    except InvalidSignature:
+        return False
+    return False

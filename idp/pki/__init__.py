@@ -1,0 +1,16 @@
+"""The test PKI that mirrors SITHS: never real keys, invented people.
+
+Public interface (other code depends on exactly these names):
+
+- :func:`init_test_pki` creates (or loads, if it exists) the whole hierarchy in a directory;
+- :func:`load_test_pki` loads one from its ``manifest.json``;
+- :func:`issue_card` issues one more HSA-ID authentication certificate;
+- :class:`TestPki`, :class:`CardFiles` / :class:`IssuedCard` describe the files.
+"""
+
+from idp.pki.cards import issue_card
+from idp.pki.init import init_test_pki
+from idp.pki.layout import load_test_pki
+from idp.pki.model import CardFiles, IssuedCard, TestPki
+
+__all__ = ["CardFiles", "IssuedCard", "TestPki", "init_test_pki", "issue_card", "load_test_pki"]

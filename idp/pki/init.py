@@ -1,0 +1,372 @@
+"""``init_test_pki``: generate the whole test PKI that mirrors SITHS, once.
+
+What it creates (see :mod:`idp.pki.layout` for where):
+
+- the SITHS test hierarchy: "SITHS e-id Root CA v2 TEST" with the two issuing CAs "SITHS e-id
+  Person HSA-id 3 CA v1 TEST" and "SITHS e-id Person ID 3 CA v1 TEST", plus the bundles the IdP
+  is configured with (trust anchors = the root; intermediates = the issuing CAs);
+- a *forged* root and HSA-id CA whose names and key identifiers equal the real ones but whose
+  keys do not, so only a signature check tells them apart;
+- a TLS CA and a server certificate for the IdP's HTTPS listeners;
+- the IdP's SAML signing key (and the next one, for rollover) and the mock Treserva SP's key;
+- the person cards of the test directory and one bad card per defect the IdP must reject.
+
+All people and the organisations other than Göteborgs Stad are invented.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from idp.pki.cards import DEFAULT_P12_PASSWORD, _issue_card_unchecked
+from idp.pki.issue import (
+    AUTHENTICATION,
+    CardProfile,
+    Issuer,
+    KeyPool,
+    add_years,
+    issuing_ca_certificate,
+    key_usage,
+    root_ca_certificate,
+    self_signed_certificate,
+    tls_server_certificate,
+)
+from idp.pki.layout import (
+    BAD_CARDS_DIR,
+    CARDS_DIR,
+    MANIFEST,
+    load_test_pki,
+    pki_paths,
+    write_manifest,
+)
+from idp.pki.model import CardFiles, TestPki
+from idp.pki.names import (
+    HSA_ID_CA_COMMON_NAME,
+    IDP_NEXT_SIGNING_COMMON_NAME,
+    IDP_SIGNING_COMMON_NAME,
+    ORGANISATIONS,
+    OWN_ORGANISATION,
+    PERSON_ID_CA_COMMON_NAME,
+    ROOT_CA_COMMON_NAME,
+    SP_SIGNING_COMMON_NAME,
+    TLS_CA_COMMON_NAME,
+    ca_name,
+    own_name,
+)
+from idp.pki.storage import write_certificates, write_private_key
+
+__all__ = ["DEFAULT_BASE_URL_HOSTS", "init_test_pki"]
+
+DEFAULT_BASE_URL_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+
+Progress = Callable[[str], None]
+
+# Validity periods. The SITHS CAs start a year back so that the "expired" card (valid some weeks
+# until yesterday) was issued while its CA was valid: then expiry is its only defect.
+_CA_BACKDATE = dt.timedelta(days=365)
+_ROOT_YEARS = 20
+_ISSUING_CA_YEARS = 10
+_TLS_CA_YEARS = 10
+# Two years stays under the 825 days some TLS clients (Apple) allow even for private CAs.
+_TLS_SERVER_YEARS = 2
+_SIGNING_YEARS = 3
+_BACKDATE = dt.timedelta(hours=1)
+
+_WRONG_EKU = CardProfile(
+    key_usage=AUTHENTICATION.key_usage, extended_key_usages=(ExtendedKeyUsageOID.SERVER_AUTH,)
+)
+_WRONG_KEY_USAGE = CardProfile(
+    key_usage=key_usage(key_encipherment=True),
+    extended_key_usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+)
+
+
+@dataclass(frozen=True)
+class _CardSpec:
+    """One card init_test_pki creates. ``valid_from``/``valid_until`` are offsets from now."""
+
+    name: str
+    kind: str
+    serial_number: str | None
+    given_name: str
+    surname: str
+    organisation: str = OWN_ORGANISATION
+    profile: CardProfile = AUTHENTICATION
+    valid_from: dt.timedelta | None = None
+    valid_until: dt.timedelta | None = None
+    forged: bool = False
+    extra_certs: tuple[str, ...] = ()
+
+    @property
+    def bad(self) -> bool:
+        return self.kind != "good"
+
+
+_CARDS: tuple[_CardSpec, ...] = (
+    _CardSpec("anna", "good", "SE2120001355-E0001", "Anna", "Andersson"),
+    _CardSpec("bertil", "good", "SE2120001355-E0002", "Bertil", "Berg"),
+    # The directory marks Cecilia deactivated and does not know Doris: their cards are fine.
+    _CardSpec("cecilia", "good", "SE2120001355-E0003", "Cecilia", "Carlsson"),
+    _CardSpec("doris", "good", "SE2120001355-E0004", "Doris", "Dahl"),
+    # Erik's card holds two HSA-ID certificates: his commission at Göteborgs Stad and one at a
+    # private care provider, each with its own key, as SITHS cards do.
+    _CardSpec("erik", "good", "SE2120001355-E0005", "Erik", "Ek", extra_certs=("erik_private",)),
+    _CardSpec(
+        "erik_private",
+        "good",
+        "SE5567000010-P0001",
+        "Erik",
+        "Ek",
+        organisation=ORGANISATIONS["5567000010"],
+        extra_certs=("erik",),
+    ),
+    _CardSpec(
+        "expired",
+        "expired",
+        "SE2120001355-E0901",
+        "Eva",
+        "Utgången",
+        valid_from=-dt.timedelta(days=90),
+        valid_until=-dt.timedelta(days=1),
+    ),
+    _CardSpec(
+        "not_yet_valid",
+        "not_yet_valid",
+        "SE2120001355-E0902",
+        "Frida",
+        "Framtid",
+        valid_from=dt.timedelta(days=365),
+    ),
+    _CardSpec("wrong_eku", "wrong_eku", "SE2120001355-E0903", "Gustav", "Gren", profile=_WRONG_EKU),
+    _CardSpec(
+        "wrong_key_usage",
+        "wrong_key_usage",
+        "SE2120001355-E0904",
+        "Helena",
+        "Holm",
+        profile=_WRONG_KEY_USAGE,
+    ),
+    _CardSpec("no_hsa_id", "no_hsa_id", None, "Ingrid", "Isaksson"),
+    # The dash between organisation number and local part is missing.
+    _CardSpec("malformed_hsa_id", "malformed_hsa_id", "SE2120001355E0905", "Johan", "Jonsson"),
+    _CardSpec(
+        "other_org",
+        "other_org",
+        "SE5590000001-X0001",
+        "Olle",
+        "Annan",
+        organisation=ORGANISATIONS["5590000001"],
+    ),
+    # Anna's HSA-ID and name, from a CA that merely has the real CA's name.
+    _CardSpec("forged", "forged", "SE2120001355-E0001", "Anna", "Andersson", forged=True),
+)
+
+# Root, two issuing CAs, forged root and CA, TLS CA and server, two IdP keys, SP key, cards.
+_KEY_COUNT = 10 + len(_CARDS)
+
+
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    # Several processes may start on the same directory (nodes sharing a volume, parallel
+    # test runs); the lock makes all but the first wait and then find its manifest.
+    with open(directory / ".init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def init_test_pki(
+    directory: Path,
+    *,
+    base_url_hosts: Sequence[str] = DEFAULT_BASE_URL_HOSTS,
+    progress: Progress | None = None,
+) -> TestPki:
+    """Create the test PKI below ``directory`` and return it; load it if it already exists.
+
+    Idempotent: when ``directory/manifest.json`` exists nothing is generated or changed (so
+    ``base_url_hosts`` only matter the first time). The manifest is written last, so an
+    interrupted run leaves no manifest and the next call starts over. ``base_url_hosts`` are
+    added to the TLS server certificate's subjectAltName next to localhost, 127.0.0.1 and ::1.
+    ``progress`` receives one human-readable line per step.
+    """
+    report = progress or (lambda _line: None)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _exclusive(directory):
+        if (directory / MANIFEST).is_file():
+            report(f"Test PKI already exists in {directory} ({MANIFEST}); nothing regenerated")
+            return load_test_pki(directory)
+        return _generate(directory, tuple(base_url_hosts), report)
+
+
+def _generate(directory: Path, base_url_hosts: tuple[str, ...], report: Progress) -> TestPki:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    paths = pki_paths(directory)
+
+    def show(what: str, path: Path) -> None:
+        report(f"{what}: {path.relative_to(directory)}")
+
+    def save(field: str, cert: x509.Certificate, key: RSAPrivateKey) -> None:
+        write_certificates(paths[f"{field}_cert"], [cert])
+        write_private_key(paths[f"{field}_key"], key)
+
+    report(f"Generating {_KEY_COUNT} RSA-2048 keys")
+    keys = KeyPool(_KEY_COUNT)
+
+    # SITHS test hierarchy.
+    ca_start = now - _CA_BACKDATE
+    root_key = keys.take()
+    root = Issuer(
+        root_ca_certificate(
+            root_key,
+            ca_name(ROOT_CA_COMMON_NAME),
+            not_before=ca_start,
+            not_after=add_years(ca_start, _ROOT_YEARS),
+        ),
+        root_key,
+    )
+    save("root_ca", root.certificate, root.key)
+    show("SITHS root CA", paths["root_ca_cert"])
+    issuing: dict[str, Issuer] = {}
+    for field, common_name in (
+        ("hsa_ca", HSA_ID_CA_COMMON_NAME),
+        ("person_id_ca", PERSON_ID_CA_COMMON_NAME),
+    ):
+        key = keys.take()
+        certificate = issuing_ca_certificate(
+            key,
+            ca_name(common_name),
+            root,
+            not_before=ca_start,
+            not_after=add_years(ca_start, _ISSUING_CA_YEARS),
+        )
+        issuing[field] = Issuer(certificate, key)
+        save(field, certificate, key)
+        show(common_name, paths[f"{field}_cert"])
+    hsa_ca = issuing["hsa_ca"]
+    write_certificates(paths["trust_anchors_file"], [root.certificate])
+    show("Trust anchors (root only)", paths["trust_anchors_file"])
+    write_certificates(
+        paths["intermediates_file"], [hsa_ca.certificate, issuing["person_id_ca"].certificate]
+    )
+    show("Intermediates (the issuing CAs)", paths["intermediates_file"])
+
+    # The forgery: same names and key identifiers, other keys.
+    forged_root_key = keys.take()
+    forged_root = Issuer(
+        root_ca_certificate(
+            forged_root_key,
+            root.certificate.subject,
+            not_before=ca_start,
+            not_after=add_years(ca_start, _ROOT_YEARS),
+            subject_key_identifier=_ski_of(root.certificate),
+        ),
+        forged_root_key,
+    )
+    save("forged_root_ca", forged_root.certificate, forged_root.key)
+    forged_hsa_key = keys.take()
+    forged_hsa_ca = Issuer(
+        issuing_ca_certificate(
+            forged_hsa_key,
+            hsa_ca.certificate.subject,
+            forged_root,
+            not_before=ca_start,
+            not_after=add_years(ca_start, _ISSUING_CA_YEARS),
+            subject_key_identifier=_ski_of(hsa_ca.certificate),
+        ),
+        forged_hsa_key,
+    )
+    save("forged_hsa_ca", forged_hsa_ca.certificate, forged_hsa_ca.key)
+    show("Forged root and HSA-id CA (same names, other keys)", paths["forged_hsa_ca_cert"])
+
+    # TLS for the IdP's own HTTPS listeners.
+    tls_key = keys.take()
+    tls_ca = Issuer(
+        root_ca_certificate(
+            tls_key,
+            own_name(TLS_CA_COMMON_NAME),
+            not_before=now - dt.timedelta(days=1),
+            not_after=add_years(now, _TLS_CA_YEARS),
+        ),
+        tls_key,
+    )
+    save("tls_ca", tls_ca.certificate, tls_ca.key)
+    show(TLS_CA_COMMON_NAME, paths["tls_ca_cert"])
+    hosts = (*DEFAULT_BASE_URL_HOSTS, *base_url_hosts)
+    server_key = keys.take()
+    server = tls_server_certificate(
+        server_key,
+        hosts,
+        tls_ca,
+        organisation=OWN_ORGANISATION,
+        not_before=now - _BACKDATE,
+        not_after=add_years(now, _TLS_SERVER_YEARS),
+    )
+    save("tls_server", server, server_key)
+    show(f"TLS server certificate ({', '.join(dict.fromkeys(hosts))})", paths["tls_server_cert"])
+
+    # SAML keys: self-signed, trusted through metadata rather than a chain.
+    signing_usage = key_usage(digital_signature=True)
+    for field, common_name, usage, label in (
+        ("idp_signing", IDP_SIGNING_COMMON_NAME, signing_usage, "IdP SAML signing key"),
+        ("idp_next_signing", IDP_NEXT_SIGNING_COMMON_NAME, signing_usage, "IdP next signing key"),
+        # The SP both signs requests and receives encrypted assertions with this key.
+        (
+            "sp_signing",
+            SP_SIGNING_COMMON_NAME,
+            key_usage(digital_signature=True, key_encipherment=True),
+            "Mock Treserva SP key",
+        ),
+    ):
+        key = keys.take()
+        certificate = self_signed_certificate(
+            key,
+            own_name(common_name),
+            usage=usage,
+            not_before=now - _BACKDATE,
+            not_after=add_years(now, _SIGNING_YEARS),
+        )
+        save(field, certificate, key)
+        show(label, paths[f"{field}_cert"])
+
+    cards: dict[str, CardFiles] = {}
+    for spec in _CARDS:
+        card = _issue_card_unchecked(
+            forged_hsa_ca if spec.forged else hsa_ca,
+            name=spec.name,
+            kind=spec.kind,
+            serial_number=spec.serial_number,
+            given_name=spec.given_name,
+            surname=spec.surname,
+            organisation=spec.organisation,
+            out_dir=directory / (BAD_CARDS_DIR if spec.bad else CARDS_DIR),
+            file_stem=spec.name if spec.bad else str(spec.serial_number),
+            not_before=now + spec.valid_from if spec.valid_from is not None else None,
+            not_after=now + spec.valid_until if spec.valid_until is not None else None,
+            profile=spec.profile,
+            p12_password=DEFAULT_P12_PASSWORD,
+            extra_certs=spec.extra_certs,
+            now=now,
+            key=keys.take(),
+        )
+        cards[spec.name] = card
+        show(f"Card {spec.name} ({spec.kind}, {spec.serial_number or 'no HSA-ID'})", card.cert)
+
+    pki = TestPki(directory=directory, cards=cards, **paths)
+    write_manifest(pki, base_url_hosts=base_url_hosts, created=now)
+    report(f"Manifest: {MANIFEST}")
+    return pki
+
+
+def _ski_of(certificate: x509.Certificate) -> x509.SubjectKeyIdentifier:
+    return certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
