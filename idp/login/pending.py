@@ -77,17 +77,22 @@ def load_pending_login(
         pending.browser_binding, token_hash(browser_token)
     ):
         raise LoginFailed("other_browser", "the login was started in another browser")
-    expires_at = pending.expires_at
-    if expires_at.tzinfo is None:  # SQLite returns naive datetimes
-        expires_at = expires_at.replace(tzinfo=dt.UTC)
-    if expires_at < dt.datetime.now(dt.UTC):
-        raise LoginFailed("expired_login", "the login took too long")
+    ensure_unexpired(pending)
     allowed = (expected_state,) if isinstance(expected_state, str) else expected_state
     if pending.state not in allowed:
         if pending.state == "completed":
             raise LoginFailed("login_already_completed", "this login is already finished")
         raise LoginFailed("login_wrong_step", f"login is {pending.state}, not {allowed}")
     return pending
+
+
+def ensure_unexpired(pending: PendingLogin) -> None:
+    """Raise :class:`LoginFailed` (expired_login) if the pending login's time is up."""
+    expires_at = pending.expires_at
+    if expires_at.tzinfo is None:  # SQLite returns naive datetimes
+        expires_at = expires_at.replace(tzinfo=dt.UTC)
+    if expires_at < dt.datetime.now(dt.UTC):
+        raise LoginFailed("expired_login", "the login took too long")
 
 
 def _transition(session: Session, reference: str, from_state: str, **values: Any) -> None:

@@ -211,6 +211,24 @@ def _pysaml2_config(settings: Settings, metadata_files: list[str]) -> IdPConfig:
     return idp_config
 
 
+def _display_name(metadata: Any, entity_id: str, descriptor: dict[str, Any]) -> str:
+    """The SP's name for people: mdui DisplayName, then ServiceName, then organisation name."""
+    for language in ("sv", "en"):
+        for info in (descriptor.get("extensions") or {}).get("extension_elements", []):
+            for display in info.get("display_name", []) if isinstance(info, dict) else []:
+                if display.get("lang") == language and display.get("text"):
+                    return str(display["text"])
+    for service in descriptor.get("attribute_consuming_service", []):
+        for service_name in service.get("service_name", []):
+            if service_name.get("text"):
+                return str(service_name["text"])
+    for language in ("sv", "en"):
+        organisation = metadata.name(entity_id, language)
+        if organisation:
+            return str(organisation)
+    return urllib.parse.urlsplit(entity_id).hostname or entity_id
+
+
 def _metadata_files(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
@@ -303,15 +321,10 @@ class SamlIdentityProvider:
                 )
             except ValueError:
                 continue
-        try:
-            display_name = metadata.mdui_uiinfo_display_name(entity_id, langpref="sv") or ""
-        except Exception:
-            display_name = ""
-        if not isinstance(display_name, str):
-            display_name = ""
+        display_name = _display_name(metadata, entity_id, descriptor)
         return ServiceProvider(
             entity_id=entity_id,
-            display_name=display_name or entity_id,
+            display_name=display_name,
             acs_post_urls=acs,
             authn_requests_signed=str(descriptor.get("authn_requests_signed", "false")).lower()
             == "true",

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from idp.audit import record_audit_event
 from idp.login.errors import LoginFailed
 from idp.login.identify import authentications_for_certificate
-from idp.login.pending import mark_authenticated
+from idp.login.pending import ensure_unexpired, mark_authenticated
 from idp.methods.other_device.orders import (
     OrderRefused,
     claim_by_auto_start,
@@ -159,6 +159,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                     hsa_id = validated.hsa_id.value
                     if pending is None or pending.state != "pending":
                         raise LoginFailed("login_wrong_step", "the login is no longer waiting")
+                    ensure_unexpired(pending)
                     authentications = authentications_for_certificate(
                         session,
                         validated,
