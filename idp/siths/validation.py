@@ -27,6 +27,12 @@ from cryptography.x509.verification import (
 )
 
 from idp.hsa_id import HsaId, InvalidHsaId, parse_hsa_id
+from idp.siths.revocation import (
+    RevocationChecker,
+    RevocationDecision,
+    RevocationOutcome,
+    RevocationProblem,
+)
 from idp.siths.trust import SithsTrust
 
 # SITHS chains are root → issuing CA → card: allow a little more, never unbounded.
@@ -46,6 +52,9 @@ class RejectionReason(StrEnum):
     NO_HSA_ID = "no_hsa_id"
     MALFORMED_HSA_ID = "malformed_hsa_id"
     ORGANISATION_NOT_ACCEPTED = "organisation_not_accepted"
+    REVOKED = "certificate_revoked"
+    REVOCATION_UNKNOWN = "revocation_status_unknown"
+    REVOCATION_UNAVAILABLE = "revocation_unavailable"
 
 
 class CertificateRejected(Exception):
@@ -67,6 +76,7 @@ class ValidatedCertificate:
     given_name: str
     surname: str
     fingerprint_sha256: str
+    revocation: RevocationDecision | None = None
 
 
 def _require_digital_signature(
@@ -85,7 +95,13 @@ def _leaf_policy() -> ExtensionPolicy:
 class SithsValidator:
     """Validates certificates against one :class:`SithsTrust`. Safe to share between threads."""
 
-    def __init__(self, trust: SithsTrust, accepted_organisations: Collection[str]) -> None:
+    def __init__(
+        self,
+        trust: SithsTrust,
+        accepted_organisations: Collection[str],
+        revocation: RevocationChecker | None = None,
+    ) -> None:
+        self._revocation = revocation
         self._store = Store(list(trust.anchors))
         self._intermediates = list(trust.intermediates)
         self._anchors = list(trust.anchors)
@@ -128,14 +144,40 @@ class SithsValidator:
                 f"HSA-ID {hsa_id.value} belongs to organisation {hsa_id.organisation_number},"
                 " which this service does not accept",
             )
+        decision = self._check_revocation(certificate, verified.chain[1], moment)
         return ValidatedCertificate(
             certificate=certificate,
             chain=tuple(verified.chain),
+            revocation=decision,
             hsa_id=hsa_id,
             given_name=_first_attribute(certificate.subject, NameOID.GIVEN_NAME),
             surname=_first_attribute(certificate.subject, NameOID.SURNAME),
             fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(),
         )
+
+    def _check_revocation(
+        self, certificate: x509.Certificate, issuer: x509.Certificate, moment: dt.datetime
+    ) -> RevocationDecision | None:
+        """Only after the path is valid: a revocation answer is only as good as its issuer."""
+        if self._revocation is None:
+            return None
+        try:
+            decision = self._revocation.check(certificate, issuer, moment)
+        except RevocationProblem as exc:
+            raise CertificateRejected(
+                RejectionReason.REVOCATION_UNAVAILABLE, f"{exc.reason}: {exc.detail}"
+            ) from exc
+        if decision.outcome == RevocationOutcome.REVOKED:
+            raise CertificateRejected(
+                RejectionReason.REVOKED,
+                f"revoked ({decision.revocation_reason or 'no reason given'}), "
+                f"by {decision.source}: {decision.detail}",
+            )
+        if decision.outcome == RevocationOutcome.UNKNOWN:
+            raise CertificateRejected(
+                RejectionReason.REVOCATION_UNKNOWN, f"{decision.source}: {decision.detail}"
+            )
+        return decision
 
 
 def _first_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:

@@ -97,3 +97,13 @@ class Order(Base):
     failure_reason: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RevocationCacheEntry(Base):
+    """A good revocation answer, trusted until ``until`` (the answer's nextUpdate)."""
+
+    __tablename__ = "revocation_cache"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

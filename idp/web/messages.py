@@ -112,6 +112,35 @@ MESSAGES: dict[str, UserMessage] = {
         status_code=403,
         can_retry=True,
     ),
+    "certificate_revoked": UserMessage(
+        "Ditt kort är spärrat",
+        "Certifikatet på ditt kort har spärrats och kan inte längre användas. Om du har "
+        "hittat ett kort du anmält förlorat, eller behöver ett nytt, kontakta din "
+        "IT-kontaktperson.",
+        "Your card is revoked",
+        "The certificate on your card has been revoked and can no longer be used. If you "
+        "need a new card, contact your IT contact person.",
+        status_code=403,
+    ),
+    "revocation_status_unknown": UserMessage(
+        "Kortets status är okänd",
+        "Det gick inte att bekräfta att ditt kort är giltigt (spärrtjänsten känner inte till "
+        "det). " + _CARD_HELP_SV,
+        "The card's status is unknown",
+        "The card's validity could not be confirmed (the revocation service does not know "
+        "it). " + _CARD_HELP_EN,
+        status_code=403,
+    ),
+    "revocation_unavailable": UserMessage(
+        "Kortet kunde inte kontrolleras just nu",
+        "Spärrkontrollen för SITHS-kort svarar inte just nu, så ingen inloggning kan göras. "
+        "Försök igen om en stund.",
+        "The card could not be checked right now",
+        "The revocation check for SITHS cards is not answering right now, so no login can be "
+        "made. Try again in a while.",
+        status_code=503,
+        can_retry=True,
+    ),
     "unknown_person": UserMessage(
         "Ditt HSA-id är inte registrerat",
         "Ditt HSA-id finns inte i Åtkomsttjänstens katalog. Be din IT-kontaktperson att "

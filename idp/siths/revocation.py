@@ -1,0 +1,385 @@
+"""Revocation checking of SITHS certificates: OCSP first, the CRL as a fallback.
+
+A lost card is revoked by its CA; from then on it must not log in. For each login the card's
+status is asked of the OCSP responder named in the certificate (or a configured one), and the
+answer is accepted only if it is
+
+- signed by the card's issuer, or by a delegated responder certificate that the issuer signed
+  and marked with id-kp-OCSPSigning;
+- about exactly this certificate (CertID: hash algorithm, issuer name and key hashes, serial);
+- fresh: ``thisUpdate`` not in the future and ``nextUpdate`` not in the past, within the
+  configured clock skew (a response without ``nextUpdate`` cannot be judged fresh: refused);
+- carrying back the nonce that was sent.
+
+If OCSP gives no usable answer, the CRL from the certificate's distribution point is used (its
+signature by the issuer and its ``nextUpdate`` checked). A good answer is cached until its
+``nextUpdate``, in a cache the caller provides (the IdP's database, shared by every node).
+
+Policy: fail closed. Revoked or unknown → refused; nothing usable from either source → refused,
+unless ``soft_fail`` is set, in which case the login proceeds and the decision says so loudly.
+Everything here is synchronous: call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+
+logger = logging.getLogger("idp.revocation")
+
+MAX_RESPONSE_BYTES = 1024 * 1024
+NONCE_BYTES = 16
+
+
+class RevocationOutcome(StrEnum):
+    GOOD = "good"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"
+
+
+class RevocationProblem(Exception):
+    """No usable answer from one source; ``reason`` is a stable code for the audit trail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class RevocationDecision:
+    """What the check concluded. ``outcome`` GOOD lets the login on; ``soft_failed`` marks a
+    login let through although no source answered (only with ``soft_fail``)."""
+
+    outcome: RevocationOutcome
+    source: str  # "ocsp", "crl", "cache" or "none"
+    detail: str = ""
+    soft_failed: bool = False
+    revocation_reason: str = ""
+
+
+class RevocationCache(Protocol):
+    """Somewhere to keep good answers until their ``nextUpdate``; shared between nodes."""
+
+    def get(self, key: str, now: dt.datetime) -> str | None: ...
+
+    def put(self, key: str, status: str, until: dt.datetime) -> None: ...
+
+
+Fetcher = Callable[[str, bytes | None], bytes]
+
+
+@dataclass(frozen=True)
+class RevocationPolicy:
+    soft_fail: bool = False
+    clock_skew: dt.timedelta = dt.timedelta(minutes=5)
+    timeout_seconds: float = 5.0
+    ocsp_url: str = ""  # overrides the certificate's AIA when set
+    use_crl: bool = True
+
+
+def http_fetch(timeout_seconds: float) -> Fetcher:
+    """A fetcher that POSTs an OCSP request (``body`` given) or GETs a CRL, size-bounded."""
+
+    def fetch(url: str, body: bytes | None) -> bytes:
+        if not url.startswith(("http://", "https://")):
+            raise RevocationProblem("unreachable", f"unsupported URL {url[:100]}")
+        method = "POST" if body is not None else "GET"
+        headers = {"Content-Type": "application/ocsp-request"} if body is not None else {}
+        try:
+            with (
+                httpx.Client(timeout=timeout_seconds, follow_redirects=False) as client,
+                client.stream(method, url, content=body, headers=headers) as response,
+            ):
+                if response.status_code != 200:
+                    raise RevocationProblem("unreachable", f"{url} answered {response.status_code}")
+                data = bytearray()
+                for chunk in response.iter_bytes():
+                    data.extend(chunk)
+                    if len(data) > MAX_RESPONSE_BYTES:
+                        raise RevocationProblem("invalid_response", f"{url} sent too much")
+                return bytes(data)
+        except httpx.HTTPError as exc:
+            raise RevocationProblem("unreachable", f"{url}: {type(exc).__name__}") from exc
+
+    return fetch
+
+
+def _urls(certificate: x509.Certificate) -> tuple[list[str], list[str]]:
+    ocsp_urls: list[str] = []
+    crl_urls: list[str] = []
+    try:
+        aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+        for description in aia.value:
+            if description.access_method == AuthorityInformationAccessOID.OCSP and isinstance(
+                description.access_location, x509.UniformResourceIdentifier
+            ):
+                ocsp_urls.append(description.access_location.value)
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        for point in points.value:
+            for name in point.full_name or []:
+                if isinstance(name, x509.UniformResourceIdentifier):
+                    crl_urls.append(name.value)
+    except x509.ExtensionNotFound:
+        pass
+    return ocsp_urls, crl_urls
+
+
+def cache_key(certificate: x509.Certificate, issuer: x509.Certificate) -> str:
+    issuer_key = issuer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return f"{hashlib.sha256(issuer_key).hexdigest()[:32]}:{certificate.serial_number:x}"
+
+
+def _verify_signature(
+    signer: x509.Certificate, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None
+) -> bool:
+    if algorithm is None:
+        return False
+    key = signer.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(algorithm))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _as_utc(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+class RevocationChecker:
+    """Checks one certificate against its issuer; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        policy: RevocationPolicy,
+        cache: RevocationCache | None = None,
+        fetch: Fetcher | None = None,
+    ) -> None:
+        self._policy = policy
+        self._cache = cache
+        self._fetch = fetch or http_fetch(policy.timeout_seconds)
+
+    def check(
+        self, certificate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
+    ) -> RevocationDecision:
+        key = cache_key(certificate, issuer)
+        if self._cache is not None and self._cache.get(key, now) == RevocationOutcome.GOOD:
+            return RevocationDecision(RevocationOutcome.GOOD, "cache")
+        ocsp_urls, crl_urls = _urls(certificate)
+        if self._policy.ocsp_url:
+            ocsp_urls = [self._policy.ocsp_url]
+        problems: list[str] = []
+        for url in ocsp_urls[:2]:
+            try:
+                decision, until = self._ask_ocsp(url, certificate, issuer, now)
+            except RevocationProblem as exc:
+                problems.append(f"ocsp {exc.reason}: {exc.detail}")
+                continue
+            return self._remember(key, decision, until)
+        if self._policy.use_crl:
+            for url in crl_urls[:2]:
+                try:
+                    decision, until = self._read_crl(url, certificate, issuer, now)
+                except RevocationProblem as exc:
+                    problems.append(f"crl {exc.reason}: {exc.detail}")
+                    continue
+                return self._remember(key, decision, until)
+        detail = "; ".join(problems) or "the certificate names no OCSP responder or CRL"
+        if self._policy.soft_fail:
+            logger.warning(
+                "REVOCATION SOFT-FAIL: login allowed without revocation status: %s", detail
+            )
+            return RevocationDecision(RevocationOutcome.GOOD, "none", detail, soft_failed=True)
+        raise RevocationProblem("unavailable", detail)
+
+    def _remember(
+        self, key: str, decision: RevocationDecision, until: dt.datetime
+    ) -> RevocationDecision:
+        if self._cache is not None and decision.outcome == RevocationOutcome.GOOD:
+            self._cache.put(key, decision.outcome.value, until)
+        return decision
+
+    # --- OCSP --------------------------------------------------------------------------------
+
+    def _ask_ocsp(
+        self, url: str, certificate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
+    ) -> tuple[RevocationDecision, dt.datetime]:
+        nonce = os.urandom(NONCE_BYTES)
+        request = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(certificate, issuer, hashes.SHA256())
+            .add_extension(x509.OCSPNonce(nonce), critical=False)
+            .build()
+        )
+        body = self._fetch(url, request.public_bytes(serialization.Encoding.DER))
+        try:
+            response = ocsp.load_der_ocsp_response(body)
+        except ValueError as exc:
+            raise RevocationProblem("invalid_response", "not an OCSP response") from exc
+        if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+            raise RevocationProblem("invalid_response", f"status {response.response_status.name}")
+        signer = self._ocsp_signer(response, issuer, now)
+        if not _verify_signature(
+            signer,
+            response.signature,
+            response.tbs_response_bytes,
+            response.signature_hash_algorithm,
+        ):
+            raise RevocationProblem("bad_signature", "the OCSP response signature does not verify")
+        single = self._matching_single_response(response, certificate, issuer)
+        this_update = _as_utc(single.this_update_utc)
+        next_update = single.next_update_utc
+        skew = self._policy.clock_skew
+        if this_update > now + skew:
+            raise RevocationProblem("stale_response", f"thisUpdate {this_update} is in the future")
+        if next_update is None or _as_utc(next_update) < now - skew:
+            raise RevocationProblem("stale_response", f"nextUpdate {next_update} has passed")
+        try:
+            echoed = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+        except x509.ExtensionNotFound:
+            echoed = None
+        if echoed != nonce:
+            raise RevocationProblem("nonce_mismatch", "the response does not carry our nonce")
+        return self._decision("ocsp", single.certificate_status, single), _as_utc(next_update)
+
+    def _ocsp_signer(
+        self, response: ocsp.OCSPResponse, issuer: x509.Certificate, now: dt.datetime
+    ) -> x509.Certificate:
+        if self._names_responder(response, issuer):
+            return issuer
+        for candidate in response.certificates:
+            if not self._names_responder(response, candidate):
+                continue
+            try:
+                candidate.verify_directly_issued_by(issuer)
+            except (ValueError, TypeError, InvalidSignature) as exc:
+                raise RevocationProblem(
+                    "untrusted_responder", "the responder certificate is not from the issuer"
+                ) from exc
+            try:
+                eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            except x509.ExtensionNotFound:
+                eku = x509.ExtendedKeyUsage([])
+            if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+                raise RevocationProblem(
+                    "untrusted_responder", "the responder certificate lacks id-kp-OCSPSigning"
+                )
+            skew = self._policy.clock_skew
+            if not (
+                candidate.not_valid_before_utc - skew <= now <= candidate.not_valid_after_utc + skew
+            ):
+                raise RevocationProblem("untrusted_responder", "the responder certificate expired")
+            return candidate
+        raise RevocationProblem(
+            "untrusted_responder", "signed by neither the issuer nor a delegated responder"
+        )
+
+    @staticmethod
+    def _names_responder(response: ocsp.OCSPResponse, candidate: x509.Certificate) -> bool:
+        if response.responder_name is not None:
+            return response.responder_name == candidate.subject
+        key_hash = x509.SubjectKeyIdentifier.from_public_key(candidate.public_key()).digest
+        return response.responder_key_hash == key_hash
+
+    @staticmethod
+    def _matching_single_response(
+        response: ocsp.OCSPResponse, certificate: x509.Certificate, issuer: x509.Certificate
+    ) -> ocsp.OCSPSingleResponse:
+        for single in response.responses:
+            # The CertID as we would compute it with the responder's hash algorithm.
+            expected = (
+                ocsp.OCSPRequestBuilder()
+                .add_certificate(certificate, issuer, single.hash_algorithm)
+                .build()
+            )
+            if (
+                single.serial_number == certificate.serial_number
+                and single.issuer_key_hash == expected.issuer_key_hash
+                and single.issuer_name_hash == expected.issuer_name_hash
+            ):
+                return single
+        raise RevocationProblem("wrong_certificate", "the response is about another certificate")
+
+    @staticmethod
+    def _decision(
+        source: str, status: ocsp.OCSPCertStatus, single: ocsp.OCSPSingleResponse
+    ) -> RevocationDecision:
+        if status == ocsp.OCSPCertStatus.GOOD:
+            return RevocationDecision(RevocationOutcome.GOOD, source)
+        if status == ocsp.OCSPCertStatus.REVOKED:
+            reason = single.revocation_reason.name if single.revocation_reason else ""
+            return RevocationDecision(
+                RevocationOutcome.REVOKED,
+                source,
+                f"revoked {single.revocation_time_utc}",
+                revocation_reason=reason,
+            )
+        return RevocationDecision(
+            RevocationOutcome.UNKNOWN, source, "the responder does not know it"
+        )
+
+    # --- CRL ---------------------------------------------------------------------------------
+
+    def _read_crl(
+        self, url: str, certificate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
+    ) -> tuple[RevocationDecision, dt.datetime]:
+        data = self._fetch(url, None)
+        try:
+            crl = (
+                x509.load_pem_x509_crl(data)
+                if data.lstrip().startswith(b"-----")
+                else x509.load_der_x509_crl(data)
+            )
+        except ValueError as exc:
+            raise RevocationProblem("invalid_crl", "not a CRL") from exc
+        if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):
+            raise RevocationProblem("bad_signature", "the CRL is not signed by the issuer")
+        next_update = crl.next_update_utc
+        skew = self._policy.clock_skew
+        if next_update is None or next_update < now - skew:
+            raise RevocationProblem("stale_crl", f"the CRL's nextUpdate {next_update} has passed")
+        if crl.last_update_utc > now + skew:
+            raise RevocationProblem("stale_crl", "the CRL's thisUpdate is in the future")
+        revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+        if revoked is not None:
+            reason = ""
+            with contextlib.suppress(x509.ExtensionNotFound):
+                reason = revoked.extensions.get_extension_for_class(
+                    x509.CRLReason
+                ).value.reason.name
+            return (
+                RevocationDecision(
+                    RevocationOutcome.REVOKED,
+                    "crl",
+                    f"revoked {revoked.revocation_date_utc}",
+                    revocation_reason=reason,
+                ),
+                next_update,
+            )
+        return RevocationDecision(RevocationOutcome.GOOD, "crl"), next_update
