@@ -32,6 +32,8 @@ def assert_refused(idp: IdpUnderTest, response: httpx.Response, reason: str) -> 
     assert "SAMLResponse" not in response.text  # nothing goes to the SP
     assert "location" not in response.headers
     assert any(row[2] == reason for row in audit_reasons(idp)), audit_reasons(idp)[-5:]
+    # The same event as a structured log line (JSON), without keys or assertions.
+    assert f'"reason": "{reason}"' in idp.server.log()
 
 
 CARD_CASES = [

@@ -9,10 +9,12 @@ import uvicorn
 from idp.app import create_app
 from idp.config import Settings
 from idp.server.cert_listener import CertificateListener
+from idp.server.logging_setup import configure_logging
 
 
 def serve(settings: Settings, *, log_level: str = "info") -> None:
     """Serve until interrupted. Both listeners share one app, one database, one event loop."""
+    configure_logging(log_level)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
