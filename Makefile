@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: xmlsec1 is what pysaml2 signs and verifies with.
-SYSTEM_PACKAGES := xmlsec1
+SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint format system-packages venv clean

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import secrets
@@ -19,11 +20,15 @@ from idp.methods import this_device
 from idp.methods.client_certificate import TrustedProxies
 from idp.methods.other_device import app_api
 from idp.methods.other_device import browser as other_device_browser
+from idp.oidc import endpoints as oidc_endpoints
+from idp.oidc.provider import build_provider
 from idp.saml import endpoints as saml_endpoints
 from idp.saml.server import SamlIdentityProvider
 from idp.services import Services
+from idp.siths.revocation import RevocationChecker, RevocationPolicy
 from idp.siths.trust import load_siths_trust
 from idp.siths.validation import SithsValidator
+from idp.store.revocation_cache import DatabaseRevocationCache
 from idp.web import login_pages
 from idp.web.messages import FALLBACK, UserMessage
 from idp.web.middleware import LimitsAndHeaders
@@ -53,19 +58,40 @@ def _pairwise_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode("utf-8")
 
 
+def _revocation_checker(settings: Settings, database: Database) -> RevocationChecker:
+    if settings.revocation_soft_fail:
+        logger.warning(
+            "revocation SOFT-FAIL is ON: a card is let in when no OCSP responder or CRL can "
+            "be reached; every such login is logged and audited as revocation_soft_fail"
+        )
+    policy = RevocationPolicy(
+        soft_fail=settings.revocation_soft_fail,
+        clock_skew=dt.timedelta(seconds=settings.revocation_clock_skew_seconds),
+        timeout_seconds=settings.revocation_timeout_seconds,
+        ocsp_url=settings.revocation_ocsp_url,
+    )
+    # The cache is the IdP's database, so every node reuses what any node learned.
+    return RevocationChecker(policy, DatabaseRevocationCache(database))
+
+
 def build_services(settings: Settings) -> Services:
     """Load keys, trust and metadata once; fail at start-up, not at the first login."""
     database = Database(settings.database_url)
     create_schema(database.engine)
     trust = load_siths_trust(settings.trust_anchors_file, settings.intermediates_file)
+    pairwise_secret = _pairwise_secret(settings)
     services = Services(
         settings=settings,
         database=database,
-        validator=SithsValidator(trust, settings.accepted_organisations),
-        saml=SamlIdentityProvider(settings, _pairwise_secret(settings)),
+        validator=SithsValidator(
+            trust, settings.accepted_organisations, _revocation_checker(settings, database)
+        ),
+        saml=SamlIdentityProvider(settings, pairwise_secret),
         trusted_proxies=TrustedProxies(settings.trusted_proxies),
+        oidc=build_provider(settings, database, pairwise_secret),
     )
     services.responders["saml"] = saml_endpoints.respond_to_saml_login
+    services.responders["oidc"] = oidc_endpoints.respond_to_oidc_login
     return services
 
 
@@ -79,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = build_services(settings)
     app.include_router(saml_endpoints.router)
+    app.include_router(oidc_endpoints.router)
     app.include_router(login_pages.router)
     app.include_router(this_device.router)
     app.include_router(other_device_browser.router)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
+from idp.app_simulator.cli import app_group
 from idp.config import Settings
 from idp.directory.cli import people_group
+from idp.oidc.cli import oidc_group
 from idp.pki.cli import card_group, pki_group
+from idp.pki.revocation_cli import register_revocation_commands
 
 
 @click.group()
@@ -28,5 +31,8 @@ def serve_command(log_level: str) -> None:
 
 
 main.add_command(people_group)
+register_revocation_commands(pki_group, card_group)
 main.add_command(pki_group)
 main.add_command(card_group)
+main.add_command(oidc_group)
+main.add_command(app_group)

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     pending_login_ttl_seconds: int = 600
     sso_session_ttl_seconds: int = 8 * 3600
 
+    # Revocation (OCSP, then the CRL) of every card at every login. Fail closed by default;
+    # soft-fail lets a login through only when no source can be reached at all, and says so
+    # loudly in the log and the audit trail. revocation_ocsp_url overrides the card's AIA.
+    revocation_soft_fail: bool = False
+    revocation_ocsp_url: str = ""
+    revocation_clock_skew_seconds: int = 300
+    revocation_timeout_seconds: float = 5.0
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         if self.pki_dir == Path():

@@ -36,6 +36,7 @@ def create_schema(engine: Engine) -> None:
     """Create all tables that do not exist yet."""
     # Import for their side effect of registering tables on Base.metadata.
     import idp.directory.models
+    import idp.oidc.models
     import idp.store.models  # noqa: F401
 
     Base.metadata.create_all(engine)

@@ -12,6 +12,7 @@ from idp.authn import Authentication
 from idp.config import Settings
 from idp.db import Database
 from idp.methods.client_certificate import TrustedProxies
+from idp.oidc.provider import OpenIDProvider
 from idp.saml.server import SamlIdentityProvider
 from idp.siths.validation import SithsValidator
 
@@ -26,6 +27,7 @@ class Services:
     validator: SithsValidator
     saml: SamlIdentityProvider
     trusted_proxies: TrustedProxies
+    oidc: OpenIDProvider
     responders: dict[str, Responder] = field(default_factory=dict)
 
 

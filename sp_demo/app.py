@@ -1,9 +1,11 @@
 """``create_app(settings)``: mock Treserva's pages and SAML endpoints.
 
-Routes: ``GET /`` start page, ``GET /login`` (redirect to the IdP), ``POST /saml/acs``,
-``GET /me``, ``GET /saml/metadata``, ``GET /logout`` (local session only; SLO comes later).
-The login lives in a signed session cookie (starlette ``SessionMiddleware``); who may do what
-comes from Treserva's own database, looked up by the HSA-ID on every ``/me``.
+Routes here: ``GET /`` start page, ``GET /login`` (SITHS login: redirect to the IdP),
+``POST /saml/acs``, ``GET /me``, ``GET /saml/metadata``. The Windows login stand-in is in
+:mod:`sp_demo.windows_login`, the administrator pages in :mod:`sp_demo.admin_pages`, logout and
+Single Logout in :mod:`sp_demo.slo_pages`. The login lives in a signed session cookie
+(starlette ``SessionMiddleware``); who may do what comes from Treserva's own database, looked
+up on every ``/me``.
 """
 
 from __future__ import annotations
@@ -17,29 +19,45 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from sp_demo import admin_pages, slo_pages, windows_login
 from sp_demo.client_provider import SamlClientProvider
-from sp_demo.config import REPO_ROOT, Settings
-from sp_demo.db import Database, find_user_by_hsa_id
+from sp_demo.config import Settings
+from sp_demo.cutover import windows_login_open
+from sp_demo.db import (
+    LOGIN_SITHS,
+    LOGIN_WINDOWS,
+    Database,
+    User,
+    find_user_by_hsa_id,
+    find_user_by_windows_account,
+)
 from sp_demo.idp_metadata import IdpMetadataError
-from sp_demo.messages import FALLBACK, UserMessage, message_for
+from sp_demo.messages import FALLBACK
+from sp_demo.pages import (
+    AFTER_LOGIN_KEY,
+    AFTER_LOGIN_PATHS,
+    LOGIN_KEY,
+    WINDOWS_KEY,
+    error_page,
+    render,
+    siths_login,
+    windows_account,
+)
 from sp_demo.saml import (
     LoginResponseError,
-    LoginResult,
     build_sp_metadata_xml,
     parse_login_response,
     start_login,
 )
+from sp_demo.users import is_admin, permissions_on
 
 logger = logging.getLogger("sp_demo")
-TEMPLATES_DIR = REPO_ROOT / "templates" / "sp_demo"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-LOGIN_KEY = "login"
 SESSION_COOKIE = "treserva_session"
 SESSION_MAX_AGE_SECONDS = 8 * 3600
 # A SAML Response is a few kilobytes; this leaves room for a long certificate chain.
@@ -60,7 +78,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     database = Database(settings.database_url)
     saml_clients = SamlClientProvider(settings)
-    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     sp_metadata: list[str] = []  # built once, on first request
 
     @asynccontextmanager
@@ -101,20 +118,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response.headers["Cache-Control"] = "public, max-age=3600"
         return response
 
-    def render(
-        request: Request, template: str, context: dict[str, Any], status_code: int = 200
-    ) -> Response:
-        base = {"display_name": settings.display_name, "logged_in": LOGIN_KEY in request.session}
-        return templates.TemplateResponse(
-            request, template, {**base, **context}, status_code=status_code
-        )
-
-    def error_page(request: Request, reason: str, message: UserMessage | None = None) -> Response:
-        message = message or message_for(reason)
-        return render(
-            request, "error.html", {"message": message, "reason": reason}, message.status_code
-        )
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404:
@@ -126,12 +129,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.exception("unexpected error on %s", request.url.path)
         return error_page(request, "unexpected", FALLBACK)
 
+    app.include_router(windows_login.router)
+    app.include_router(admin_pages.router)
+    app.include_router(slo_pages.router)
+
     @app.get("/")
     async def start_page(request: Request) -> Response:
-        return render(request, "start.html", {})
+        return render(
+            request,
+            "start.html",
+            {
+                "windows_login_open": windows_login_open(settings),
+                "cutover_date": settings.cutover_date,
+            },
+        )
 
     @app.get("/login")
-    async def login(request: Request) -> Response:
+    async def login(request: Request, next: str = "/me") -> Response:
+        # Only a fixed set of local pages: never an open redirect.
+        if next in AFTER_LOGIN_PATHS and next != "/me":
+            request.session[AFTER_LOGIN_KEY] = next
+        else:
+            request.session.pop(AFTER_LOGIN_KEY, None)
         try:
             client = await run_in_threadpool(saml_clients.get)
         except IdpMetadataError as error:
@@ -163,20 +182,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The detail may quote the message; keep the log line short.
             logger.warning("SAML Response refused (%s): %.300s", error.reason, error.detail)
             return error_page(request, error.reason)
+        # One login per session: a SITHS login replaces a Windows one.
+        request.session.pop(WINDOWS_KEY, None)
         request.session[LOGIN_KEY] = result.to_dict()
         logger.info("login: %s via %s", result.hsa_id, result.idp_entity_id)
-        return RedirectResponse("/me", status_code=303)
+        after = request.session.pop(AFTER_LOGIN_KEY, "/me")
+        return RedirectResponse(after if after in AFTER_LOGIN_PATHS else "/me", status_code=303)
 
     @app.get("/me")
     async def me(request: Request) -> Response:
-        stored = request.session.get(LOGIN_KEY)
-        if not isinstance(stored, dict):
+        login_result = siths_login(request)
+        if login_result is not None:
+            account = await run_in_threadpool(
+                _account_view, database, LOGIN_SITHS, login_result.hsa_id
+            )
+            if account is None:
+                return render(request, "unknown_user.html", {"login": login_result}, 403)
+            return render(
+                request, "me.html", {"login": login_result, "account": account, "method": "siths"}
+            )
+        account_name = windows_account(request)
+        if account_name is None:
             return RedirectResponse("/", status_code=303)
-        login_result = LoginResult.from_dict(stored)
-        account = await run_in_threadpool(_account_view, database, login_result.hsa_id)
+        if not windows_login_open(settings):
+            # A Windows session that began before the cut-over ends with it.
+            request.session.clear()
+            return RedirectResponse("/windows-login", status_code=303)
+        account = await run_in_threadpool(_account_view, database, LOGIN_WINDOWS, account_name)
         if account is None:
-            return render(request, "unknown_user.html", {"login": login_result}, 403)
-        return render(request, "me.html", {"login": login_result, "account": account})
+            request.session.clear()
+            return RedirectResponse("/windows-login", status_code=303)
+        return render(
+            request,
+            "me.html",
+            {
+                "login": None,
+                "account": account,
+                "method": "windows",
+                "cutover_date": settings.cutover_date,
+            },
+        )
 
     @app.get("/saml/metadata")
     async def metadata() -> Response:
@@ -184,24 +229,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sp_metadata.append(await run_in_threadpool(build_sp_metadata_xml, settings))
         return Response(sp_metadata[0], media_type="application/samlmetadata+xml")
 
-    @app.get("/logout")
-    async def logout(request: Request) -> Response:
-        was_logged_in = LOGIN_KEY in request.session
-        request.session.clear()
-        return render(request, "logged_out.html", {"was_logged_in": was_logged_in})
-
     return app
 
 
-def _account_view(database: Database, hsa_id: str) -> dict[str, Any] | None:
-    """The account for ``hsa_id`` as plain data for a template, or None if Treserva has none."""
+def _account_view(database: Database, login: str, key: str) -> dict[str, Any] | None:
+    """The account as plain data for ``me.html``, or None if Treserva has none.
+
+    ``login`` says how the user logged in and ``key`` is the HSA-ID (SITHS) or the Windows
+    account: only that login's permissions are shown, and how many sit on the other one.
+    """
     with database.session() as session:
-        user = find_user_by_hsa_id(session, hsa_id)
+        user: User | None
+        if login == LOGIN_SITHS:
+            user = find_user_by_hsa_id(session, key)
+        else:
+            user = find_user_by_windows_account(session, key)
         if user is None:
             return None
+        other = LOGIN_WINDOWS if login == LOGIN_SITHS else LOGIN_SITHS
         return {
             "display_name": user.display_name,
             "windows_account": user.windows_account,
             "hsa_id": user.hsa_id,
-            "permissions": [(p.role, p.unit) for p in user.permissions],
+            "permissions": [(p.role, p.unit) for p in permissions_on(user, login)],
+            "permissions_on_other_login": len(permissions_on(user, other)),
+            "is_admin": is_admin(user),
         }

@@ -8,14 +8,18 @@ the same from anywhere.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Dates (the cut-over) are Swedish calendar dates: "from 1 March" means from midnight in Sweden.
+TIMEZONE = ZoneInfo("Europe/Stockholm")
 
 # Path() is the "unset" marker for paths that are derived in _derive_defaults: pydantic-settings
 # reads an empty environment variable as Path("."), which equals Path(), so unset stays unset.
@@ -53,6 +57,17 @@ class Settings(BaseSettings):
     tls_key: Path = _UNSET
 
     database_url: str = ""
+
+    # From this date only SITHS login is accepted; before it the Windows login (a form
+    # standing in for it) works too. The source material's date is 1 March 2024.
+    cutover_date: dt.date = dt.date(2024, 3, 1)
+    # The Windows login stand-in checks one shared password: it is a mock, not a domain.
+    windows_password: str = "windows"  # noqa: S105 (a documented demo value)
+    # The HSA-IDs the IdP knows, for the readiness report: a CSV with an ``hsa_id`` column
+    # (the IdP's directory import format) or the output of ``idp people list``. Unset: the
+    # report says that check was not made.
+    idp_directory_file: Path | None = None
+
     # Signs the session cookie. When unset, one is generated once under var_dir so that a
     # restart does not log everybody out.
     session_secret: str = ""
@@ -78,7 +93,7 @@ class Settings(BaseSettings):
         for name, default in defaults.items():
             value = getattr(self, name)
             setattr(self, name, default if value == _UNSET else _absolute(value))
-        for name in ("idp_metadata_file", "idp_metadata_cert"):
+        for name in ("idp_metadata_file", "idp_metadata_cert", "idp_directory_file"):
             value = getattr(self, name)
             if value == _UNSET:
                 setattr(self, name, None)
@@ -90,6 +105,16 @@ class Settings(BaseSettings):
     def acs_url(self) -> str:
         """The Assertion Consumer Service (HTTP-POST), as published in the SP metadata."""
         return f"{self.base_url}/saml/acs"
+
+    @property
+    def slo_redirect_url(self) -> str:
+        """Single Logout, HTTP-Redirect binding (LogoutRequests and LogoutResponses)."""
+        return f"{self.base_url}/saml/slo/redirect"
+
+    @property
+    def slo_post_url(self) -> str:
+        """Single Logout, HTTP-POST binding."""
+        return f"{self.base_url}/saml/slo/post"
 
     @property
     def uses_https(self) -> bool:

@@ -3,20 +3,33 @@
 Treserva authorises by its own register, not by anything the IdP says: the IdP proves *who*
 logged in (the HSA-ID), and this database says what that person may do. An account predates
 SITHS login and is keyed by its Windows account; ``hsa_id`` is filled in when the account is
-moved over to SITHS login, so it may be empty. A person with tjänste-id at two organisations
-(e.g. Göteborgs Stad and a private care provider) has one account per organisation, as
-permissions belong to the assignment, not to the person.
+moved over to SITHS login, so it may be empty. Each permission belongs to one login: the
+Windows login it was set up for, or the SITHS login (by HSA-ID) it has been moved to; from the
+cut-over only the SITHS login's permissions can be used. A person with tjänste-id at two
+organisations (e.g. Göteborgs Stad and a private care provider) has one account per
+organisation, as permissions belong to the assignment, not to the person.
 
 All names and HSA-IDs in :func:`seed_demo_users` are invented.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import ForeignKey, String, create_engine, select
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    String,
+    Text,
+    create_engine,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -27,6 +40,10 @@ from sqlalchemy.orm import (
     selectinload,
     sessionmaker,
 )
+
+# Which login a permission belongs to.
+LOGIN_WINDOWS = "windows"
+LOGIN_SITHS = "siths"
 
 
 class Base(DeclarativeBase):
@@ -60,7 +77,22 @@ class Permission(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(100))
     unit: Mapped[str] = mapped_column(String(200))
+    # LOGIN_WINDOWS until moved to the SITHS login (see sp_demo.users.move_permissions).
+    login: Mapped[str] = mapped_column(String(10), default=LOGIN_SITHS)
     user: Mapped[User] = relationship(back_populates="permissions")
+
+
+class AuditEvent(Base):
+    """One change to the register: who made it (``actor``), what, and to which account."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    windows_account: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -72,8 +104,22 @@ def make_engine(database_url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables that do not exist yet (existing tables are left as they are)."""
+    """Create the tables that do not exist yet, and add ``permissions.login`` to a database
+    made before it existed (its permissions count as moved where the account has an HSA-ID)."""
     Base.metadata.create_all(engine)
+    columns = {column["name"] for column in inspect(engine).get_columns("permissions")}
+    if "login" in columns:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            text(f"ALTER TABLE permissions ADD COLUMN login VARCHAR(10) DEFAULT '{LOGIN_SITHS}'")
+        )
+        without_hsa_id = select(User.id).where(User.hsa_id.is_(None))
+        connection.execute(
+            update(Permission)
+            .where(Permission.user_id.in_(without_hsa_id))
+            .values(login=LOGIN_WINDOWS)
+        )
 
 
 class Database:
@@ -95,6 +141,16 @@ class Database:
         self.engine.dispose()
 
 
+def find_user_by_windows_account(session: Session, windows_account: str) -> User | None:
+    """The account with this Windows account name (exact match), permissions loaded."""
+    statement = (
+        select(User)
+        .where(User.windows_account == windows_account)
+        .options(selectinload(User.permissions))
+    )
+    return session.scalars(statement).one_or_none()
+
+
 def find_user_by_hsa_id(session: Session, hsa_id: str) -> User | None:
     """The account registered for ``hsa_id`` (exact match), with its permissions loaded."""
     statement = select(User).where(User.hsa_id == hsa_id).options(selectinload(User.permissions))
@@ -111,7 +167,8 @@ def list_users(session: Session) -> list[User]:
     return list(session.scalars(statement))
 
 
-# (windows account, display name, HSA-ID or None, [(role, unit), ...])
+# (windows account, display name, HSA-ID or None, [(role, unit), ...]). Permissions of an account
+# with an HSA-ID have been moved to the SITHS login; the others are still on the Windows login.
 DEMO_USERS: tuple[tuple[str, str, str | None, tuple[tuple[str, str], ...]], ...] = (
     (
         r"GBGSTAD\anna.andersson",
@@ -163,7 +220,10 @@ def seed_demo_users(session: Session) -> list[User]:
             windows_account=windows_account,
             display_name=display_name,
             hsa_id=hsa_id,
-            permissions=[Permission(role=role, unit=unit) for role, unit in permissions],
+            permissions=[
+                Permission(role=role, unit=unit, login=LOGIN_SITHS if hsa_id else LOGIN_WINDOWS)
+                for role, unit in permissions
+            ],
         )
         session.add(user)
         added.append(user)

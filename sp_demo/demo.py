@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -58,6 +60,32 @@ def wait_until_up(url: str, ca_file: Path, process: subprocess.Popen) -> None:
     raise SystemExit(f"{url} did not answer within 60 s")
 
 
+@contextmanager
+def ocsp_responder(ca_file: Path, log_path: Path) -> Iterator[str]:
+    """Run `idp pki ocsp-responder` for var/pki (the IdP refuses every card without it)."""
+    from idp.pki.revocation import published_url
+
+    url = published_url(PKI_DIR)
+    if not url:
+        raise SystemExit(
+            f"{PKI_DIR} was created before the test cards carried revocation pointers (OCSP, "
+            "CRL); remove it (`make clean`) and run `make demo` again to create a new one."
+        )
+    with open(log_path, "ab") as log:
+        responder = subprocess.Popen(
+            [str(BIN / "idp"), "pki", "ocsp-responder", "--dir", str(PKI_DIR)],
+            env=ENV,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            wait_until_up(f"{url}/health", ca_file, responder)
+            yield url
+        finally:
+            responder.terminate()
+            responder.wait(timeout=10)
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -80,10 +108,14 @@ def main() -> None:
         str(REPO_ROOT / "metadata" / "sp" / "treserva.xml"),
     )
 
-    step("starting the IdP and mock Treserva")
+    step("starting the OCSP responder, the IdP and mock Treserva")
     logs = VAR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / "idp.log", "ab") as idp_log, open(logs / "sp-demo.log", "ab") as sp_log:
+    with (
+        ocsp_responder(pki.tls_ca_cert, logs / "ocsp-responder.log") as revocation_url,
+        open(logs / "idp.log", "ab") as idp_log,
+        open(logs / "sp-demo.log", "ab") as sp_log,
+    ):
         idp = subprocess.Popen([str(BIN / "idp"), "serve"], env=ENV, stdout=idp_log, stderr=idp_log)
         try:
             wait_until_up(f"{IDP_URL}/saml/metadata", pki.tls_ca_cert, idp)
@@ -101,6 +133,9 @@ In your browser, trust the test TLS CA {pki.tls_ca_cert.relative_to(REPO_ROOT)}
 and import a test card as your client certificate, e.g.
 {pki.cards["anna"].p12.relative_to(REPO_ROOT)} (password 1234; Anna Andersson, SE2120001355-E0001)
 or {pki.cards["erik"].p12.relative_to(REPO_ROOT)} (Erik Ek, who holds two tjänste-id).
+Revocation (OCSP and CRLs) is served at {revocation_url}; report a card lost with
+  .venv/bin/idp card revoke SE2120001355-E0002 --reason keyCompromise --pki var/pki
+and the IdP refuses it within a minute (the responder's nextUpdate).
 Logs: var/logs/. Press Ctrl-C to stop.""",
                     flush=True,
                 )

@@ -90,6 +90,46 @@ MESSAGES: dict[str, UserMessage] = {
         "person.",
         status_code=502,
     ),
+    "windows_login_failed": UserMessage(
+        "Fel konto eller lösenord",
+        "Kontrollera Windows-kontot (t.ex. GBGSTAD\\förnamn.efternamn) och lösenordet och "
+        "försök igen.",
+        "Wrong account or password",
+        "Check the Windows account (e.g. GBGSTAD\\firstname.lastname) and the password and try "
+        "again.",
+        status_code=401,
+    ),
+    "csrf": UserMessage(
+        "Formuläret har gått ut",
+        "Formuläret kom inte från den här sessionen i Treserva. Ladda om sidan och försök igen.",
+        "The form has expired",
+        "The form did not come from this Treserva session. Reload the page and try again.",
+        status_code=403,
+    ),
+    "not_admin": UserMessage(
+        "Du har inte behörighet till administrationen",
+        "Administrationssidan kräver behörigheten behörighetsadministratör i Treserva. Kontakta "
+        "din IT-kontaktperson om du behöver den.",
+        "You have no permission for the administration",
+        "The administration page requires the permission administrator permission "
+        "(behörighetsadministratör) in Treserva. Contact your IT contact person if you need it.",
+        status_code=403,
+    ),
+    "logout_invalid": UserMessage(
+        "Utloggningen kunde inte bekräftas",
+        "Meddelandet från inloggningstjänsten om utloggningen kunde inte godtas. Du är utloggad "
+        "från Treserva; stäng webbläsaren för att vara säker på att du är utloggad överallt.",
+        "The logout could not be confirmed",
+        "The logout message from the login service could not be accepted. You are logged out "
+        "of Treserva; close the browser to be sure you are logged out everywhere.",
+    ),
+    "upload_too_large": UserMessage(
+        "Filen är för stor",
+        "Dela upp filen i mindre delar och importera dem var för sig.",
+        "The file is too large",
+        "Split the file into smaller parts and import them one by one.",
+        status_code=413,
+    ),
     "not_found": UserMessage(
         "Sidan finns inte",
         "Adressen leder ingenstans i Treserva.",

@@ -84,6 +84,9 @@ class LoginResult:
     authn_context_class_ref: str
     idp_entity_id: str
     authn_instant: str
+    # The NameID's qualifiers, repeated in a LogoutRequest so it names the same subject.
+    name_qualifier: str = ""
+    sp_name_qualifier: str = ""
 
     @property
     def full_name(self) -> str:
@@ -108,6 +111,10 @@ def sp_config_dict(settings: Settings, idp_metadata_xml: str | None = None) -> d
                 "name": settings.display_name,
                 "endpoints": {
                     "assertion_consumer_service": [(settings.acs_url, BINDING_HTTP_POST)],
+                    "single_logout_service": [
+                        (settings.slo_redirect_url, BINDING_HTTP_REDIRECT),
+                        (settings.slo_post_url, BINDING_HTTP_POST),
+                    ],
                 },
                 "authn_requests_signed": True,
                 "want_response_signed": True,
@@ -326,6 +333,8 @@ def _login_result(response: Any, required_authn_context: str | None) -> LoginRes
         authn_context_class_ref=class_ref,
         idp_entity_id=response.issuer() or "",
         authn_instant=str(authn_instant or ""),
+        name_qualifier=(name_id.name_qualifier or "") if name_id is not None else "",
+        sp_name_qualifier=(name_id.sp_name_qualifier or "") if name_id is not None else "",
     )
 
 

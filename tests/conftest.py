@@ -65,13 +65,54 @@ class IdpUnderTest:
         return self.var_dir / "idp.sqlite3"
 
 
-@pytest.fixture(scope="session")
-def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return init_test_pki(tmp_path_factory.mktemp("pki"))
+# nextUpdate of the session's OCSP responder, so also how long the IdP caches a good answer:
+# short, so a revoked card is refused within seconds (tests/test_revocation.py waits for it).
+OCSP_NEXT_UPDATE_SECONDS = 3
 
 
 @pytest.fixture(scope="session")
-def idp(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdpUnderTest]:
+def revocation_url() -> str:
+    """Where the session's OCSP responder serves; cards point here, so chosen before the PKI."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory, revocation_url: str) -> TestPki:
+    return init_test_pki(tmp_path_factory.mktemp("pki"), revocation_url=revocation_url)
+
+
+@pytest.fixture(scope="session")
+def ocsp_responder(
+    test_pki: TestPki, revocation_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The real `idp pki ocsp-responder` process for the whole session (the IdP fails closed)."""
+    server = start_server(
+        [
+            str(VENV_BIN / "idp"),
+            "pki",
+            "ocsp-responder",
+            "--dir",
+            str(test_pki.directory),
+            "--next-update-seconds",
+            str(OCSP_NEXT_UPDATE_SECONDS),
+            "--log-level",
+            "warning",
+        ],
+        {},
+        f"{revocation_url}/health",
+        test_pki.tls_ca_cert,
+        tmp_path_factory.mktemp("ocsp") / "ocsp-responder.log",
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def idp(
+    test_pki: TestPki, ocsp_responder: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[IdpUnderTest]:
     work = tmp_path_factory.mktemp("idp")
     var_dir, sp_metadata_dir = work / "var", work / "sp-metadata"
     sp_metadata_dir.mkdir()

@@ -19,6 +19,7 @@ from idp.login.identify import authentications_for_certificate
 from idp.login.pending import BROWSER_COOKIE, load_pending_login, mark_authenticated
 from idp.methods.client_certificate import presented_certificate
 from idp.services import services_of
+from idp.siths.revocation import audit_note, audit_reason
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
 from idp.web.render import error_page
 
@@ -55,10 +56,12 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
                 session,
                 "login.method",
                 outcome="success",
+                reason=audit_reason(validated.revocation),
                 hsa_id=validated.hsa_id.value,
                 client_id=pending.client_id,
                 method=METHOD,
-                detail=f"certificate sha256 {validated.fingerprint_sha256}",
+                detail=f"certificate sha256 {validated.fingerprint_sha256}; "
+                f"{audit_note(validated.revocation)}",
             )
 
     if source.untrusted_header_from is not None:

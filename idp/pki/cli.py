@@ -1,7 +1,8 @@
 """``idp pki …`` (create and inspect the test PKI) and ``idp card …`` (issue test cards).
 
 Both work on TEST material only. The PKI directory defaults to ``var/pki``, or ``IDP_PKI_DIR``
-when set, the same variable the IdP reads its PKI location from.
+when set, the same variable the IdP reads its PKI location from. ``idp card issue --token``
+puts the card on a SoftHSM2 token instead of in files (see :mod:`idp.pki.tokens`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ from idp.pki.init import DEFAULT_BASE_URL_HOSTS, init_test_pki
 from idp.pki.layout import FILES, MANIFEST, load_test_pki
 from idp.pki.model import TestPki
 from idp.pki.names import organisation_name, validate_hsa_id
+from idp.pki.revocation import DEFAULT_REVOCATION_URL
+from idp.pki.softhsm import TokenError, create_token, resolve_config, token_exists
+from idp.pki.storage import write_certificates
+from idp.pki.tokens import issue_card_on_token
 
 __all__ = ["card_group", "pki_group"]
 
 DEFAULT_PKI_DIR = Path("var/pki")
+# Well-known TEST PINs, like the PKCS#12 password: these tokens hold test cards only.
+DEFAULT_TOKEN_PIN = DEFAULT_P12_PASSWORD.decode()
+DEFAULT_TOKEN_SO_PIN = "12345678"  # noqa: S105 (test tokens only)
 
 _DIR_TYPE = click.Path(file_okay=False, path_type=Path)
 
@@ -64,12 +72,19 @@ def pki_group() -> None:
     help="Extra host name or IP for the TLS server certificate (repeatable); "
     f"{', '.join(DEFAULT_BASE_URL_HOSTS)} are always included.",
 )
-def init_command(directory: Path, hosts: tuple[str, ...]) -> None:
+@click.option(
+    "--revocation-url",
+    default=DEFAULT_REVOCATION_URL,
+    show_default=True,
+    help="Where `idp pki ocsp-responder` will serve; cards point at URL/ocsp and URL/crl/….",
+)
+def init_command(directory: Path, hosts: tuple[str, ...], revocation_url: str) -> None:
     """Generate the test PKI; does nothing if DIR already holds one."""
     pki = init_test_pki(
         directory,
         base_url_hosts=(*DEFAULT_BASE_URL_HOSTS, *hosts),
         progress=lambda line: click.echo(f"  {line}"),
+        revocation_url=revocation_url,
     )
     click.echo(f"Test PKI in {_show_path(pki.directory)}:")
     click.echo(f"  trust anchors   {_show_path(pki.trust_anchors_file)}")
@@ -144,8 +159,8 @@ def _end_of_day(day: dt.datetime | None) -> dt.datetime | None:
     "--out",
     "out_dir",
     type=_DIR_TYPE,
-    required=True,
-    help="Directory for <HSA-ID>.crt.pem/.key.pem/.p12.",
+    help="Directory for <HSA-ID>.crt.pem/.key.pem/.p12 (with --token: for the certificate "
+    "only; optional).",
 )
 @click.option(
     "--pki",
@@ -162,6 +177,36 @@ def _end_of_day(day: dt.datetime | None) -> dt.datetime | None:
     show_default=True,
     help="Password of the PKCS#12 file.",
 )
+@click.option(
+    "--token",
+    "token_label",
+    help="Put the card on this SoftHSM2 token (created if missing): the key pair is "
+    "generated there and never leaves it.",
+)
+@click.option(
+    "--pin",
+    default=DEFAULT_TOKEN_PIN,
+    show_default=True,
+    help="The token's user PIN (with --token).",
+)
+@click.option(
+    "--so-pin",
+    default=DEFAULT_TOKEN_SO_PIN,
+    show_default=True,
+    help="The security officer PIN, used only when the token is created.",
+)
+@click.option(
+    "--key-type",
+    type=click.Choice(["rsa", "ec"]),
+    default="rsa",
+    show_default=True,
+    help="RSA-2048 (as SITHS cards) or EC P-256 (with --token).",
+)
+@click.option(
+    "--softhsm-conf",
+    type=click.Path(path_type=Path),
+    help="SoftHSM2 configuration [default: $SOFTHSM2_CONF, else var/softhsm/softhsm2.conf].",
+)
 def issue_command(
     hsa_id: str,
     given_name: str,
@@ -169,11 +214,20 @@ def issue_command(
     org_number: str | None,
     org_name: str | None,
     not_after: dt.datetime | None,
-    out_dir: Path,
+    out_dir: Path | None,
     pki_dir: Path,
     p12_password: str,
+    token_label: str | None,
+    pin: str,
+    so_pin: str,
+    key_type: str,
+    softhsm_conf: Path | None,
 ) -> None:
-    """Issue an HSA-ID authentication certificate under the test HSA-id CA."""
+    """Issue an HSA-ID authentication certificate under the test HSA-id CA.
+
+    As files (--out), or on a SoftHSM2 token (--token) where the private key is generated and
+    stays, with the certificate stored beside it.
+    """
     # Check everything the operator typed before touching the PKI, so mistakes are reported
     # as usage errors (exit code 2) and not as tracebacks.
     try:
@@ -186,6 +240,24 @@ def issue_command(
             f" ({parsed.organisation_number})",
             param_hint="--org-number",
         )
+    if token_label is not None:
+        _issue_on_token(
+            _load(pki_dir, "--pki"),
+            token_label,
+            pin=pin,
+            so_pin=so_pin,
+            softhsm_conf=softhsm_conf,
+            key_type=key_type,
+            out_dir=out_dir,
+            hsa_id=parsed.value,
+            given_name=given_name,
+            surname=surname,
+            org_name=org_name or organisation_name(parsed.organisation_number),
+            not_after=_end_of_day(not_after),
+        )
+        return
+    if out_dir is None:
+        raise click.UsageError("give --out (a directory for the files) or --token")
     if not p12_password:
         raise click.BadParameter("must not be empty", param_hint="--p12-password")
     pki = _load(pki_dir, "--pki")
@@ -206,3 +278,51 @@ def issue_command(
     click.echo(f"  certificate  {_show_path(card.cert)}")
     click.echo(f"  private key  {_show_path(card.key)}")
     click.echo(f"  PKCS#12      {_show_path(card.p12)}")
+
+
+def _issue_on_token(
+    pki: TestPki,
+    token_label: str,
+    *,
+    pin: str,
+    so_pin: str,
+    softhsm_conf: Path | None,
+    key_type: str,
+    out_dir: Path | None,
+    hsa_id: str,
+    given_name: str,
+    surname: str,
+    org_name: str,
+    not_after: dt.datetime | None,
+) -> None:
+    try:
+        config = resolve_config(softhsm_conf)
+        if not token_exists(config, token_label):
+            create_token(config, token_label, pin=pin, so_pin=so_pin)
+            click.echo(f"Created SoftHSM2 token {token_label!r} ({_show_path(config)})")
+        card = issue_card_on_token(
+            pki,
+            config,
+            token_label,
+            pin,
+            hsa_id=hsa_id,
+            given_name=given_name,
+            surname=surname,
+            org_name=org_name,
+            not_after=not_after,
+            key_type="ec" if key_type == "ec" else "rsa",
+        )
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"Issued TEST card for {given_name} {surname} ({card.hsa_id}) on a token:")
+    click.echo(f"  token        {card.token_label} (SoftHSM2 configuration {_show_path(config)})")
+    click.echo(f"  key pair     {key_type.upper()}, generated on the token, not extractable")
+    click.echo(f"  CKA_ID       {card.key_id.hex()} (CKA_LABEL {card.hsa_id})")
+    if out_dir is not None:
+        path = out_dir / f"{card.hsa_id}.crt.pem"
+        write_certificates(path, [card.certificate])
+        click.echo(f"  certificate  {_show_path(path)} (also on the token)")
+    else:
+        click.echo("  certificate  on the token")

@@ -62,7 +62,13 @@ from idp.pki.names import (
     ca_name,
     own_name,
 )
-from idp.pki.storage import write_certificates, write_private_key
+from idp.pki.revocation import (
+    DEFAULT_REVOCATION_URL,
+    RevocationPointers,
+    create_revocation_material,
+    record_issued,
+)
+from idp.pki.storage import load_certificate, write_certificates, write_private_key
 
 __all__ = ["DEFAULT_BASE_URL_HOSTS", "init_test_pki"]
 
@@ -171,7 +177,8 @@ _CARDS: tuple[_CardSpec, ...] = (
 )
 
 # Root, two issuing CAs, forged root and CA, TLS CA and server, two IdP keys, SP key, cards.
-_KEY_COUNT = 10 + len(_CARDS)
+# Plus the OCSP responder and its deliberately EKU-less twin (idp.pki.revocation).
+_KEY_COUNT = 10 + len(_CARDS) + 2
 
 
 @contextmanager
@@ -191,6 +198,7 @@ def init_test_pki(
     *,
     base_url_hosts: Sequence[str] = DEFAULT_BASE_URL_HOSTS,
     progress: Progress | None = None,
+    revocation_url: str = DEFAULT_REVOCATION_URL,
 ) -> TestPki:
     """Create the test PKI below ``directory`` and return it; load it if it already exists.
 
@@ -199,6 +207,11 @@ def init_test_pki(
     interrupted run leaves no manifest and the next call starts over. ``base_url_hosts`` are
     added to the TLS server certificate's subjectAltName next to localhost, 127.0.0.1 and ::1.
     ``progress`` receives one human-readable line per step.
+
+    ``revocation_url`` is where ``idp pki ocsp-responder`` will serve OCSP and the CRLs (also
+    only the first time): every card points at ``{revocation_url}/ocsp`` and
+    ``{revocation_url}/crl/hsa-id-ca.crl``, and the manifest records it (see
+    :mod:`idp.pki.revocation`).
     """
     report = progress or (lambda _line: None)
     directory.mkdir(parents=True, exist_ok=True)
@@ -206,10 +219,12 @@ def init_test_pki(
         if (directory / MANIFEST).is_file():
             report(f"Test PKI already exists in {directory} ({MANIFEST}); nothing regenerated")
             return load_test_pki(directory)
-        return _generate(directory, tuple(base_url_hosts), report)
+        return _generate(directory, tuple(base_url_hosts), report, revocation_url)
 
 
-def _generate(directory: Path, base_url_hosts: tuple[str, ...], report: Progress) -> TestPki:
+def _generate(
+    directory: Path, base_url_hosts: tuple[str, ...], report: Progress, revocation_url: str
+) -> TestPki:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     paths = pki_paths(directory)
 
@@ -260,6 +275,11 @@ def _generate(directory: Path, base_url_hosts: tuple[str, ...], report: Progress
         paths["intermediates_file"], [hsa_ca.certificate, issuing["person_id_ca"].certificate]
     )
     show("Intermediates (the issuing CAs)", paths["intermediates_file"])
+    revocation = create_revocation_material(
+        directory, hsa_ca, issuing["person_id_ca"], keys.take, now
+    )
+    show(f"OCSP responder certificate (serves {revocation_url})", revocation.responder_cert)
+    pointers = RevocationPointers.for_base_url(revocation_url)
 
     # The forgery: same names and key identifiers, other keys.
     forged_root_key = keys.take()
@@ -358,12 +378,15 @@ def _generate(directory: Path, base_url_hosts: tuple[str, ...], report: Progress
             extra_certs=spec.extra_certs,
             now=now,
             key=keys.take(),
+            pointers=pointers,
         )
         cards[spec.name] = card
+        if not spec.forged:
+            record_issued(directory, [(load_certificate(card.cert), card.cert)])
         show(f"Card {spec.name} ({spec.kind}, {spec.serial_number or 'no HSA-ID'})", card.cert)
 
     pki = TestPki(directory=directory, cards=cards, **paths)
-    write_manifest(pki, base_url_hosts=base_url_hosts, created=now)
+    write_manifest(pki, base_url_hosts=base_url_hosts, created=now, revocation_url=revocation_url)
     report(f"Manifest: {MANIFEST}")
     return pki
 

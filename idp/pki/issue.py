@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -36,6 +36,7 @@ __all__ = [
     "CardProfile",
     "Issuer",
     "KeyPool",
+    "SubjectKey",
     "add_years",
     "card_certificate",
     "generate_key",
@@ -49,6 +50,11 @@ __all__ = [
 
 # RSA-2048 is what SITHS cards use and the smallest size the Web PKI verifier accepts.
 KEY_BITS = 2048
+
+# The key a certificate is issued for. A key pair generated here is passed whole; a key that
+# lives on a token (PKCS#11), where the private half can never be read, is passed as its
+# public half. EC is accepted for the public half only: the test PKI itself makes RSA keys.
+SubjectKey = RSAPrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 def generate_key() -> RSAPrivateKey:
@@ -130,8 +136,12 @@ def add_years(moment: dt.datetime, years: int) -> dt.datetime:
         return moment.replace(year=moment.year + years, day=28)
 
 
-def _ski(key: RSAPrivateKey) -> x509.SubjectKeyIdentifier:
-    return x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+def _public(key: SubjectKey) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    return key.public_key() if isinstance(key, RSAPrivateKey) else key
+
+
+def _ski(key: SubjectKey) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier.from_public_key(_public(key))
 
 
 def _aki(issuer: Issuer) -> x509.AuthorityKeyIdentifier:
@@ -144,7 +154,7 @@ def _aki(issuer: Issuer) -> x509.AuthorityKeyIdentifier:
 def _builder(
     subject: x509.Name,
     issuer_name: x509.Name,
-    key: RSAPrivateKey,
+    key: SubjectKey,
     not_before: dt.datetime,
     not_after: dt.datetime,
 ) -> x509.CertificateBuilder:
@@ -154,7 +164,7 @@ def _builder(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer_name)
-        .public_key(key.public_key())
+        .public_key(_public(key))
         .serial_number(new_serial())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
@@ -208,7 +218,7 @@ def issuing_ca_certificate(
 
 
 def card_certificate(
-    key: RSAPrivateKey,
+    key: SubjectKey,
     subject: x509.Name,
     issuer: Issuer,
     *,
@@ -216,12 +226,16 @@ def card_certificate(
     profile: CardProfile,
     not_before: dt.datetime,
     not_after: dt.datetime,
+    extensions: Iterable[x509.ExtensionType] = (),
 ) -> x509.Certificate:
-    """A card's end-entity certificate with the key usages of ``profile``.
+    """A card's end-entity certificate for ``key`` with the key usages of ``profile``.
+
+    ``key`` may be a public key only (a card whose private key lives on a token).
 
     Carries basicConstraints CA=false, the profile's keyUsage (critical) and EKU, a
     subjectAltName with the rfc822Name ``email`` (non-critical: the subject is not empty), SKI
-    and AKI.
+    and AKI, then ``extensions`` as non-critical extensions (the revocation pointers, see
+    :func:`idp.pki.revocation.revocation_extensions`).
     """
     builder = _builder(subject, issuer.certificate.subject, key, not_before, not_after)
     builder = (
@@ -232,6 +246,8 @@ def card_certificate(
         .add_extension(_ski(key), critical=False)
         .add_extension(_aki(issuer), critical=False)
     )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
     return builder.sign(issuer.key, hashes.SHA256())
 
 

@@ -84,10 +84,17 @@ def _relative(path: Path, directory: Path) -> str:
     return PurePosixPath(path.relative_to(directory)).as_posix()
 
 
-def write_manifest(pki: TestPki, *, base_url_hosts: Sequence[str], created: dt.datetime) -> Path:
+def write_manifest(
+    pki: TestPki,
+    *,
+    base_url_hosts: Sequence[str],
+    created: dt.datetime,
+    revocation_url: str = "",
+) -> Path:
     """Write ``manifest.json`` for ``pki`` atomically and return its path.
 
-    Every path must lie below ``pki.directory`` (``ValueError`` otherwise).
+    Every path must lie below ``pki.directory`` (``ValueError`` otherwise). ``revocation_url``
+    is recorded as ``revocation_url`` (read by :func:`idp.pki.revocation.published_url`).
     """
     cards: dict[str, dict[str, Any]] = {}
     for name, card in pki.cards.items():
@@ -102,6 +109,7 @@ def write_manifest(pki: TestPki, *, base_url_hosts: Sequence[str], created: dt.d
         "note": "TEST PKI: invented people, throw-away keys. Never trust it in production.",
         "created": created.isoformat(),
         "base_url_hosts": list(base_url_hosts),
+        "revocation_url": revocation_url,
         "files": {name: _relative(getattr(pki, name), pki.directory) for name in FILES},
         "cards": cards,
     }

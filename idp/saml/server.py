@@ -33,7 +33,7 @@ from saml2.metadata import create_metadata_string
 from saml2.response import IncorrectlySigned
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT, NameID
 from saml2.server import Server
-from saml2.sigver import MissingKey, SignatureError
+from saml2.sigver import CryptoBackend, MissingKey, SignatureError
 from saml2.time_util import str_to_time
 
 from idp.authn import Authentication
@@ -45,6 +45,7 @@ from idp.saml.messages import (
     decode_redirect_message,
     require_root,
 )
+from idp.saml.xmlsec_backend import shared_backend
 
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
 SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
@@ -137,7 +138,15 @@ class _UriNameConverter(AttributeConverter):
         return produced
 
 
-def _pysaml2_config(settings: Settings, metadata_files: list[str]) -> IdPConfig:
+def _pysaml2_config(
+    settings: Settings, metadata_files: list[str], crypto: CryptoBackend | None = None
+) -> IdPConfig:
+    """pysaml2's configuration with the SP metadata in ``metadata_files`` loaded.
+
+    With ``crypto``, the metadata store's own security context uses it: the store builds that
+    context (an ``xmlsec1`` one) in its constructor, so it is swapped before any metadata is
+    loaded and a signed metadata source would be checked with ``crypto`` too.
+    """
     base = settings.base_url
     config = {
         "entityid": settings.entity_id,
@@ -150,6 +159,11 @@ def _pysaml2_config(settings: Settings, metadata_files: list[str]) -> IdPConfig:
                     "single_sign_on_service": [
                         (f"{base}/saml/sso/redirect", BINDING_HTTP_REDIRECT),
                         (f"{base}/saml/sso/post", BINDING_HTTP_POST),
+                    ],
+                    # Single Logout (idp/saml/logout.py, idp/saml/slo_endpoints.py).
+                    "single_logout_service": [
+                        (f"{base}/saml/slo/redirect", BINDING_HTTP_REDIRECT),
+                        (f"{base}/saml/slo/post", BINDING_HTTP_POST),
                     ],
                 },
                 "name_id_format": [NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT],
@@ -185,7 +199,8 @@ def _pysaml2_config(settings: Settings, metadata_files: list[str]) -> IdPConfig:
         "key_file": str(settings.saml_signing_key),
         "cert_file": str(settings.saml_signing_cert),
         "xmlsec_binary": XMLSEC_BINARY,
-        "metadata": {"local": metadata_files},
+        # An empty store; the files are loaded below, once the store has the right backend.
+        "metadata": {},
         "signing_algorithm": SIG_RSA_SHA256,
         "digest_algorithm": DIGEST_SHA256,
         "only_use_keys_in_metadata": True,
@@ -208,6 +223,10 @@ def _pysaml2_config(settings: Settings, metadata_files: list[str]) -> IdPConfig:
     }
     idp_config = IdPConfig()
     idp_config.load(config)
+    store = idp_config.metadata
+    if crypto is not None:
+        store.security.crypto = crypto
+    store.imp({"local": metadata_files})
     return idp_config
 
 
@@ -264,7 +283,18 @@ class SamlIdentityProvider:
         with self._lock:
             if self._server is None or stamp != self._stamp:
                 files = [name for name, _mtime, _size in stamp]
-                server = Server(config=_pysaml2_config(self._settings, files))
+                # Sign and verify in-process (see xmlsec_backend); xmlsec1 stays only for
+                # encryption, which the backend delegates and the IdP does not use.
+                crypto = shared_backend(XMLSEC_BINARY)
+                server = Server(config=_pysaml2_config(self._settings, files, crypto))
+                # Entity.__init__ built server.sec with pysaml2's xmlsec1 backend: replace it.
+                # server.sec signs Responses and Assertions and checks AuthnRequest signatures;
+                # the metadata store (same object as server.metadata) got crypto above.
+                server.sec.crypto = crypto
+                if server.metadata.security.crypto is not crypto:
+                    # A pysaml2 that builds its metadata store differently: fail loudly rather
+                    # than verify metadata with xmlsec1 behind our back.
+                    raise RuntimeError("pysaml2's metadata store does not use the backend")
                 converter = _UriNameConverter()
                 server.config.attribute_converters = [converter]
                 server.config.getattr("policy", "idp").acs = [converter]

@@ -15,8 +15,11 @@ If OCSP gives no usable answer, the CRL from the certificate's distribution poin
 signature by the issuer and its ``nextUpdate`` checked). A good answer is cached until its
 ``nextUpdate``, in a cache the caller provides (the IdP's database, shared by every node).
 
-Policy: fail closed. Revoked or unknown → refused; nothing usable from either source → refused,
-unless ``soft_fail`` is set, in which case the login proceeds and the decision says so loudly.
+Policy: fail closed. Revoked or unknown → refused; nothing usable from either source → refused.
+``soft_fail`` lets a login proceed only when every source was *unreachable* (connection refused,
+timeout, an HTTP error status): the decision says so and it is logged loudly. An answer that
+arrived but is invalid (bad signature, stale, wrong certificate or nonce, garbage) is refused
+even then, because that is what an attack or a broken responder looks like, not an outage.
 Everything here is synchronous: call it from a worker thread.
 """
 
@@ -27,6 +30,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,7 +38,7 @@ from typing import Protocol
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
@@ -44,6 +48,9 @@ logger = logging.getLogger("idp.revocation")
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 NONCE_BYTES = 16
+# RevocationProblem.reason of a source that could not be asked at all: the only kind of
+# failure soft-fail forgives.
+UNREACHABLE = "unreachable"
 
 
 class RevocationOutcome(StrEnum):
@@ -53,7 +60,12 @@ class RevocationOutcome(StrEnum):
 
 
 class RevocationProblem(Exception):
-    """No usable answer from one source; ``reason`` is a stable code for the audit trail."""
+    """No usable answer from one source; ``reason`` is a stable code for the audit trail:
+    ``unreachable``, ``invalid_response``, ``bad_signature``, ``untrusted_responder``,
+    ``stale_response``, ``wrong_certificate``, ``nonce_mismatch``, ``invalid_crl``,
+    ``stale_crl``, ``no_source``; from :meth:`RevocationChecker.check`, ``unavailable`` (every
+    source failed, ``detail`` lists why) or ``invalid`` (as ``unavailable``, but at least one
+    answer arrived and was invalid, so soft-fail did not apply)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -86,28 +98,41 @@ Fetcher = Callable[[str, bytes | None], bytes]
 
 @dataclass(frozen=True)
 class RevocationPolicy:
+    """How to check. ``max_cache_age`` caps how long a good answer is reused even when its
+    ``nextUpdate`` lies further ahead, so a revocation is noticed within that time at worst."""
+
     soft_fail: bool = False
     clock_skew: dt.timedelta = dt.timedelta(minutes=5)
     timeout_seconds: float = 5.0
     ocsp_url: str = ""  # overrides the certificate's AIA when set
     use_crl: bool = True
+    max_cache_age: dt.timedelta = dt.timedelta(hours=1)
 
 
 def http_fetch(timeout_seconds: float) -> Fetcher:
-    """A fetcher that POSTs an OCSP request (``body`` given) or GETs a CRL, size-bounded."""
+    """A fetcher that POSTs an OCSP request (``body`` given) or GETs a CRL, size-bounded.
+
+    One HTTP client, created on first use, serves every call (thread-safe; keeps connections
+    alive), so a cold-cache login does not also pay for a new client and TCP connection.
+    """
+    clients: list[httpx.Client] = []
+    lock = threading.Lock()
+
+    def client() -> httpx.Client:
+        with lock:
+            if not clients:
+                clients.append(httpx.Client(timeout=timeout_seconds, follow_redirects=False))
+            return clients[0]
 
     def fetch(url: str, body: bytes | None) -> bytes:
         if not url.startswith(("http://", "https://")):
-            raise RevocationProblem("unreachable", f"unsupported URL {url[:100]}")
+            raise RevocationProblem(UNREACHABLE, f"unsupported URL {url[:100]}")
         method = "POST" if body is not None else "GET"
         headers = {"Content-Type": "application/ocsp-request"} if body is not None else {}
         try:
-            with (
-                httpx.Client(timeout=timeout_seconds, follow_redirects=False) as client,
-                client.stream(method, url, content=body, headers=headers) as response,
-            ):
+            with client().stream(method, url, content=body, headers=headers) as response:
                 if response.status_code != 200:
-                    raise RevocationProblem("unreachable", f"{url} answered {response.status_code}")
+                    raise RevocationProblem(UNREACHABLE, f"{url} answered {response.status_code}")
                 data = bytearray()
                 for chunk in response.iter_bytes():
                     data.extend(chunk)
@@ -115,7 +140,7 @@ def http_fetch(timeout_seconds: float) -> Fetcher:
                         raise RevocationProblem("invalid_response", f"{url} sent too much")
                 return bytes(data)
         except httpx.HTTPError as exc:
-            raise RevocationProblem("unreachable", f"{url}: {type(exc).__name__}") from exc
+            raise RevocationProblem(UNREACHABLE, f"{url}: {type(exc).__name__}") from exc
 
     return fetch
 
@@ -194,35 +219,47 @@ class RevocationChecker:
         ocsp_urls, crl_urls = _urls(certificate)
         if self._policy.ocsp_url:
             ocsp_urls = [self._policy.ocsp_url]
-        problems: list[str] = []
+        problems: list[RevocationProblem] = []
         for url in ocsp_urls[:2]:
             try:
                 decision, until = self._ask_ocsp(url, certificate, issuer, now)
             except RevocationProblem as exc:
-                problems.append(f"ocsp {exc.reason}: {exc.detail}")
+                problems.append(RevocationProblem(exc.reason, f"ocsp {exc.reason}: {exc.detail}"))
                 continue
-            return self._remember(key, decision, until)
+            return self._remember(key, decision, until, now)
         if self._policy.use_crl:
             for url in crl_urls[:2]:
                 try:
                     decision, until = self._read_crl(url, certificate, issuer, now)
                 except RevocationProblem as exc:
-                    problems.append(f"crl {exc.reason}: {exc.detail}")
+                    problems.append(
+                        RevocationProblem(exc.reason, f"crl {exc.reason}: {exc.detail}")
+                    )
                     continue
-                return self._remember(key, decision, until)
-        detail = "; ".join(problems) or "the certificate names no OCSP responder or CRL"
+                return self._remember(key, decision, until, now)
+        if not problems:
+            raise RevocationProblem(
+                "no_source", "the certificate names no OCSP responder or CRL to ask"
+            )
+        detail = "; ".join(problem.detail for problem in problems)
+        if any(problem.reason != UNREACHABLE for problem in problems):
+            raise RevocationProblem("invalid", detail)
         if self._policy.soft_fail:
-            logger.warning(
-                "REVOCATION SOFT-FAIL: login allowed without revocation status: %s", detail
+            logger.error(
+                "REVOCATION SOFT-FAIL: login allowed WITHOUT revocation status of serial %x: %s",
+                certificate.serial_number,
+                detail,
             )
             return RevocationDecision(RevocationOutcome.GOOD, "none", detail, soft_failed=True)
         raise RevocationProblem("unavailable", detail)
 
     def _remember(
-        self, key: str, decision: RevocationDecision, until: dt.datetime
+        self, key: str, decision: RevocationDecision, until: dt.datetime, now: dt.datetime
     ) -> RevocationDecision:
         if self._cache is not None and decision.outcome == RevocationOutcome.GOOD:
-            self._cache.put(key, decision.outcome.value, until)
+            self._cache.put(
+                key, decision.outcome.value, min(until, now + self._policy.max_cache_age)
+            )
         return decision
 
     # --- OCSP --------------------------------------------------------------------------------
@@ -238,6 +275,20 @@ class RevocationChecker:
             .build()
         )
         body = self._fetch(url, request.public_bytes(serialization.Encoding.DER))
+        try:
+            return self._judge_ocsp(body, nonce, certificate, issuer, now)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            # Parsed lazily by cryptography: a malformed field surfaces here, not at load.
+            raise RevocationProblem("invalid_response", f"malformed OCSP response: {exc}") from exc
+
+    def _judge_ocsp(
+        self,
+        body: bytes,
+        nonce: bytes,
+        certificate: x509.Certificate,
+        issuer: x509.Certificate,
+        now: dt.datetime,
+    ) -> tuple[RevocationDecision, dt.datetime]:
         try:
             response = ocsp.load_der_ocsp_response(body)
         except ValueError as exc:
@@ -313,11 +364,14 @@ class RevocationChecker:
     ) -> ocsp.OCSPSingleResponse:
         for single in response.responses:
             # The CertID as we would compute it with the responder's hash algorithm.
-            expected = (
-                ocsp.OCSPRequestBuilder()
-                .add_certificate(certificate, issuer, single.hash_algorithm)
-                .build()
-            )
+            try:
+                expected = (
+                    ocsp.OCSPRequestBuilder()
+                    .add_certificate(certificate, issuer, single.hash_algorithm)
+                    .build()
+                )
+            except (ValueError, UnsupportedAlgorithm):
+                continue  # a CertID hash we do not compute cannot be ours
             if (
                 single.serial_number == certificate.serial_number
                 and single.issuer_key_hash == expected.issuer_key_hash
@@ -333,7 +387,7 @@ class RevocationChecker:
         if status == ocsp.OCSPCertStatus.GOOD:
             return RevocationDecision(RevocationOutcome.GOOD, source)
         if status == ocsp.OCSPCertStatus.REVOKED:
-            reason = single.revocation_reason.name if single.revocation_reason else ""
+            reason = single.revocation_reason.value if single.revocation_reason else ""
             return RevocationDecision(
                 RevocationOutcome.REVOKED,
                 source,
@@ -358,8 +412,24 @@ class RevocationChecker:
             )
         except ValueError as exc:
             raise RevocationProblem("invalid_crl", "not a CRL") from exc
+        try:
+            return self._judge_crl(crl, certificate, issuer, now)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise RevocationProblem("invalid_crl", f"malformed CRL: {exc}") from exc
+
+    def _judge_crl(
+        self,
+        crl: x509.CertificateRevocationList,
+        certificate: x509.Certificate,
+        issuer: x509.Certificate,
+        now: dt.datetime,
+    ) -> tuple[RevocationDecision, dt.datetime]:
         if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):
             raise RevocationProblem("bad_signature", "the CRL is not signed by the issuer")
+        with contextlib.suppress(x509.ExtensionNotFound):
+            crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+            # A delta CRL lists only recent changes: "not listed" there does not mean good.
+            raise RevocationProblem("invalid_crl", "a delta CRL, not a complete one")
         next_update = crl.next_update_utc
         skew = self._policy.clock_skew
         if next_update is None or next_update < now - skew:
@@ -372,7 +442,7 @@ class RevocationChecker:
             with contextlib.suppress(x509.ExtensionNotFound):
                 reason = revoked.extensions.get_extension_for_class(
                     x509.CRLReason
-                ).value.reason.name
+                ).value.reason.value
             return (
                 RevocationDecision(
                     RevocationOutcome.REVOKED,
@@ -383,3 +453,20 @@ class RevocationChecker:
                 next_update,
             )
         return RevocationDecision(RevocationOutcome.GOOD, "crl"), next_update
+
+
+SOFT_FAIL_REASON = "revocation_soft_fail"
+
+
+def audit_note(decision: RevocationDecision | None) -> str:
+    """How revocation was decided for a login, for the detail of its audit event."""
+    if decision is None:
+        return "revocation not checked"
+    if decision.soft_failed:
+        return f"REVOCATION SOFT-FAIL, status unknown, no source reachable: {decision.detail}"
+    return f"revocation {decision.outcome.value} by {decision.source}"
+
+
+def audit_reason(decision: RevocationDecision | None) -> str:
+    """The audit ``reason`` of a *successful* login: empty, or ``revocation_soft_fail``."""
+    return SOFT_FAIL_REASON if decision is not None and decision.soft_failed else ""

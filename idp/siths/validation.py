@@ -58,12 +58,15 @@ class RejectionReason(StrEnum):
 
 
 class CertificateRejected(Exception):
-    """The certificate may not be used to log in. ``reason`` says which check failed."""
+    """The certificate may not be used to log in. ``reason`` says which check failed;
+    ``hsa_id`` is the certificate's HSA-ID when it was read before the refusal (the revocation
+    reasons), else empty: for the audit trail, who tried."""
 
-    def __init__(self, reason: RejectionReason, detail: str) -> None:
+    def __init__(self, reason: RejectionReason, detail: str, *, hsa_id: str = "") -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.hsa_id = hsa_id
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ class SithsValidator:
                 f"HSA-ID {hsa_id.value} belongs to organisation {hsa_id.organisation_number},"
                 " which this service does not accept",
             )
-        decision = self._check_revocation(certificate, verified.chain[1], moment)
+        decision = self._check_revocation(certificate, verified.chain[1], moment, hsa_id)
         return ValidatedCertificate(
             certificate=certificate,
             chain=tuple(verified.chain),
@@ -156,7 +159,11 @@ class SithsValidator:
         )
 
     def _check_revocation(
-        self, certificate: x509.Certificate, issuer: x509.Certificate, moment: dt.datetime
+        self,
+        certificate: x509.Certificate,
+        issuer: x509.Certificate,
+        moment: dt.datetime,
+        hsa_id: HsaId,
     ) -> RevocationDecision | None:
         """Only after the path is valid: a revocation answer is only as good as its issuer."""
         if self._revocation is None:
@@ -165,17 +172,22 @@ class SithsValidator:
             decision = self._revocation.check(certificate, issuer, moment)
         except RevocationProblem as exc:
             raise CertificateRejected(
-                RejectionReason.REVOCATION_UNAVAILABLE, f"{exc.reason}: {exc.detail}"
+                RejectionReason.REVOCATION_UNAVAILABLE,
+                f"{exc.reason}: {exc.detail}",
+                hsa_id=hsa_id.value,
             ) from exc
         if decision.outcome == RevocationOutcome.REVOKED:
             raise CertificateRejected(
                 RejectionReason.REVOKED,
                 f"revoked ({decision.revocation_reason or 'no reason given'}), "
                 f"by {decision.source}: {decision.detail}",
+                hsa_id=hsa_id.value,
             )
         if decision.outcome == RevocationOutcome.UNKNOWN:
             raise CertificateRejected(
-                RejectionReason.REVOCATION_UNKNOWN, f"{decision.source}: {decision.detail}"
+                RejectionReason.REVOCATION_UNKNOWN,
+                f"{decision.source}: {decision.detail}",
+                hsa_id=hsa_id.value,
             )
         return decision
 

@@ -107,3 +107,37 @@ class RevocationCacheEntry(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class SamlSessionParticipant(Base):
+    """An SP that was sent an assertion within an SSO session: what Single Logout needs to log
+    it out (the NameID and SessionIndex it was given). One row per SP and session; a later
+    login to the same SP in the same session replaces the subject.
+
+    ``session_key`` names the SSO session (:func:`idp.login.sso.sso_session_key`). While a
+    Single Logout runs, ``logout_run`` groups the session's rows and ``logout_state`` tracks
+    each: ``queued`` → ``sent`` (``logout_request_id`` is the LogoutRequest sent to it) →
+    ``done``/``failed``, or ``unsupported`` (no SLO endpoint in its metadata). The SP that
+    asked for the logout is ``initiator``: ``logout_request_id``, ``logout_binding`` and
+    ``logout_relay_state`` are then its request's, for the LogoutResponse it gets at the end.
+    """
+
+    __tablename__ = "saml_session_participants"
+    __table_args__ = (UniqueConstraint("session_key", "sp_entity_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_key: Mapped[str] = mapped_column(String(64), index=True)
+    hsa_id: Mapped[str] = mapped_column(String(64), default="")
+    sp_entity_id: Mapped[str] = mapped_column(String(1024))
+    name_id: Mapped[str] = mapped_column(String(1024), default="")
+    name_id_format: Mapped[str] = mapped_column(String(256), default="")
+    name_qualifier: Mapped[str] = mapped_column(String(1024), default="")
+    sp_name_qualifier: Mapped[str] = mapped_column(String(1024), default="")
+    session_index: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    logout_run: Mapped[str] = mapped_column(String(64), default="", index=True)
+    logout_state: Mapped[str] = mapped_column(String(16), default="")
+    logout_request_id: Mapped[str] = mapped_column(String(256), default="")
+    logout_binding: Mapped[str] = mapped_column(String(128), default="")
+    logout_relay_state: Mapped[str] = mapped_column(Text, default="")

@@ -133,11 +133,11 @@ MESSAGES: dict[str, UserMessage] = {
     ),
     "revocation_unavailable": UserMessage(
         "Kortet kunde inte kontrolleras just nu",
-        "Spärrkontrollen för SITHS-kort svarar inte just nu, så ingen inloggning kan göras. "
-        "Försök igen om en stund.",
+        "Spärrkontrollen för SITHS-kort gav inget användbart svar just nu, så ingen "
+        "inloggning kan göras. Försök igen om en stund. " + _CARD_HELP_SV,
         "The card could not be checked right now",
-        "The revocation check for SITHS cards is not answering right now, so no login can be "
-        "made. Try again in a while.",
+        "The revocation check for SITHS cards gave no usable answer just now, so no login can "
+        "be made. Try again in a while. " + _CARD_HELP_EN,
         status_code=503,
         can_retry=True,
     ),
@@ -211,6 +211,53 @@ MESSAGES: dict[str, UserMessage] = {
         "The SITHS eID app sent a signature that does not match. Try again. " + _CARD_HELP_EN,
         status_code=403,
         can_retry=True,
+    ),
+    "oidc_unknown_client": UserMessage(
+        "Okänt system",
+        "Systemet du kom ifrån är inte anslutet till Göteborgs Stads Åtkomsttjänst för "
+        "OpenID Connect. Ingen inloggning har gjorts. Kontakta systemets förvaltning och uppge "
+        "felkoden nedan.",
+        "Unknown system",
+        "The system you came from is not connected to the City of Gothenburg's Access Service "
+        "for OpenID Connect. No login took place. Contact the system's administrators and "
+        "quote the error code below.",
+        status_code=403,
+    ),
+    "oidc_redirect_uri_mismatch": UserMessage(
+        "Felaktig återvändningsadress",
+        "Systemet du kom ifrån bad om att få svaret till en adress som inte är registrerad för "
+        "det. Av säkerhetsskäl skickas du inte dit och ingen inloggning har gjorts. Kontakta "
+        "systemets förvaltning och uppge felkoden nedan.",
+        "Unregistered return address",
+        "The system you came from asked for the answer to go to an address not registered for "
+        "it. For your security you are not sent there and no login took place. Contact the "
+        "system's administrators and quote the error code below.",
+    ),
+    "oidc_invalid_request": UserMessage(
+        "Felaktig inloggningsbegäran",
+        "Systemet du kom ifrån skickade en begäran som Åtkomsttjänsten inte kan ta emot. "
+        "Ingen inloggning har gjorts. Kontakta systemets förvaltning och uppge felkoden nedan.",
+        "Invalid login request",
+        "The system you came from sent a request the Access Service cannot accept. No login "
+        "took place. Contact the system's administrators and quote the error code below.",
+    ),
+    "oidc_invalid_logout": UserMessage(
+        "Utloggningen kunde inte göras",
+        "Systemet du kom ifrån skickade en utloggningsbegäran som inte kunde kontrolleras. "
+        "Stäng webbläsaren för att vara säker på att du är utloggad.",
+        "The logout could not be made",
+        "The system you came from sent a logout request that could not be verified. Close the "
+        "browser to be sure that you are logged out.",
+    ),
+    "saml_invalid_logout": UserMessage(
+        "Utloggningen kunde inte genomföras",
+        "Systemet du kom ifrån skickade ett utloggningsmeddelande som inte kunde kontrolleras. "
+        "Stäng webbläsaren för att vara säker på att du är utloggad, och uppge felkoden nedan "
+        "för systemets förvaltning.",
+        "The logout could not be made",
+        "The system you came from sent a logout message that could not be verified. Close the "
+        "browser to be sure that you are logged out, and quote the error code below to the "
+        "system's administrators.",
     ),
     "hsa_id_not_offered": UserMessage(
         "Ogiltigt val",

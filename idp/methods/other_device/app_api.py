@@ -35,6 +35,7 @@ from idp.methods.other_device.orders import (
 )
 from idp.methods.other_device.signature import SIGNATURE_ALGORITHMS, signature_is_valid
 from idp.services import services_of
+from idp.siths.revocation import RevocationDecision, audit_note, audit_reason
 from idp.siths.validation import CertificateRejected, load_certificate
 from idp.store.models import PendingLogin
 
@@ -141,6 +142,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
             pending = session.get(PendingLogin, order.pending_login_id)
             refused = _check(body, order.data_to_sign)
             hsa_id = ""
+            revocation: RevocationDecision | None = None
             if refused is None:
                 try:
                     leaf = load_certificate(body.certificates[0].encode("ascii"))
@@ -156,7 +158,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                     ):
                         raise OrderRefused("invalidSignature", "the signature does not verify")
                     validated = services.validator.validate(leaf, intermediates)
-                    hsa_id = validated.hsa_id.value
+                    hsa_id, revocation = validated.hsa_id.value, validated.revocation
                     if pending is None or pending.state != "pending":
                         raise LoginFailed("login_wrong_step", "the login is no longer waiting")
                     ensure_unexpired(pending)
@@ -169,6 +171,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                     mark_authenticated(session, pending, authentications)
                     complete_order(session, order)
                 except CertificateRejected as exc:
+                    hsa_id = hsa_id or exc.hsa_id
                     refused = OrderRefused("certificateErr", f"{exc.reason.value}: {exc.detail}")
                     fail_order(session, order, "certificateErr", exc.reason.value)
                 except LoginFailed as exc:
@@ -183,11 +186,14 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                 session,
                 "login.method",
                 outcome="success" if refused is None else "failure",
-                reason="" if refused is None else (order.failure_reason or refused.error_code),
+                reason=audit_reason(revocation)
+                if refused is None
+                else (order.failure_reason or refused.error_code),
                 hsa_id=hsa_id,
                 client_id=pending.client_id if pending else "",
                 method=METHOD,
-                detail=f"order {order.order_ref}" + (f": {refused.detail}" if refused else ""),
+                detail=f"order {order.order_ref}"
+                + (f": {refused.detail}" if refused else f"; {audit_note(revocation)}"),
             )
             if refused is not None:
                 return None, refused

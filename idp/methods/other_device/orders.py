@@ -162,9 +162,10 @@ def claim_by_qr(session: Session, text: str, now: dt.datetime) -> tuple[Order, s
     order = session.scalars(
         select(Order).where(Order.qr_start_token == scanned.qr_start_token)
     ).first()
-    order = _live_order(session, order, now)
-    if not qr_is_authentic(scanned, order.qr_start_secret):
+    # Authenticity first: someone without a genuine code learns nothing about the order.
+    if order is None or not qr_is_authentic(scanned, order.qr_start_secret):
         raise OrderRefused("invalidQrCode", "the QR code's auth code is wrong")
+    order = _live_order(session, order, now)
     age = seconds_since_start(order, now) - scanned.seconds
     if age < 0:
         raise OrderRefused("invalidQrCode", "the QR code is from the future")
@@ -182,12 +183,14 @@ def claim_by_auto_start(session: Session, token: str, now: dt.datetime) -> tuple
 
 def order_for_app(session: Session, order_ref: str, sign_token: str, now: dt.datetime) -> Order:
     """The order, if the caller is the app that claimed it and it is still open."""
-    order = _live_order(session, session.get(Order, order_ref[:64]), now)
+    order = session.get(Order, order_ref[:64])
+    if order is None:
+        raise OrderRefused("notFound", "no such order", 404)
     if order.sign_token_hash is None or not hmac.compare_digest(
         order.sign_token_hash, token_hash(sign_token)
     ):
         raise OrderRefused("unauthorized", "this app did not scan the order", 403)
-    return order
+    return _live_order(session, order, now)
 
 
 def complete_order(session: Session, order: Order) -> None:
