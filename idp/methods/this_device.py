@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from idp.audit import record_audit_event
+from idp.audit import record_audit_event, record_audit_event_in_thread
 from idp.login.errors import LoginFailed
 from idp.login.identify import authentications_for_certificate
 from idp.login.pending import BROWSER_COOKIE, load_pending_login, mark_authenticated
@@ -65,28 +65,26 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
             )
 
     if source.untrusted_header_from is not None:
-        with services.database.session() as session:
-            record_audit_event(
-                session,
-                "proxy.untrusted_header",
-                outcome="ignored",
-                reason="untrusted_certificate_header",
-                detail=f"certificate header from {source.untrusted_header_from}",
-                method=METHOD,
-            )
+        await record_audit_event_in_thread(
+            services.database,
+            "proxy.untrusted_header",
+            outcome="ignored",
+            reason="untrusted_certificate_header",
+            detail=f"certificate header from {source.untrusted_header_from}",
+            method=METHOD,
+        )
     try:
         await run_in_threadpool(authenticate)
     except (LoginFailed, CertificateRejected) as exc:
         reason = exc.reason.value if isinstance(exc, CertificateRejected) else exc.reason
-        with services.database.session() as session:
-            record_audit_event(
-                session,
-                "login.method",
-                outcome="failure",
-                reason=reason,
-                hsa_id=getattr(exc, "hsa_id", ""),
-                method=METHOD,
-                detail=exc.detail,
-            )
+        await record_audit_event_in_thread(
+            services.database,
+            "login.method",
+            outcome="failure",
+            reason=reason,
+            hsa_id=getattr(exc, "hsa_id", "") or "",
+            method=METHOD,
+            detail=exc.detail,
+        )
         return error_page(request, reason, retry_url=retry_url)
     return RedirectResponse(f"{settings.base_url}/login/continue?ref={ref}", status_code=303)

@@ -1,4 +1,8 @@
-"""HTTP endpoints of the SAML IdP: metadata, SSO (Redirect and POST), and the POST response."""
+"""HTTP endpoints of the SAML IdP: metadata, SSO (Redirect and POST), and the POST response.
+
+Single Logout's endpoints live in :mod:`idp.saml.slo_endpoints` and are mounted here, under
+the same ``/saml`` prefix.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from idp.audit import record_audit_event
+from idp.audit import record_audit_event, record_audit_event_in_thread
 from idp.authn import Authentication
 from idp.login.pending import create_pending_login
 from idp.login.sso import SSO_COOKIE, find_sso_session
+from idp.saml import slo_endpoints
+from idp.saml.participants import record_participant
 from idp.saml.server import AuthnRequestInfo, SamlRequestRejected
 from idp.services import Services, services_of
 from idp.store.models import SeenMessage
@@ -23,6 +29,7 @@ from idp.web.messages import SAML_REQUEST_MESSAGE, UNKNOWN_SP_MESSAGE
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
 router = APIRouter(prefix="/saml")
+router.include_router(slo_endpoints.router)
 
 # A request ID is remembered for longer than an AuthnRequest can be accepted.
 REPLAY_WINDOW = dt.timedelta(minutes=15)
@@ -66,7 +73,7 @@ async def _receive_authn_request(
 ) -> Response:
     services = services_of(request)
     if not saml_request:
-        return _rejected(
+        return await _rejected(
             services, request, SamlRequestRejected("malformed_request", "no SAMLRequest")
         )
     try:
@@ -74,7 +81,7 @@ async def _receive_authn_request(
             services.saml.parse_authn_request, binding, saml_request, relay_state, raw_query
         )
     except SamlRequestRejected as exc:
-        return _rejected(services, request, exc)
+        return await _rejected(services, request, exc)
     token, new_browser = browser_token(request)
     sso_token = request.cookies.get(SSO_COOKIE)
 
@@ -127,7 +134,7 @@ async def _receive_authn_request(
     try:
         outcome, value = await run_in_threadpool(accept)
     except SamlRequestRejected as exc:
-        return _rejected(services, request, exc, client_id=sp.entity_id)
+        return await _rejected(services, request, exc, client_id=sp.entity_id)
     if outcome == "sso":
         response = await respond_to_saml_login(request, info.to_json(), value)
     elif outcome == "no_passive":
@@ -145,18 +152,17 @@ async def _receive_authn_request(
     return response
 
 
-def _rejected(
+async def _rejected(
     services: Services, request: Request, exc: SamlRequestRejected, client_id: str = ""
 ) -> Response:
-    with services.database.session() as session:
-        record_audit_event(
-            session,
-            "saml.authn_request",
-            outcome="rejected",
-            reason=exc.reason,
-            client_id=client_id,
-            detail=exc.detail,
-        )
+    await record_audit_event_in_thread(
+        services.database,
+        "saml.authn_request",
+        outcome="rejected",
+        reason=exc.reason,
+        client_id=client_id,
+        detail=exc.detail,
+    )
     message = UNKNOWN_SP_MESSAGE if exc.reason == "unknown_sp" else SAML_REQUEST_MESSAGE
     return error_page(request, exc.reason, message=message)
 
@@ -181,5 +187,14 @@ async def respond_to_saml_login(
     info = AuthnRequestInfo.from_json(protocol_state)
     saml_response = await run_in_threadpool(
         services.saml.build_authn_response, info, authentication
+    )
+    # Single Logout must later name the subject exactly as this SP received it.
+    await run_in_threadpool(
+        record_participant,
+        services.database,
+        info.sp_entity_id,
+        authentication,
+        saml_response,
+        services.settings.sso_session_ttl_seconds,
     )
     return _post_page(request, info, saml_response)

@@ -25,6 +25,8 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
         log_level=log_level,
         proxy_headers=False,
         server_header=False,
+        # Idle keep-alive connections must not hold a stopping node up.
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     listener = CertificateListener(

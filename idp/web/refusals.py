@@ -5,23 +5,22 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.audit import record_audit_event
+from idp.audit import record_audit_event_in_thread
 from idp.login.errors import LoginFailed
 from idp.services import services_of
 from idp.web.render import error_page
 
 
-def refuse(
+async def refuse(
     request: Request, exc: LoginFailed, *, method: str = "", retry_url: str | None = None
 ) -> Response:
-    with services_of(request).database.session() as session:
-        record_audit_event(
-            session,
-            "login.step",
-            outcome="failure",
-            reason=exc.reason,
-            hsa_id=exc.hsa_id,
-            method=method,
-            detail=f"{request.url.path}: {exc.detail}",
-        )
+    await record_audit_event_in_thread(
+        services_of(request).database,
+        "login.step",
+        outcome="failure",
+        reason=exc.reason,
+        hsa_id=exc.hsa_id,
+        method=method,
+        detail=f"{request.url.path}: {exc.detail}",
+    )
     return error_page(request, exc.reason, retry_url=retry_url)

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from idp.audit import record_audit_event
+from idp.audit import record_audit_event, record_audit_event_in_thread
 from idp.login.errors import LoginFailed
 from idp.login.identify import authentications_for_certificate
 from idp.login.pending import ensure_unexpired, mark_authenticated
@@ -34,7 +34,7 @@ from idp.methods.other_device.orders import (
     order_for_app,
 )
 from idp.methods.other_device.signature import SIGNATURE_ALGORITHMS, signature_is_valid
-from idp.services import services_of
+from idp.services import Services, services_of
 from idp.siths.revocation import RevocationDecision, audit_note, audit_reason
 from idp.siths.validation import CertificateRejected, load_certificate
 from idp.store.models import PendingLogin
@@ -125,7 +125,7 @@ async def scan(request: Request, body: ScanRequest) -> ScanResponse | JSONRespon
     try:
         return await run_in_threadpool(claim)
     except OrderRefused as exc:
-        _audit(services, "app.scan", "rejected", exc.error_code, exc.detail)
+        await _audit(services, "app.scan", "rejected", exc.error_code, exc.detail)
         return _error(exc)
 
 
@@ -202,7 +202,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
     try:
         status, refused = await run_in_threadpool(verify_and_complete)
     except OrderRefused as exc:
-        _audit(services, "app.sign", "rejected", exc.error_code, exc.detail)
+        await _audit(services, "app.sign", "rejected", exc.error_code, exc.detail)
         return _error(exc)
     if refused is not None:
         return _error(refused)
@@ -247,8 +247,7 @@ async def cancel(request: Request, body: CancelRequest) -> OrderStatus | JSONRes
         return _error(exc)
 
 
-def _audit(services, event: str, outcome: str, reason: str, detail: str) -> None:  # type: ignore[no-untyped-def]
-    with services.database.session() as session:
-        record_audit_event(
-            session, event, outcome=outcome, reason=reason, method=METHOD, detail=detail
-        )
+async def _audit(services: Services, event: str, outcome: str, reason: str, detail: str) -> None:
+    await record_audit_event_in_thread(
+        services.database, event, outcome=outcome, reason=reason, method=METHOD, detail=detail
+    )
