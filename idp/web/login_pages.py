@@ -39,7 +39,7 @@ async def choose_method(request: Request, ref: str = "") -> Response:
     try:
         reference, client_name = await run_in_threadpool(load)
     except LoginFailed as exc:
-        return refuse(request, exc)
+        return await refuse(request, exc)
     return render_page(
         request,
         "idp/login.html",
@@ -70,7 +70,7 @@ async def continue_login(request: Request, ref: str = "") -> Response:
     try:
         step, candidates = await run_in_threadpool(load)
     except LoginFailed as exc:
-        return refuse(request, exc)
+        return await refuse(request, exc)
     if step == "choose":
         return render_page(
             request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": candidates}
@@ -95,7 +95,7 @@ async def choose_service_id(request: Request) -> Response:
         await run_in_threadpool(choose)
     except LoginFailed as exc:
         retry = f"/login/continue?ref={reference}" if exc.reason == "hsa_id_not_offered" else None
-        return refuse(request, exc, retry_url=retry)
+        return await refuse(request, exc, retry_url=retry)
     return RedirectResponse(f"/login/continue?ref={reference}", status_code=303)
 
 
@@ -126,7 +126,7 @@ async def finish_login(request: Request, reference: str) -> Response:
     try:
         protocol, state, authentication, sso_token = await run_in_threadpool(complete)
     except LoginFailed as exc:
-        return refuse(request, exc)
+        return await refuse(request, exc)
     response = await services.responders[protocol](request, state, authentication)
     set_cookie(response, SSO_COOKIE, sso_token, None)
     return response

@@ -104,7 +104,7 @@ async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
             _load, request, ref, start_new=bool(new)
         )
     except LoginFailed as exc:
-        return refuse(request, exc)
+        return await refuse(request, exc)
     if state in FINISHED_STATES or order is None or order.status == "complete":
         return RedirectResponse(f"/login/continue?ref={ref}", status_code=303)
     view = _view(order, ref)
@@ -179,5 +179,5 @@ async def cancel(request: Request) -> Response:
     try:
         await run_in_threadpool(cancel_order)
     except LoginFailed as exc:
-        return refuse(request, exc)
+        return await refuse(request, exc)
     return RedirectResponse(f"/login?ref={reference}", status_code=303)
