@@ -24,7 +24,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from sp_demo import admin_pages, slo_pages, windows_login
+from sp_demo import admin_pages, oidc_login, slo_pages, windows_login
 from sp_demo.client_provider import SamlClientProvider
 from sp_demo.config import Settings
 from sp_demo.cutover import windows_login_open
@@ -38,6 +38,7 @@ from sp_demo.db import (
 )
 from sp_demo.idp_metadata import IdpMetadataError
 from sp_demo.messages import FALLBACK
+from sp_demo.oidc_login import build_oauth
 from sp_demo.pages import (
     AFTER_LOGIN_KEY,
     AFTER_LOGIN_PATHS,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.saml_clients = saml_clients
+    app.state.oauth = build_oauth(settings)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret_value(),
@@ -132,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(windows_login.router)
     app.include_router(admin_pages.router)
     app.include_router(slo_pages.router)
+    app.include_router(oidc_login.router)
 
     @app.get("/")
     async def start_page(request: Request) -> Response:
@@ -141,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {
                 "windows_login_open": windows_login_open(settings),
                 "cutover_date": settings.cutover_date,
+                "oidc_login": app.state.oauth is not None,
             },
         )
 

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     var_dir: Path = REPO_ROOT / "var"
     pki_dir: Path = _UNSET
     tls_ca_file: Path = _UNSET
+    # OpenID Connect login beside SAML: offered when a client secret is configured (the IdP's
+    # `idp oidc client add` prints it once).
+    oidc_issuer: str = "https://localhost:8443"
+    oidc_client_id: str = "treserva-demo"
+    oidc_client_secret: str = ""
     sp_key: Path = _UNSET
     sp_cert: Path = _UNSET
     tls_cert: Path = _UNSET

@@ -33,7 +33,11 @@ ENV = {
     "IDP_PKI_DIR": str(PKI_DIR),
     # The demo shows the choice of tjänste-id, so the private provider's HSA-IDs are accepted.
     "IDP_ACCEPTED_ORGANISATIONS": json.dumps(["2120001355", "5567000010"]),
+    # Mock Treserva's readiness report checks HSA-IDs against what the IdP's directory holds.
+    "SP_DEMO_IDP_DIRECTORY_FILE": os.environ.get("SP_DEMO_IDP_DIRECTORY_FILE", str(DEMO_PEOPLE)),
 }
+# Erik Ek (chef, two tjänste-id) administers Treserva's permissions in the demo.
+DEMO_ADMIN_HSA_ID = "SE2120001355-E0005"
 
 
 def step(text: str) -> None:
@@ -90,6 +94,42 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def register_oidc_client() -> str:
+    """Register mock Treserva at the IdP once; the secret is kept under var/ for later runs."""
+    secret_file = VAR / "treserva-oidc-secret"
+    if secret_file.exists():
+        return secret_file.read_text().strip()
+    subprocess.run(
+        [str(BIN / "idp"), "oidc", "client", "remove", "treserva-demo"],
+        env=ENV,
+        capture_output=True,
+        check=False,
+    )
+    added = run(
+        str(BIN / "idp"),
+        "oidc",
+        "client",
+        "add",
+        "treserva-demo",
+        "--name",
+        "Treserva (demo)",
+        "--redirect-uri",
+        f"{SP_URL}/oidc/callback",
+        "--post-logout-redirect-uri",
+        f"{SP_URL}/",
+        "--claims",
+        "employeeHsaId,given_name,family_name,name",
+    )
+    secret = next(
+        line.split(":", 1)[1].strip()
+        for line in added.stdout.splitlines()
+        if line.startswith("client_secret:")
+    )
+    secret_file.write_text(secret)
+    secret_file.chmod(0o600)
+    return secret
+
+
 def main() -> None:
     from idp.pki import init_test_pki
 
@@ -100,6 +140,7 @@ def main() -> None:
         run(str(BIN / "idp"), "people", "import", str(DEMO_PEOPLE))
     step("mock Treserva: users, permissions and SAML metadata")
     run(str(BIN / "sp-demo"), "users", "seed")
+    run(str(BIN / "sp-demo"), "users", "grant-admin", DEMO_ADMIN_HSA_ID)
     (REPO_ROOT / "metadata" / "sp").mkdir(parents=True, exist_ok=True)
     run(
         str(BIN / "sp-demo"),
@@ -107,6 +148,9 @@ def main() -> None:
         "--out",
         str(REPO_ROOT / "metadata" / "sp" / "treserva.xml"),
     )
+
+    step("mock Treserva as an OpenID Connect client of the IdP")
+    ENV["SP_DEMO_OIDC_CLIENT_SECRET"] = register_oidc_client()
 
     step("starting the OCSP responder, the IdP and mock Treserva")
     logs = VAR / "logs"
@@ -133,6 +177,10 @@ In your browser, trust the test TLS CA {pki.tls_ca_cert.relative_to(REPO_ROOT)}
 and import a test card as your client certificate, e.g.
 {pki.cards["anna"].p12.relative_to(REPO_ROOT)} (password 1234; Anna Andersson, SE2120001355-E0001)
 or {pki.cards["erik"].p12.relative_to(REPO_ROOT)} (Erik Ek, who holds two tjänste-id).
+Erik Ek (as SE2120001355-E0005) administers Treserva at {SP_URL}/admin: readiness report,
+HSA-IDs, moving permissions, CSV import/export. The Windows login (password "windows") closes
+on SP_DEMO_CUTOVER_DATE (default 2024-03-01): set a later date to rehearse the cut-over.
+Log out at the IdP (and every application): {IDP_URL}/saml/logout.
 Revocation (OCSP and CRLs) is served at {revocation_url}; report a card lost with
   .venv/bin/idp card revoke SE2120001355-E0002 --reason keyCompromise --pki var/pki
 and the IdP refuses it within a minute (the responder's nextUpdate).

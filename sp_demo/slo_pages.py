@@ -10,6 +10,7 @@ local session ends and the browser is sent back to the IdP with the LogoutRespon
 from __future__ import annotations
 
 import logging
+import urllib.parse
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -19,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from sp_demo.client_provider import SamlClientProvider
 from sp_demo.idp_metadata import IdpMetadataError
+from sp_demo.oidc_login import OIDC_NAME_ID_FORMAT
 from sp_demo.pages import error_page, render, settings_of, siths_login, windows_account
 from sp_demo.slo import (
     LOGOUT_REQUEST_KEY,
@@ -40,9 +42,17 @@ def _clients(request: Request) -> SamlClientProvider:
 async def logout(request: Request) -> Response:
     login = siths_login(request)
     was_logged_in = login is not None or windows_account(request) is not None
+    id_token = request.session.get("oidc_id_token", "")
     request.session.clear()
     if login is None:
         return _logged_out(request, was_logged_in, idp_logout=None)
+    if login.name_id_format == OIDC_NAME_ID_FORMAT:
+        # An OpenID Connect login ends at the IdP's end-session endpoint (RP-initiated logout).
+        settings = request.app.state.settings
+        query = urllib.parse.urlencode(
+            {"id_token_hint": id_token, "post_logout_redirect_uri": f"{settings.base_url}/"}
+        )
+        return RedirectResponse(f"{settings.oidc_issuer}/oidc/end-session?{query}", 303)
     try:
         client = await run_in_threadpool(_clients(request).get)
         location = await run_in_threadpool(start_logout, client, login, request.session)
@@ -127,9 +137,8 @@ async def _receive(
         # No answer to a message that may not be the IdP's; the session is left as it is.
         logger.warning("LogoutRequest refused (%s): %.300s", error.reason, error.detail)
         return error_page(request, "logout_invalid")
-    if answer.ends_local_session:
-        if login is not None:
-            logger.info("logout requested by the IdP: %s", login.hsa_id)
+    if answer.ends_local_session and login is not None:
+        logger.info("logout requested by the IdP: %s", login.hsa_id)
         request.session.clear()
     return RedirectResponse(answer.location, status_code=303)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 
 import httpx
@@ -19,11 +20,14 @@ class Step:
 
 
 def follow(client: httpx.Client, response: httpx.Response, base_url: str) -> httpx.Response:
-    """Follow redirects by hand (so each hop can be inspected if needed)."""
+    """Follow redirects by hand, on this machine only: a redirect to another host (an RP's
+    redirect URI, say) is returned unfollowed for the test to inspect."""
     while response.status_code in (302, 303):
         location = response.headers["location"]
         if location.startswith("/"):
             location = base_url + location
+        if urllib.parse.urlsplit(location).hostname not in ("localhost", "127.0.0.1", "::1"):
+            return response
         response = client.get(location)
     return response
 
