@@ -5,11 +5,16 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages: xmlsec1 is what pysaml2 signs and verifies with.
-SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2
+# Debian packages: xmlsec1 is what pysaml2 signs and verifies with; postgresql and nginx are
+# the real database and proxy of the multi-node tests (tests/test_multinode.py starts both);
+# chromium is the real browser of the browser tests (driven by Playwright, which never downloads
+# a browser of its own).
+SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium
+# axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
+BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format system-packages venv clean
+.PHONY: demo test lint format system-packages venv node-packages clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +23,12 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 venv: $(BIN)/.installed
+
+$(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package.json $(BROWSER_TESTS)/package-lock.json
+	cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+node-packages: $(BROWSER_TESTS)/node_modules/.installed
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -28,7 +39,7 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: system-packages venv
+test: system-packages venv node-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
@@ -45,4 +56,4 @@ demo: system-packages venv
 	$(BIN)/python -m sp_demo.demo
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache $(BROWSER_TESTS)/node_modules

@@ -15,17 +15,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from idp.config import Settings
-from idp.db import Database, create_schema
+from idp.db import Database, prepare_schema
+from idp.federation.audit_hook import database_audit_hook
 from idp.methods import this_device
 from idp.methods.client_certificate import TrustedProxies
 from idp.methods.other_device import app_api
 from idp.methods.other_device import browser as other_device_browser
 from idp.oidc import endpoints as oidc_endpoints
 from idp.oidc.provider import build_provider
+from idp.ops.install import install_operations
+from idp.ops.metrics import CountingRevocationCache, IdpMetrics
 from idp.saml import endpoints as saml_endpoints
 from idp.saml.server import SamlIdentityProvider
 from idp.services import Services
-from idp.siths.revocation import RevocationChecker, RevocationPolicy
+from idp.siths.revocation import RevocationCache, RevocationChecker, RevocationPolicy
 from idp.siths.trust import load_siths_trust
 from idp.siths.validation import SithsValidator
 from idp.store.revocation_cache import DatabaseRevocationCache
@@ -58,7 +61,9 @@ def _pairwise_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode("utf-8")
 
 
-def _revocation_checker(settings: Settings, database: Database) -> RevocationChecker:
+def _revocation_checker(
+    settings: Settings, database: Database, metrics: IdpMetrics | None = None
+) -> RevocationChecker:
     if settings.revocation_soft_fail:
         logger.warning(
             "revocation SOFT-FAIL is ON: a card is let in when no OCSP responder or CRL can "
@@ -71,22 +76,31 @@ def _revocation_checker(settings: Settings, database: Database) -> RevocationChe
         ocsp_url=settings.revocation_ocsp_url,
     )
     # The cache is the IdP's database, so every node reuses what any node learned.
-    return RevocationChecker(policy, DatabaseRevocationCache(database))
+    cache: RevocationCache = DatabaseRevocationCache(database)
+    if metrics is not None:
+        cache = CountingRevocationCache(cache, metrics)
+    return RevocationChecker(policy, cache)
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, metrics: IdpMetrics | None = None) -> Services:
     """Load keys, trust and metadata once; fail at start-up, not at the first login."""
-    database = Database(settings.database_url)
-    create_schema(database.engine)
+    database = Database(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
+    prepare_schema(database.engine, migrate=settings.migrate_on_start)
     trust = load_siths_trust(settings.trust_anchors_file, settings.intermediates_file)
     pairwise_secret = _pairwise_secret(settings)
     services = Services(
         settings=settings,
         database=database,
         validator=SithsValidator(
-            trust, settings.accepted_organisations, _revocation_checker(settings, database)
+            trust,
+            settings.accepted_organisations,
+            _revocation_checker(settings, database, metrics),
         ),
-        saml=SamlIdentityProvider(settings, pairwise_secret),
+        saml=SamlIdentityProvider(settings, pairwise_secret, database_audit_hook(database)),
         trusted_proxies=TrustedProxies(settings.trusted_proxies),
         oidc=build_provider(settings, database, pairwise_secret),
     )
@@ -103,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.services = build_services(settings)
+    metrics = IdpMetrics()
+    app.state.services = build_services(settings, metrics)
     app.include_router(saml_endpoints.router)
     app.include_router(oidc_endpoints.router)
     app.include_router(login_pages.router)
@@ -131,4 +146,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     app.add_middleware(LimitsAndHeaders, max_body_bytes=MAX_BODY_BYTES)
+    # Last: its middleware must be the outermost (request id and timing around everything).
+    install_operations(app, app.state.services, metrics)
     return app

@@ -7,7 +7,9 @@ import click
 from idp.app_simulator.cli import app_group
 from idp.config import Settings
 from idp.directory.cli import people_group
-from idp.oidc.cli import oidc_group
+from idp.federation.cli import keys_group, metadata_group, oidc_client_check
+from idp.oidc.cli import client_group, oidc_group
+from idp.ops.db_cli import db_group
 from idp.pki.cli import card_group, pki_group
 from idp.pki.revocation_cli import register_revocation_commands
 
@@ -19,15 +21,30 @@ def main() -> None:
 
 @main.command("serve")
 @click.option("--log-level", default="info")
-def serve_command(log_level: str) -> None:
-    """Serve HTTPS on IDP_PORT and the card listener on IDP_CERT_PORT."""
-    from idp.server.run import serve
+@click.option(
+    "--behind-proxy",
+    is_flag=True,
+    default=None,
+    help="Plain HTTP on IDP_PORT for nginx, no card listener (or IDP_BEHIND_PROXY=true).",
+)
+def serve_command(log_level: str, behind_proxy: bool | None) -> None:
+    """Serve HTTPS on IDP_PORT and the card listener on IDP_CERT_PORT (embedded), or plain
+    HTTP on IDP_PORT behind a TLS-terminating proxy."""
+    from idp.db import SchemaNotCurrent
+    from idp.server.run import ConfigurationError, serve
 
     settings = Settings()
+    if behind_proxy:
+        settings.behind_proxy = True
+    if settings.behind_proxy:
+        click.echo(f"Node (HTTP):       http://{settings.host}:{settings.port}/ behind a proxy")
     click.echo(f"IdP:               {settings.base_url}/")
     click.echo(f"SAML metadata:     {settings.base_url}/saml/metadata")
     click.echo(f"Certificate login: {settings.cert_login_url}/cert-login")
-    serve(settings, log_level=log_level)
+    try:
+        serve(settings, log_level=log_level)
+    except (ConfigurationError, SchemaNotCurrent) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 main.add_command(people_group)
@@ -36,3 +53,8 @@ main.add_command(pki_group)
 main.add_command(card_group)
 main.add_command(oidc_group)
 main.add_command(app_group)
+main.add_command(db_group)
+main.add_command(metadata_group)
+main.add_command(keys_group)
+# `idp oidc client check`: the OIDC counterpart of `idp metadata validate`.
+client_group.add_command(oidc_client_check)

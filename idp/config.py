@@ -32,7 +32,15 @@ class Settings(BaseSettings):
     cert_port: int = 8444
 
     var_dir: Path = REPO_ROOT / "var"
+    # SQLite under var_dir by default; PostgreSQL as postgresql+psycopg://user@host/db.
     database_url: str = ""
+    # Apply migrations when the server starts. Unset: yes for SQLite (the embedded default),
+    # no for a server database, where `idp db upgrade` runs once per deployment and every
+    # node only checks that the schema is the newest.
+    migrate_on_start: bool | None = None
+    # Connections per node: each request handler thread holds at most one.
+    database_pool_size: int = 10
+    database_max_overflow: int = 10
     pki_dir: Path = Path()
 
     # SITHS trust: anchors (roots) and the issuing CAs that cards chain through.
@@ -45,6 +53,13 @@ class Settings(BaseSettings):
     saml_signing_cert: Path = Path()
     sp_metadata_dir: Path = REPO_ROOT / "metadata" / "sp"
     saml_max_request_bytes: int = 64 * 1024
+    # A remote signed SP metadata aggregate (idp/federation/remote.py): fetched over HTTPS,
+    # verified with the pinned federation certificate, refreshed every refresh_seconds.
+    sp_metadata_aggregate_url: str = ""
+    sp_metadata_federation_cert: Path = Path()
+    # CA bundle for the aggregate's HTTPS server; unset: the system's CAs.
+    sp_metadata_aggregate_ca_file: Path = Path()
+    sp_metadata_refresh_seconds: float = 300.0
 
     # TLS of the embedded server
     tls_cert: Path = Path()
@@ -54,6 +69,17 @@ class Settings(BaseSettings):
     # addresses (IPs or CIDR networks).
     trusted_proxies: list[str] = Field(default_factory=list)
     client_cert_header: str = "X-SSL-Client-Cert"
+    # Serve plain HTTP on host:port for a TLS-terminating proxy (nginx) and no certificate
+    # listener: the proxy asks for the card and forwards it in client_cert_header.
+    behind_proxy: bool = False
+    # This node's name in the logs (several nodes write to one log store).
+    node_name: str = ""
+
+    # Operations: who may read /metrics (IPs or networks; others get 404), and how often
+    # and how long after their expiry transient rows are deleted (idp.ops.sweeper).
+    metrics_allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    sweep_interval_seconds: float = 300.0
+    sweep_grace_seconds: int = 3600
 
     # Key for per-SP pseudonymous NameIDs; generated under var_dir when unset.
     pairwise_secret: str = ""

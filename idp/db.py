@@ -1,23 +1,69 @@
-"""The SQLAlchemy engine and session factory shared by the directory and the transient store."""
+"""The SQLAlchemy engine and session factory shared by the directory and the transient store,
+and the schema: managed by the Alembic migrations in ``idp/migrations``.
+
+Two back ends are supported: SQLite (the embedded default, a file under ``var/``) and
+PostgreSQL through psycopg 3 (``postgresql+psycopg://…``; a plain ``postgresql://`` URL is
+taken to mean psycopg 3 as well). Callers rely on:
+
+- :class:`Database` ``.session()`` committing on success and rolling back on error;
+- :func:`create_schema` bringing any database to the newest schema (safe to call from several
+  processes at once: PostgreSQL serialises it with an advisory lock, SQLite with a file lock);
+- :func:`schema_status` telling, without changing anything, whether a database is current.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
+# Any 64-bit number, the same in every node: PostgreSQL's advisory lock for migrations.
+MIGRATION_LOCK_KEY = 0x1DB5C4E3A
 
 
 class Base(DeclarativeBase):
     """Declarative base for every table the IdP owns."""
 
 
-def create_database_engine(database_url: str) -> Engine:
-    """Create an engine; for SQLite, make the file's folder and enable WAL and foreign keys."""
-    if database_url.startswith("sqlite:///"):
-        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+def normalise_database_url(database_url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 here (psycopg2 is not installed)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url.removeprefix(prefix)
+    return database_url
+
+
+def is_sqlite(database_url: str) -> bool:
+    return database_url.startswith("sqlite:")
+
+
+def create_database_engine(
+    database_url: str, *, pool_size: int = 10, max_overflow: int = 10
+) -> Engine:
+    """Create an engine; for SQLite, make the file's folder and enable WAL and foreign keys.
+
+    ``pool_size``/``max_overflow`` apply to server databases: each request handler thread
+    holds one connection at a time, so together they bound a node's connections.
+    """
+    database_url = normalise_database_url(database_url)
+    if is_sqlite(database_url):
+        database = make_url(database_url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(database_url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -29,30 +75,165 @@ def create_database_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True)
+    return create_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        # A node that lost its database must not keep a handler thread waiting for long.
+        pool_timeout=10,
+    )
+
+
+def model_module_names() -> list[str]:
+    """The modules under ``idp`` that define tables: every ``models.py`` and ``models/``
+    package. Found on disk, so a new one is picked up without being listed anywhere."""
+    names: set[str] = set()
+    for path in PACKAGE_DIR.rglob("models.py"):
+        names.add(".".join(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts))
+    for path in PACKAGE_DIR.rglob("models/__init__.py"):
+        names.add(".".join(path.parent.relative_to(PACKAGE_DIR.parent).parts))
+    return sorted(name for name in names if ".migrations" not in name)
+
+
+def import_model_modules() -> None:
+    """Import every model module so that all tables are on ``Base.metadata``."""
+    for name in model_module_names():
+        importlib.import_module(name)
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration, made in code (no alembic.ini): ``env.py`` migrates
+    ``connection``."""
+    # Imported here: every process imports idp.db, few of them migrate.
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration's revision id."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    if head is None:
+        raise RuntimeError("idp/migrations has no revisions")
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision a database is at (``None``: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: str | None
+    head: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    """Where the database's schema is against the newest migration; changes nothing."""
+    with engine.connect() as connection:
+        return SchemaStatus(current_revision(connection), head_revision())
+
+
+@contextmanager
+def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        # Held until the transaction ends: a second node starting at the same moment waits
+        # here, then finds the schema current.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        yield
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Apply the migrations up to ``revision``.
+
+    A database made before migrations existed (tables from ``create_all``, no
+    ``alembic_version``) is adopted: missing tables are created as before, and it is stamped
+    with the newest revision, since ``create_all`` made it from the same models.
+    """
+    from alembic import command
+
+    import_model_modules()
+    with engine.begin() as connection, _migration_lock(engine, connection):
+        config = alembic_config(connection)
+        tables = set(inspect(connection).get_table_names())
+        legacy = "alembic_version" not in tables and bool(tables & set(Base.metadata.tables))
+        if legacy:
+            Base.metadata.create_all(connection)
+            command.stamp(config, "head")
+            return
+        command.upgrade(config, revision)
 
 
 def create_schema(engine: Engine) -> None:
-    """Create all tables that do not exist yet."""
-    # Import for their side effect of registering tables on Base.metadata.
-    import idp.directory.models
-    import idp.oidc.models
-    import idp.store.models  # noqa: F401
+    """Bring the database to the newest schema (the name predates migrations)."""
+    upgrade_schema(engine)
 
-    Base.metadata.create_all(engine)
+
+class SchemaNotCurrent(RuntimeError):
+    """The database is not at the newest migration and this process may not migrate it."""
+
+
+def prepare_schema(engine: Engine, *, migrate: bool | None = None) -> None:
+    """At server start: migrate (``migrate`` true, or unset and SQLite), else insist that the
+    schema is already the newest and raise :class:`SchemaNotCurrent` if it is not."""
+    if migrate is None:
+        migrate = engine.dialect.name == "sqlite"
+    if migrate:
+        upgrade_schema(engine)
+        return
+    status = schema_status(engine)
+    if not status.up_to_date:
+        raise SchemaNotCurrent(
+            f"the database schema is at {status.current or 'nothing'}, this IdP needs "
+            f"{status.head}: run `idp db upgrade` first"
+        )
 
 
 class Database:
     """An engine plus a session factory; ``session()`` commits on success, rolls back on error."""
 
-    def __init__(self, database_url: str) -> None:
-        self.engine = create_database_engine(database_url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+    def __init__(self, database_url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        self.url = normalise_database_url(database_url)
+        self.engine = create_database_engine(
+            self.url, pool_size=pool_size, max_overflow=max_overflow
+        )
+        # Public so that session events can be attached (idp.ops.metrics counts audit rows).
+        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
+        with self.session_factory() as session, session.begin():
             yield session
 
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
     def dispose(self) -> None:
-        self.engine.dispose()
+        with contextlib.suppress(Exception):
+            self.engine.dispose()

@@ -15,7 +15,7 @@ import click
 
 from sp_demo import audit
 from sp_demo.config import Settings
-from sp_demo.db import Database, list_users, seed_demo_users
+from sp_demo.db import LOGIN_WINDOWS, Database, list_users, seed_demo_users
 from sp_demo.problems import ChangeRefused
 
 # Imports of at least this many rows show their progress.
@@ -118,7 +118,7 @@ def seed_command() -> None:
 
 @users_group.command("list")
 def list_command() -> None:
-    """List accounts with HSA-ID and permissions."""
+    """List accounts with HSA-ID and permissions ([Windows]: not yet moved to SITHS login)."""
     database = Database(Settings().database_url)
     try:
         with database.session() as session:
@@ -128,7 +128,11 @@ def list_command() -> None:
                     user.windows_account,
                     user.display_name,
                     user.hsa_id or "-",
-                    "; ".join(f"{p.role}, {p.unit}" for p in user.permissions) or "-",
+                    "; ".join(
+                        f"{p.role}, {p.unit}" + (" [Windows]" if p.login == LOGIN_WINDOWS else "")
+                        for p in user.permissions
+                    )
+                    or "-",
                 )
                 for user in users
             ]

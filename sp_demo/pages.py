@@ -80,7 +80,8 @@ def render(
     base = {
         "display_name": settings.display_name,
         "logged_in": LOGIN_KEY in request.session or WINDOWS_KEY in request.session,
-        "csrf": csrf_token(request),
+        # Called by the templates that have forms, so other pages set no session cookie.
+        "csrf": lambda: csrf_token(request),
     }
     return templates.TemplateResponse(
         request, template, {**base, **context}, status_code=status_code

@@ -30,8 +30,16 @@ class ChangeRefused(Exception):
 def unknown_account(account: str) -> Problem:
     return Problem(
         "unknown_account",
-        f"Kontot {account!r} finns inte i Treserva.",
-        f"The account {account!r} does not exist in Treserva.",
+        f"Kontot ”{account}” finns inte i Treserva.",
+        f"The account “{account}” does not exist in Treserva.",
+    )
+
+
+def no_account_for(hsa_id: str) -> Problem:
+    return Problem(
+        "unknown_hsa_id",
+        f"Inget konto i Treserva har HSA-id {hsa_id}.",
+        f"No account in Treserva has HSA-ID {hsa_id}.",
     )
 
 
@@ -42,8 +50,8 @@ def missing_account() -> Problem:
 def malformed_hsa_id(value: str) -> Problem:
     return Problem(
         "malformed_hsa_id",
-        f"{value!r} är inte ett HSA-id ({HSA_ID_FORM_SV}).",
-        f"{value!r} is not an HSA-ID ({HSA_ID_FORM_EN}).",
+        f"”{value}” är inte ett HSA-id ({HSA_ID_FORM_SV}).",
+        f"“{value}” is not an HSA-ID ({HSA_ID_FORM_EN}).",
     )
 
 

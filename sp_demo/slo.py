@@ -140,9 +140,9 @@ def answer_logout_request(
 ) -> LogoutAnswer:
     """Check the IdP's LogoutRequest and make the signed LogoutResponse (HTTP-Redirect).
 
-    Success if it names this browser's login (same NameID, and SessionIndex if both have one)
-    or the browser has no login; UnknownPrincipal if the browser's login is another one, which
-    is then left alone.
+    Success if it names this browser's SITHS login (same NameID, and SessionIndex if both have
+    one), which must then end, or the browser has no SITHS login; UnknownPrincipal if the
+    browser's login is another one, which is then left alone.
     """
     _check_message(binding, saml_request)
     if binding == BINDING_HTTP_REDIRECT:
@@ -158,9 +158,11 @@ def answer_logout_request(
     if binding == BINDING_HTTP_POST and message.signature is None:
         raise LogoutMessageError("signature", "the LogoutRequest is not signed")
     _check_not_expired(message)
-    matches = login is None or _names_login(message, login)
+    # No SITHS login here (logged out already, or a Windows login, which the IdP never
+    # vouched for): nothing to end, and the answer is still Success.
+    matches = login is not None and _names_login(message, login)
     status = None
-    if not matches:
+    if login is not None and not matches:
         status = status_message_factory(
             "not the login of this browser", samlp.STATUS_UNKNOWN_PRINCIPAL
         )

@@ -127,12 +127,10 @@ def _row_problem(
         return problems.malformed_hsa_id(row.hsa_id)
     others = [line for line in lines_by_account[row.windows_account] if line != row.line]
     if others:
-        return _on_other_lines(
-            "duplicate_account", "Kontot", "The account", row.windows_account, others
-        )
+        return _on_other_lines("duplicate_account", _ACCOUNT, row.windows_account, others)
     others = [line for line in lines_by_hsa_id[row.hsa_id] if line != row.line]
     if others:
-        return _on_other_lines("duplicate_hsa_id", "HSA-id", "HSA-ID", row.hsa_id, others)
+        return _on_other_lines("duplicate_hsa_id", _HSA_ID, row.hsa_id, others)
     holder = holders.get(row.hsa_id)
     if holder is not None and holder != row.windows_account:
         return problems.hsa_id_taken(row.hsa_id, holder)
@@ -142,11 +140,18 @@ def _row_problem(
     return None
 
 
-def _on_other_lines(code: str, what_sv: str, what_en: str, value: str, lines: list[int]) -> Problem:
+# (Swedish subject, Swedish noun, English subject, English noun) for the duplicate messages.
+_ACCOUNT = ("Kontot", "konto", "The account", "account")
+_HSA_ID = ("HSA-id", "HSA-id", "HSA-ID", "HSA-ID")
+
+
+def _on_other_lines(
+    code: str, words: tuple[str, str, str, str], value: str, lines: list[int]
+) -> Problem:
+    subject_sv, noun_sv, subject_en, noun_en = words
     listed = ", ".join(str(line) for line in lines)
     return Problem(
         code,
-        f"{what_sv} {value} står också på rad {listed}; bara en rad per {what_sv.lower()} godtas.",
-        f"{what_en} {value} is also on line {listed}; only one line per {what_en.lower()} "
-        "is accepted.",
+        f"{subject_sv} {value} står också på rad {listed}. Varje {noun_sv} får stå på en rad.",
+        f"{subject_en} {value} is also on line {listed}. Each {noun_en} may be on one line only.",
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sp_demo import audit, problems
@@ -117,7 +116,7 @@ def grant_admin(session: Session, hsa_id: str, actor: str) -> bool:
     """Give the account with ``hsa_id`` the administrator permission; False if it had it."""
     user = find_user_by_hsa_id(session, hsa_id)
     if user is None:
-        raise ChangeRefused(problems.unknown_account(hsa_id))
+        raise ChangeRefused(problems.no_account_for(hsa_id))
     if is_admin(user):
         return False
     user.permissions.append(Permission(role=ADMIN_ROLE, unit=ADMIN_UNIT, login=LOGIN_SITHS))
@@ -137,9 +136,3 @@ def admin_by_hsa_id(session: Session, hsa_id: str) -> User | None:
     """The account for ``hsa_id`` if it is an administrator, else None."""
     user = find_user_by_hsa_id(session, hsa_id)
     return user if user is not None and is_admin(user) else None
-
-
-def all_hsa_ids(session: Session) -> dict[str, str]:
-    """Every registered HSA-ID and the Windows account it is registered on."""
-    rows = session.execute(select(User.hsa_id, User.windows_account).where(User.hsa_id.isnot(None)))
-    return {hsa_id: account for hsa_id, account in rows}

@@ -35,7 +35,11 @@ from idp.saml.messages import (
     decode_redirect_message,
     require_root,
 )
-from idp.saml.redirect_signature import RedirectSignatureInvalid, verify_redirect_signature
+from idp.saml.redirect_signature import (
+    RedirectSignatureInvalid,
+    RedirectUnsigned,
+    verify_redirect_signature,
+)
 from idp.saml.server import DIGEST_SHA256, SIG_RSA_SHA256, SamlIdentityProvider, ServiceProvider
 
 # How far a message's IssueInstant may be from our clock (as for AuthnRequests).
@@ -189,9 +193,10 @@ class SamlLogout:
         if binding == BINDING_HTTP_REDIRECT:
             try:
                 verify_redirect_signature(raw_query, param, sp.signing_certificates)
+            except RedirectUnsigned as exc:
+                raise LogoutRejected("unsigned_request", str(exc)) from exc
             except RedirectSignatureInvalid as exc:
-                reason = "unsigned_request" if "not signed" in str(exc) else "bad_signature"
-                raise LogoutRejected(reason, str(exc)) from exc
+                raise LogoutRejected("bad_signature", str(exc)) from exc
         elif message.signature is None:
             # pysaml2 verified an enveloped signature against the SP's metadata keys if there
             # was one; there must be one.

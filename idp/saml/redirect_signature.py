@@ -30,14 +30,19 @@ _ALGORITHMS: dict[str, tuple[type, hashes.HashAlgorithm]] = {
 
 
 class RedirectSignatureInvalid(Exception):
-    """The query is unsigned, malformed, or signed by none of the given keys."""
+    """The query is malformed, or signed by none of the given keys."""
+
+
+class RedirectUnsigned(RedirectSignatureInvalid):
+    """The query carries no signature at all."""
 
 
 def verify_redirect_signature(
     raw_query: str, message_param: str, certificates: Iterable[x509.Certificate]
 ) -> None:
     """Require a valid signature by one of ``certificates`` over ``raw_query``'s
-    ``message_param`` (``SAMLRequest`` or ``SAMLResponse``); raise otherwise."""
+    ``message_param`` (``SAMLRequest`` or ``SAMLResponse``); raise :class:`RedirectUnsigned`
+    if there is none, :class:`RedirectSignatureInvalid` if it is bad."""
     raw: dict[str, str] = {}
     for part in raw_query.split("&"):
         name, _, value = part.partition("=")
@@ -45,7 +50,7 @@ def verify_redirect_signature(
             raise RedirectSignatureInvalid(f"{name} appears twice")
         raw[name] = value
     if message_param not in raw or "Signature" not in raw or "SigAlg" not in raw:
-        raise RedirectSignatureInvalid("the message is not signed")
+        raise RedirectUnsigned("the message is not signed")
     algorithm = urllib.parse.unquote_plus(raw["SigAlg"])
     if algorithm not in _ALGORITHMS:
         raise RedirectSignatureInvalid(f"signature algorithm {algorithm[:100]} refused")

@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 from saml2.attribute_converter import AttributeConverter
 from saml2.config import IdPConfig
-from saml2.metadata import create_metadata_string
 from saml2.response import IncorrectlySigned
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT, NameID
 from saml2.server import Server
@@ -38,6 +37,9 @@ from saml2.time_util import str_to_time
 
 from idp.authn import Authentication
 from idp.config import Settings
+from idp.federation.idp_metadata import build_idp_metadata
+from idp.federation.remote import AuditHook, RemoteAggregate
+from idp.federation.rollover import signing_keys, state_stamp
 from idp.saml import attributes
 from idp.saml.messages import (
     MessageRejected,
@@ -148,6 +150,8 @@ def _pysaml2_config(
     loaded and a signed metadata source would be checked with ``crypto`` too.
     """
     base = settings.base_url
+    # The current signing key: the configured one, or the one a key rollover switched to.
+    keys = signing_keys(settings)
     config = {
         "entityid": settings.entity_id,
         "name": "Göteborgs Stads Åtkomsttjänst",
@@ -196,8 +200,8 @@ def _pysaml2_config(
                 },
             }
         },
-        "key_file": str(settings.saml_signing_key),
-        "cert_file": str(settings.saml_signing_cert),
+        "key_file": str(keys.key_file),
+        "cert_file": str(keys.cert_file),
         "xmlsec_binary": XMLSEC_BINARY,
         # An empty store; the files are loaded below, once the store has the right backend.
         "metadata": {},
@@ -265,11 +269,19 @@ def _directory_stamp(directory: Path) -> tuple[tuple[str, int, int], ...]:
 class SamlIdentityProvider:
     """The IdP's SAML side. Thread-safe; SP metadata is re-read when the directory changes."""
 
-    def __init__(self, settings: Settings, pairwise_secret: bytes) -> None:
+    def __init__(
+        self, settings: Settings, pairwise_secret: bytes, audit: AuditHook | None = None
+    ) -> None:
         self._settings = settings
+        # SP metadata from a remote signed aggregate, if configured: fetched once now (so the
+        # first server has it), then refreshed in the background.
+        self._remote = RemoteAggregate.from_settings(settings, audit)
+        if self._remote is not None:
+            self._remote.refresh()
+            self._remote.start(refresh_now=False)
         self._pairwise_secret = pairwise_secret
         self._lock = threading.Lock()
-        self._stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._stamp: tuple[object, ...] | None = None
         self._server: Server | None = None
         self._sso_urls = {
             BINDING_HTTP_REDIRECT: f"{settings.base_url}/saml/sso/redirect",
@@ -279,10 +291,18 @@ class SamlIdentityProvider:
 
     def server(self) -> Server:
         """The current pysaml2 server, rebuilt if the SP metadata directory changed."""
-        stamp = _directory_stamp(self._settings.sp_metadata_dir)
+        directory = _directory_stamp(self._settings.sp_metadata_dir)
+        # A key rollover step (idp keys rollover) changes the signing key: rebuild then too.
+        remote = self._remote.metadata_files() if self._remote is not None else []
+        stamp = (
+            *directory,
+            ("rollover", state_stamp(self._settings)),
+            # A new accepted aggregate, or the accepted one reaching its validUntil ([]).
+            ("remote", tuple((name, Path(name).stat().st_mtime_ns) for name in remote)),
+        )
         with self._lock:
             if self._server is None or stamp != self._stamp:
-                files = [name for name, _mtime, _size in stamp]
+                files = [name for name, _mtime, _size in directory] + remote
                 # Sign and verify in-process (see xmlsec_backend); xmlsec1 stays only for
                 # encryption, which the backend delegates and the IdP does not use.
                 crypto = shared_backend(XMLSEC_BINARY)
@@ -304,17 +324,9 @@ class SamlIdentityProvider:
     # --- metadata ----------------------------------------------------------------------------
 
     def metadata_xml(self) -> str:
-        """The IdP's own metadata, signed, valid for 24 hours."""
+        """The IdP's own metadata, signed in-process, valid for 24 hours (idp.federation)."""
         server = self.server()
-        xml = create_metadata_string(
-            None,
-            config=server.config,
-            valid=24,
-            sign=True,
-            sign_alg=SIG_RSA_SHA256,
-            digest_alg=DIGEST_SHA256,
-        )
-        return xml.decode("utf-8") if isinstance(xml, bytes) else xml
+        return build_idp_metadata(server, signing_keys(self._settings)).decode("utf-8")
 
     def describe_sp(self, entity_id: str) -> ServiceProvider | None:
         """What the SP's metadata says, or None if no metadata names this entity."""

@@ -110,8 +110,11 @@ async def logout(request: Request) -> Response:
     services = services_of(request)
     form = await request.form(max_files=0, max_fields=5)
     token = request.cookies.get(SSO_COOKIE)
-    if not token or not hmac.compare_digest(str(form.get("csrf", "")), _logout_csrf(token)):
+    if not token:
         return render_page(request, "idp/saml_logout.html", {"state": "not_logged_in"})
+    if not hmac.compare_digest(str(form.get("csrf", "")), _logout_csrf(token)):
+        # Not our confirmation form (a cross-site post): ask again instead.
+        return RedirectResponse("/saml/logout", status_code=303)
 
     def begin() -> str:
         with services.database.session() as session:

@@ -1,48 +1,111 @@
-"""Run the embedded deployment: uvicorn on the HTTPS port, the certificate listener beside it."""
+"""Run a node: embedded (HTTPS + the certificate listener) or behind a proxy (plain HTTP).
+
+- **Embedded** (default): uvicorn serves HTTPS on ``port`` and
+  :class:`~idp.server.cert_listener.CertificateListener` asks for the card on ``cert_port``.
+- **Behind a proxy** (``behind_proxy``, ``idp serve --behind-proxy``): uvicorn serves plain
+  HTTP on ``port`` for nginx, which terminates TLS and client-certificate TLS and forwards the
+  card in ``client_cert_header``; the IdP believes that header only from ``trusted_proxies``.
+
+Either way the node sweeps expired rows every ``sweep_interval_seconds``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import logging
 
 import uvicorn
+from fastapi import FastAPI
 
 from idp.app import create_app
 from idp.config import Settings
+from idp.ops.sweeper import run_sweeper
 from idp.server.cert_listener import CertificateListener
 from idp.server.logging_setup import configure_logging
 
+logger = logging.getLogger("idp.server")
+# Longer than nginx's upstream keepalive_timeout (60 s): the proxy, not the node, closes idle
+# connections, so nginx never writes a request into a connection the node just closed.
+PROXY_KEEP_ALIVE_SECONDS = 75
+
+
+class ConfigurationError(Exception):
+    """The settings cannot work (said before anything starts)."""
+
+
+def check_settings(settings: Settings) -> None:
+    if settings.behind_proxy and not settings.trusted_proxies:
+        raise ConfigurationError(
+            "behind a proxy the IdP needs IDP_TRUSTED_PROXIES (the proxy's addresses): "
+            "without them no certificate login can succeed"
+        )
+
+
+def _uvicorn_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn.Config:
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+        # The peer address must stay the proxy's: it decides whether the certificate header
+        # is believed. X-Forwarded-For is never used for that.
+        "proxy_headers": False,
+        "server_header": False,
+        # idp.ops.middleware writes a JSON access line with the request id instead.
+        "access_log": False,
+        # Idle keep-alive connections must not hold a stopping node up.
+        "timeout_graceful_shutdown": 5,
+    }
+    if settings.behind_proxy:
+        return uvicorn.Config(app, timeout_keep_alive=PROXY_KEEP_ALIVE_SECONDS, **common)
+    return uvicorn.Config(
+        app, ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key), **common
+    )
+
 
 def serve(settings: Settings, *, log_level: str = "info") -> None:
-    """Serve until interrupted. Both listeners share one app, one database, one event loop."""
-    configure_logging(log_level)
+    """Serve until interrupted. All listeners share one app, one database, one event loop."""
+    check_settings(settings)
+    configure_logging(log_level, node=settings.node_name)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(settings.tls_cert),
-        ssl_keyfile=str(settings.tls_key),
-        log_level=log_level,
-        proxy_headers=False,
-        server_header=False,
-        # Idle keep-alive connections must not hold a stopping node up.
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    listener = CertificateListener(
-        app,
-        host=settings.host,
-        port=settings.cert_port,
-        cert_file=settings.tls_cert,
-        key_file=settings.tls_key,
-        strip_header=settings.client_cert_header,
-    )
+    server = uvicorn.Server(_uvicorn_config(app, settings, log_level))
+    listener = None
+    if not settings.behind_proxy:
+        listener = CertificateListener(
+            app,
+            host=settings.host,
+            port=settings.cert_port,
+            cert_file=settings.tls_cert,
+            key_file=settings.tls_key,
+            strip_header=settings.client_cert_header,
+        )
+    services = app.state.services
+    metrics = app.state.metrics
+
+    def count_swept(deleted: dict[str, int]) -> None:
+        for table, count in deleted.items():
+            metrics.swept_rows.labels(table).inc(count)
 
     async def main() -> None:
-        await listener.start()
+        sweeper = asyncio.create_task(
+            run_sweeper(
+                services.database,
+                interval_seconds=settings.sweep_interval_seconds,
+                grace=dt.timedelta(seconds=settings.sweep_grace_seconds),
+                on_swept=count_swept,
+            )
+        )
+        if listener is not None:
+            await listener.start()
         try:
             await server.serve()
         finally:
-            await listener.close()
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if listener is not None:
+                await listener.close()
+            services.database.dispose()
 
     asyncio.run(main())

@@ -34,6 +34,7 @@ from idp.web.refusals import refuse
 from idp.web.render import render_page
 
 router = APIRouter()
+SELF_EXPLAINED_FAILURES = ("expired_order", "user_cancel")
 ORDER_TTL_SECONDS = 180
 FINISHED_STATES = ("authenticated", "choosing")
 
@@ -52,7 +53,8 @@ def _view(order: Order, reference: str) -> dict[str, Any]:
         view["qr"] = qr_svg(current_qr_content(order, now_utc()))
     if order.status == "complete":
         view["next"] = f"/login/continue?ref={reference}"
-    if order.status == "failed" and order.failure_reason:
+    # The hint's own text already says why for these; only card problems need the reason too.
+    if order.status == "failed" and order.failure_reason not in ("", *SELF_EXPLAINED_FAILURES):
         reason = message_for(order.failure_reason)
         view["reason"] = order.failure_reason
         view["message"] = {

@@ -66,5 +66,7 @@ def qr_svg(content: str) -> str:
         title="QR-kod för SITHS eID-appen",
         svgclass="qr-code",
         lineclass=None,
+        # A viewBox, so CSS can scale the code down whole on a narrow screen.
+        omitsize=True,
     )
     return buffer.getvalue().decode("utf-8")

@@ -6,25 +6,38 @@
   if (!order) { return; }
   var url = order.getAttribute("data-collect-url");
   var qr = document.getElementById("qr");
-  var sv = document.getElementById("status-sv");
-  var en = document.getElementById("status-en");
   var status = document.getElementById("status");
-  var lastText = sv.textContent;
+  var restart = document.getElementById("restart");
+  var autostart = document.getElementById("autostart");
+  var english = document.documentElement.lang === "en";
+
+  // The QR image comes with a fixed width and height; a viewBox lets CSS scale it down on a
+  // narrow screen instead of cutting off its edge (a cut QR code does not scan).
+  function scalable() {
+    var svg = qr.querySelector("svg");
+    if (!svg || svg.hasAttribute("viewBox")) { return; }
+    var width = svg.getAttribute("width");
+    var height = svg.getAttribute("height");
+    if (width && height) { svg.setAttribute("viewBox", "0 0 " + width + " " + height); }
+  }
 
   function show(view) {
     if (view.qr) {
       qr.innerHTML = view.qr;
+      scalable();
       qr.hidden = false;
     } else {
       qr.hidden = true;
     }
-    // Only touch the live region when the text changes, so screen readers announce changes once.
-    if (view.message && view.message.sv !== lastText) {
-      sv.textContent = view.message.sv;
-      en.textContent = view.message.en;
-      lastText = view.message.sv;
+    // Only touch the live region when the text changes, so that a screen reader announces each
+    // change once (and not every second).
+    var text = view.message ? (english ? view.message.en : view.message.sv) : "";
+    if (text && status.textContent !== text) { status.textContent = text; }
+    if (view.status === "failed") {
+      status.classList.add("status-failed");
+      restart.hidden = false;
+      autostart.hidden = true;
     }
-    if (view.status === "failed") { status.classList.add("status-failed"); }
   }
 
   function poll() {
@@ -34,14 +47,14 @@
         show(view);
         if (view.status === "complete" && view.next) {
           window.location.assign(view.next);
-        } else if (view.status === "failed") {
-          window.location.reload();
-        } else {
+        } else if (view.status !== "failed") {
           window.setTimeout(poll, 1000);
         }
+        // Failed: the message stays on screen (and is announced) with "Start again" beside it.
       })
       .catch(function () { window.setTimeout(poll, 2000); });
   }
 
+  scalable();
   if (order.getAttribute("data-status") === "pending") { window.setTimeout(poll, 1000); }
 }());

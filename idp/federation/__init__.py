@@ -1,0 +1,8 @@
+"""Federation metadata: reading it safely, checking it, signing it, and loading it from afar.
+
+One concern a module: :mod:`.document` (bounded, DTD-free parsing), :mod:`.signing` (enveloped
+metadata signatures through the in-process xmlsec backend), :mod:`.schema` (the SAML metadata
+XSD), :mod:`.checks` (the integrator's report), :mod:`.aggregate` (building a signed
+EntitiesDescriptor), :mod:`.idp_metadata` (the IdP's own metadata), :mod:`.rollover` (signing key
+rollover state), :mod:`.remote` (a remote signed aggregate as an SP metadata source).
+"""

@@ -1,0 +1,1 @@
+"""Operating the IdP: schema commands, health and readiness, metrics, request ids, sweeping."""

@@ -1,0 +1,143 @@
+"""``/healthz``, ``/readyz`` and ``/metrics``.
+
+- ``/healthz``: the process serves requests (liveness; never touches the database).
+- ``/readyz``: the node can complete logins: the database answers and its schema is the
+  newest migration; the SAML signing key and certificate are there and the certificate is
+  valid; the OIDC signing keys are loaded; the IdP's own metadata can be built and signed
+  with a ``validUntil`` in the future, and no SP metadata file is past its ``validUntil``.
+  200 with ``{"status": "ready", "checks": …}`` or 503 with the failing checks. The result is
+  cached for a few seconds so that probes cannot load the node.
+- ``/metrics``: Prometheus text format (:mod:`idp.ops.metrics`), only to clients in
+  ``metrics_allowed_networks`` (others get 404, as if there were nothing there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from defusedxml import ElementTree
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from idp.db import head_revision, schema_status
+from idp.federation.rollover import signing_keys
+from idp.methods.client_certificate import TrustedProxies
+from idp.ops.metrics import CONTENT_TYPE, IdpMetrics
+from idp.services import Services
+
+router = APIRouter()
+READINESS_CACHE_SECONDS = 5.0
+
+
+def _parse_instant(value: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _valid_until(xml: bytes) -> dt.datetime | None:
+    value = ElementTree.fromstring(xml).get("validUntil")
+    return _parse_instant(value) if value else None
+
+
+@dataclass
+class ReadinessProbe:
+    """Runs the readiness checks (blocking: call from a worker thread)."""
+
+    services: Services
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cached: tuple[float, bool, dict[str, Any]] | None = None
+
+    def check(self) -> tuple[bool, dict[str, Any]]:
+        with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < READINESS_CACHE_SECONDS:
+                return self._cached[1], self._cached[2]
+            checks = {
+                "database": self._run(self._database),
+                "keys": self._run(self._keys),
+                "metadata": self._run(self._metadata),
+            }
+            ready = all(result["ok"] for result in checks.values())
+            self._cached = (time.monotonic(), ready, checks)
+            return ready, checks
+
+    @staticmethod
+    def _run(check: Any) -> dict[str, Any]:
+        try:
+            detail = check()
+        except Exception as exc:  # every failure is a "not ready", with its reason
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {"ok": True, **(detail or {})}
+
+    def _database(self) -> dict[str, Any]:
+        database = self.services.database
+        database.ping()
+        status = schema_status(database.engine)
+        if not status.up_to_date:
+            raise RuntimeError(f"schema at {status.current}, newest is {head_revision()}")
+        return {"backend": database.engine.dialect.name, "schema": status.current}
+
+    def _keys(self) -> dict[str, Any]:
+        keys = signing_keys(self.services.settings)
+        if not keys.key_file.is_file():
+            raise RuntimeError("the SAML signing key file is missing")
+        certificate = x509.load_pem_x509_certificate(keys.cert_file.read_bytes())
+        if certificate.not_valid_after_utc <= dt.datetime.now(dt.UTC):
+            raise RuntimeError("the SAML signing certificate has expired")
+        algorithms = self.services.oidc.context.keys.algorithms
+        if not algorithms:
+            raise RuntimeError("no OIDC signing key is loaded")
+        return {
+            "saml_certificate_valid_until": certificate.not_valid_after_utc.isoformat(),
+            "oidc_algorithms": list(algorithms),
+        }
+
+    def _metadata(self) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        own = _valid_until(self.services.saml.metadata_xml().encode("utf-8"))
+        if own is None or own <= now:
+            raise RuntimeError("the IdP's metadata has no validUntil in the future")
+        stale = []
+        directory: Path = self.services.settings.sp_metadata_dir
+        files = sorted(directory.glob("*.xml")) if directory.is_dir() else []
+        for path in files:
+            until = _valid_until(path.read_bytes())
+            if until is not None and until <= now:
+                stale.append(path.name)
+        if stale:
+            raise RuntimeError(f"SP metadata past validUntil: {', '.join(stale)}")
+        return {"idp_valid_until": own.isoformat(), "sp_metadata_files": len(files)}
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> Response:
+    return JSONResponse({"status": "alive"}, headers={"cache-control": "no-store"})
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> Response:
+    probe: ReadinessProbe = request.app.state.readiness
+    ready, checks = await run_in_threadpool(probe.check)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+        headers={"cache-control": "no-store"},
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    allowed: TrustedProxies = request.app.state.metrics_allowed
+    if request.client is None or request.client.host not in allowed:
+        return Response("Not Found", status_code=404, media_type="text/plain")
+    registry: IdpMetrics = request.app.state.metrics
+    # The database gauges query at collect time: off the event loop.
+    body = await run_in_threadpool(registry.render)
+    return Response(body, media_type=CONTENT_TYPE, headers={"cache-control": "no-store"})

@@ -1,0 +1,28 @@
+"""Wiring the operational parts into an app: one call from :func:`idp.app.create_app`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from idp.methods.client_certificate import TrustedProxies
+from idp.ops import health
+from idp.ops.metrics import IdpMetrics
+from idp.ops.middleware import OperationsMiddleware
+from idp.services import Services
+
+
+def install_operations(app: FastAPI, services: Services, metrics: IdpMetrics) -> None:
+    """Add ``/healthz``, ``/readyz`` and ``/metrics``, count audit events and database gauges
+    in ``metrics``, and give every request an id and a latency measurement.
+
+    Call it last in ``create_app``: the middleware it adds must be the outermost.
+    """
+    app.state.metrics = metrics
+    app.state.metrics_allowed = TrustedProxies(services.settings.metrics_allowed_networks)
+    app.state.readiness = health.ReadinessProbe(services)
+    metrics.watch_audit_events(services.database)
+    metrics.watch_database(services.database)
+    app.include_router(health.router)
+    app.add_middleware(
+        OperationsMiddleware, metrics=metrics, trusted_proxies=services.trusted_proxies
+    )

@@ -1,0 +1,191 @@
+"""Must show: an SP whose only presence is a signed aggregate served over HTTPS logs in; when
+the aggregate is replaced by an expired or badly signed one it stays trusted on the last good
+copy until that copy's validUntil, then not. A separate IdP process, over real sockets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from idp.federation.aggregate import build_aggregate
+from idp.pki import TestPki
+from tests.aggregate_server import AggregateServer, serve_aggregate
+from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
+from tests.flows import choose_this_device, follow, posted_form
+from tests.metadata_support import make_certificate
+from tests.saml_sp import TestServiceProvider, make_service_provider
+from tests.support import (
+    VENV_BIN,
+    RunningServer,
+    browser,
+    free_port,
+    reason_code,
+    run_cli,
+    start_server,
+    tls_context,
+)
+
+REFRESH_SECONDS = 0.5
+# Long enough to log in a few times, short enough to wait for.
+GOOD_COPY_SECONDS = 25
+
+
+@dataclass
+class FederationIdp:
+    """A separate IdP process whose SPs come only from ``aggregate``."""
+
+    base_url: str
+    work: Path
+    aggregate: AggregateServer
+    sp: TestServiceProvider
+    server: RunningServer
+    key: Path
+    cert: Path
+
+
+def _sign(members: Path, key: Path, cert: Path, valid_for: dt.timedelta) -> bytes:
+    return build_aggregate(
+        sorted(members.glob("*.xml")),
+        key_file=key,
+        cert_file=cert,
+        valid_until=dt.datetime.now(dt.UTC) + valid_for,
+    )
+
+
+@pytest.fixture(scope="module")
+def federation_idp(
+    test_pki: TestPki, ocsp_responder: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FederationIdp]:
+    work = tmp_path_factory.mktemp("federation-idp")
+    key, cert, _ = make_certificate(work / "keys", "federation")
+    with serve_aggregate(test_pki.tls_server_cert, test_pki.tls_server_key) as aggregate:
+        port, cert_port = free_port(), free_port()
+        base_url = f"https://localhost:{port}"
+        (work / "sp-metadata").mkdir()  # empty: SPs come from the aggregate only
+        env = {
+            "IDP_VAR_DIR": str(work / "var"),
+            "IDP_PKI_DIR": str(test_pki.directory),
+            "IDP_SP_METADATA_DIR": str(work / "sp-metadata"),
+            "IDP_PORT": str(port),
+            "IDP_CERT_PORT": str(cert_port),
+            "IDP_BASE_URL": base_url,
+            "IDP_CERT_LOGIN_URL": f"https://localhost:{cert_port}",
+            "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
+            "IDP_SP_METADATA_AGGREGATE_URL": aggregate.url,
+            "IDP_SP_METADATA_FEDERATION_CERT": str(cert),
+            "IDP_SP_METADATA_AGGREGATE_CA_FILE": str(test_pki.tls_ca_cert),
+            "IDP_SP_METADATA_REFRESH_SECONDS": str(REFRESH_SECONDS),
+        }
+        (work / "people.csv").write_text(DIRECTORY_CSV, encoding="utf-8")
+        imported = run_cli(
+            [str(VENV_BIN / "idp"), "people", "import", str(work / "people.csv")], env
+        )
+        assert imported.returncode == 0, imported.stderr
+        # The SP needs the IdP's metadata, the IdP the SP's: the IdP's is the same for any
+        # process with this PKI, so start the IdP with an empty aggregate first.
+        idp_metadata = work / "idp-metadata.xml"
+        (work / "members").mkdir()
+        aggregate.document = b""
+        server = start_server(
+            [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
+            env,
+            f"{base_url}/saml/metadata",
+            test_pki.tls_ca_cert,
+            work / "idp.log",
+        )
+        try:
+            response = httpx.get(
+                f"{base_url}/saml/metadata", verify=tls_context(test_pki.tls_ca_cert)
+            )
+            idp_metadata.write_text(response.text, encoding="utf-8")
+            sp = make_service_provider(
+                work / "sp",
+                entity_id="https://fed-sp.example.test/metadata",
+                idp_metadata_file=idp_metadata,
+            )
+            (work / "members" / "fed-sp.xml").write_text(sp.metadata_xml, encoding="utf-8")
+            yield FederationIdp(base_url, work, aggregate, sp, server, key, cert)
+        finally:
+            server.stop()
+
+
+def _try_login(sp: TestServiceProvider, base_url: str, test_pki: TestPki) -> str | None:
+    """None if Anna logs in through ``sp`` (the SP verifies the Response); else the reason."""
+    card = test_pki.cards["anna"]
+    login_url, request_id = sp.login_url()
+    with browser(test_pki.tls_ca_cert, (card.cert, card.key)) as client:
+        first = client.get(login_url)
+        if first.status_code not in (302, 303):
+            return reason_code(first.text) or f"HTTP {first.status_code}"
+        chooser = follow(client, first, base_url)
+        assert chooser.status_code == 200, chooser.text
+        final = choose_this_device(client, chooser, base_url)
+    _action, fields = posted_form(final)
+    parsed = sp.parse(fields["SAMLResponse"], request_id)
+    assert parsed.ava["http://sambi.se/attributes/1/employeeHsaId"] == ["SE2120001355-E0001"]
+    return None
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached")
+
+
+def test_sp_from_a_remote_aggregate_until_its_last_good_copy_expires(
+    federation_idp: FederationIdp, test_pki: TestPki
+) -> None:
+    idp = federation_idp
+    base_url, work, aggregate, sp, server = (
+        idp.base_url,
+        idp.work,
+        idp.aggregate,
+        idp.sp,
+        idp.server,
+    )
+    key, cert = idp.key, idp.cert
+    other_key, other_cert, _ = make_certificate(work / "keys", "impostor")
+    members = work / "members"
+    # Not yet in any aggregate: unknown.
+    assert _try_login(sp, base_url, test_pki) == "unknown_sp"
+
+    aggregate.document = _sign(members, key, cert, dt.timedelta(seconds=GOOD_COPY_SECONDS))
+    good_until = time.monotonic() + GOOD_COPY_SECONDS
+    _wait_for(lambda: _try_login(sp, base_url, test_pki) is None)
+
+    # Replaced by an expired one, then by one signed with another key: both refused, the
+    # last good copy stays in use, and the IdP says so.
+    aggregate.document = _sign(members, key, cert, -dt.timedelta(minutes=1))
+    _wait_for(lambda: "the aggregate expired at" in server.log())
+    assert _try_login(sp, base_url, test_pki) is None
+    aggregate.document = _sign(members, other_key, other_cert, dt.timedelta(hours=1))
+    _wait_for(lambda: "the signature of" in server.log())
+    assert _try_login(sp, base_url, test_pki) is None
+    assert "keeping the last good copy" in server.log()
+    with sqlite3.connect(work / "var" / "idp.sqlite3") as connection:
+        audited = connection.execute(
+            "SELECT detail FROM audit_events WHERE event = 'saml.metadata_refresh'"
+            " AND outcome = 'refused'"
+        ).fetchall()
+    assert any("expired:" in row[0] and "keeping the last good copy" in row[0] for row in audited)
+    assert any("bad_signature:" in row[0] for row in audited)
+
+    # Once the good copy's validUntil passes, the SP is no longer trusted.
+    time.sleep(max(0.0, good_until - time.monotonic()) + 1)
+    assert _try_login(sp, base_url, test_pki) == "unknown_sp"
+
+    # A fresh good aggregate brings it back, without a restart.
+    aggregate.document = _sign(members, key, cert, dt.timedelta(hours=1))
+    _wait_for(lambda: _try_login(sp, base_url, test_pki) is None)

@@ -1,0 +1,479 @@
+"""The scaled deployment, for real: PostgreSQL, nginx and two IdP nodes on loopback.
+
+PostgreSQL (a throwaway cluster, ``initdb`` in a temporary directory) and nginx (running the
+shipped ``docker/nginx/idp.conf.template``) are the Debian programs; the nodes are
+``idp serve --behind-proxy`` processes. The browser talks only to nginx; the SITHS eID app is
+sometimes pointed at one node directly, to decide which node completes an order. Which node
+served a step is read from the nodes' JSON logs by the request id nginx put on it.
+
+The last test kills a node with SIGKILL in the middle of a bounded load loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from idp.app_simulator import SithsEidApp
+from idp.db import Base, Database, head_revision, import_model_modules
+from idp.ops.local_cluster import (
+    ClusterError,
+    NginxProcess,
+    PostgresCluster,
+    start_nginx,
+    start_postgres,
+)
+from idp.ops.login_driver import (
+    LoginFailed,
+    LoginResult,
+    PemCard,
+    card_login,
+    collect,
+    finish_other_device_login,
+    sso_login,
+    start_other_device_login,
+)
+from idp.ops.sweeper import sweep_expired
+from idp.pki import TestPki
+from tests import saml_sp
+from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
+from tests.support import (
+    VENV_BIN,
+    RunningServer,
+    free_port,
+    parse_page,
+    run_cli,
+    start_server,
+    tls_context,
+)
+
+SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
+CARDS = {"anna": "SE2120001355-E0001", "bertil": "SE2120001355-E0002"}
+# The kill test: a bounded loop of logins by a few concurrent browsers.
+LOAD_LOGINS = 40
+LOAD_WORKERS = 4
+KILL_AFTER_COMPLETED = 10
+LOAD_DEADLINE_SECONDS = 150
+
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    server: RunningServer
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Cluster:
+    postgres: PostgresCluster
+    nginx: NginxProcess
+    nodes: dict[str, Node]
+    base_url: str
+    cert_login_url: str
+    pki: TestPki
+    env: dict[str, str]
+    sp: saml_sp.TestServiceProvider
+    _log_offsets: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki.tls_ca_cert
+
+    def browser(
+        self, card: str | None = None, cookies: httpx.Cookies | None = None
+    ) -> httpx.Client:
+        """A browser stand-in (its own cookie jar, or ``cookies``) presenting ``card``."""
+        files = (self.pki.cards[card].cert, self.pki.cards[card].key) if card else (None, None)
+        return httpx.Client(
+            verify=tls_context(self.ca_file, *files),
+            follow_redirects=False,
+            timeout=30,
+            cookies=cookies,
+        )
+
+    def served_by(self, request_id: str) -> str | None:
+        """The node whose access log has ``request_id`` (nginx's $request_id)."""
+        needle = f'"request_id": "{request_id}"'
+        for name, node in self.nodes.items():
+            if needle in node.server.log():
+                return name
+        return None
+
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        with psycopg.connect(self.postgres.url.replace("+psycopg", "")) as connection:
+            return connection.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    def verify(self, result: LoginResult, request_id: str) -> dict[str, list[str]]:
+        """What the SP accepts of a Response (signature, audience, InResponseTo…)."""
+        assert result.acs_url == self.sp.acs_url
+        return self.sp.parse(result.saml_response, request_id).ava
+
+
+def _node_env(common: dict[str, str], name: str, port: int, work: Path) -> dict[str, str]:
+    return {
+        **common,
+        "IDP_NODE_NAME": name,
+        "IDP_PORT": str(port),
+        "IDP_VAR_DIR": str(work / f"var-{name}"),
+    }
+
+
+def _start_node(common: dict[str, str], name: str, work: Path, ca_file: Path) -> Node:
+    port = free_port()
+    server = start_server(
+        [str(VENV_BIN / "idp"), "serve", "--behind-proxy", "--log-level", "info"],
+        _node_env(common, name, port, work),
+        f"http://127.0.0.1:{port}/healthz",
+        ca_file,  # unused: the node speaks plain HTTP
+        work / f"node-{name}.log",
+    )
+    return Node(name, port, server)
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    test_pki: TestPki, ocsp_responder: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    work = tmp_path_factory.mktemp("multinode")
+    try:
+        postgres = start_postgres(free_port())
+    except ClusterError as exc:
+        pytest.fail(f"PostgreSQL: {exc}")
+    nodes: dict[str, Node] = {}
+    nginx: NginxProcess | None = None
+    try:
+        https_port, cert_port = free_port(), free_port()
+        base_url = f"https://localhost:{https_port}"
+        cert_login_url = f"https://localhost:{cert_port}"
+        sp_metadata_dir = work / "sp-metadata"
+        sp_metadata_dir.mkdir()
+        common = {
+            "IDP_DATABASE_URL": postgres.url,
+            "IDP_BEHIND_PROXY": "true",
+            "IDP_HOST": "127.0.0.1",
+            "IDP_BASE_URL": base_url,
+            "IDP_CERT_LOGIN_URL": cert_login_url,
+            "IDP_TRUSTED_PROXIES": json.dumps(["127.0.0.1/32"]),
+            "IDP_PKI_DIR": str(test_pki.directory),
+            "IDP_SP_METADATA_DIR": str(sp_metadata_dir),
+            # What every node must share besides the database: pseudonym key, OIDC keys.
+            "IDP_PAIRWISE_SECRET": secrets.token_hex(32),
+            "IDP_OIDC_KEYS_DIR": str(work / "oidc-keys"),
+            "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
+            "IDP_SWEEP_INTERVAL_SECONDS": "5",
+        }
+        # A deployment's migration step, twice at once: the advisory lock lets one migrate.
+        upgrade = [str(VENV_BIN / "idp"), "db", "upgrade"]
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda _: run_cli(upgrade, common), range(2)))
+        for result in results:
+            assert result.returncode == 0, result.stderr
+        csv_file = work / "people.csv"
+        csv_file.write_text(DIRECTORY_CSV, encoding="utf-8")
+        imported = run_cli([str(VENV_BIN / "idp"), "people", "import", str(csv_file)], common)
+        assert imported.returncode == 0, imported.stderr
+        # One after the other: the first node generates the shared OIDC keys.
+        for name in ("a", "b"):
+            nodes[name] = _start_node(common, name, work, test_pki.tls_ca_cert)
+        nginx = start_nginx(
+            {
+                "IDP_NODE_A": f"127.0.0.1:{nodes['a'].port}",
+                "IDP_NODE_B": f"127.0.0.1:{nodes['b'].port}",
+                "IDP_LISTEN": "127.0.0.1",
+                "IDP_HTTPS_PORT": str(https_port),
+                "IDP_CERT_PORT": str(cert_port),
+                "IDP_SERVER_NAME": "localhost",
+                "IDP_TLS_CERT": str(test_pki.tls_server_cert),
+                "IDP_TLS_KEY": str(test_pki.tls_server_key),
+            },
+            wait_for_port=https_port,
+        )
+        metadata = httpx.get(
+            f"{base_url}/saml/metadata", verify=tls_context(test_pki.tls_ca_cert), timeout=30
+        )
+        assert metadata.status_code == 200, metadata.text
+        idp_metadata_file = work / "idp-metadata.xml"
+        idp_metadata_file.write_text(metadata.text, encoding="utf-8")
+        sp = saml_sp.make_service_provider(
+            work / "sp",
+            entity_id="https://sp.example.test/metadata",
+            idp_metadata_file=idp_metadata_file,
+        )
+        (sp_metadata_dir / "sp.xml").write_text(sp.metadata_xml, encoding="utf-8")
+        yield Cluster(postgres, nginx, nodes, base_url, cert_login_url, test_pki, common, sp)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for node in nodes.values():
+            node.server.stop()
+        postgres.stop()
+
+
+# --- the shared database ----------------------------------------------------------------------
+
+
+def test_nodes_are_ready_on_one_migrated_database(cluster: Cluster) -> None:
+    for node in cluster.nodes.values():
+        ready = httpx.get(f"{node.url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        checks = ready.json()["checks"]
+        assert checks["database"] == {
+            "ok": True,
+            "backend": "postgresql",
+            "schema": head_revision(),
+        }
+        assert checks["keys"]["ok"] and checks["metadata"]["ok"]
+    assert cluster.query("SELECT version_num FROM alembic_version") == [(head_revision(),)]
+    # The migrations make on PostgreSQL exactly what the models describe.
+    import_model_modules()
+    database = Database(cluster.postgres.url)
+    try:
+        with database.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        database.dispose()
+
+
+def test_sweeper_deletes_expired_rows_on_postgresql(cluster: Cluster) -> None:
+    cluster.query(
+        "INSERT INTO seen_messages (issuer, message_id, expires_at) VALUES "
+        "('https://sweep.test', 'old', now() - interval '2 hours'), "
+        "('https://sweep.test', 'young', now() + interval '1 hour') RETURNING id"
+    )
+    database = Database(cluster.postgres.url)
+    try:
+        import datetime as dt
+
+        deleted = sweep_expired(database, grace=dt.timedelta(hours=1))
+    finally:
+        database.dispose()
+    assert deleted.get("seen_messages", 0) >= 1
+    left = cluster.query("SELECT message_id FROM seen_messages WHERE issuer = 'https://sweep.test'")
+    assert left == [("young",)]
+
+
+# --- logins across nodes ----------------------------------------------------------------------
+
+
+def test_card_login_steps_land_on_both_nodes_and_complete(cluster: Cluster) -> None:
+    for card, hsa_id in CARDS.items():
+        login_url, request_id = cluster.sp.login_url()
+        with cluster.browser(card) as client:
+            result = card_login(client, login_url, cluster.base_url)
+            served = [cluster.served_by(step.request_id) for step in result.steps]
+            assert None not in served, result.steps
+            # nginx balances each request: one login's steps are served by both nodes.
+            assert set(served) == {"a", "b"}, served
+            assert cluster.verify(result, request_id)[SAMBI_HSA_ID] == [hsa_id]
+            # The SSO session one node started is honoured by whichever node comes next.
+            for _ in range(2):
+                again_url, again_id = cluster.sp.login_url()
+                again = sso_login(client, again_url, cluster.base_url)
+                assert cluster.verify(again, again_id)[SAMBI_HSA_ID] == [hsa_id]
+
+
+def test_cross_device_order_started_on_one_node_is_completed_on_the_other(
+    cluster: Cluster,
+) -> None:
+    card = PemCard(cluster.pki.cards["bertil"].cert, cluster.pki.cards["bertil"].key)
+    login_url, request_id = cluster.sp.login_url()
+    with cluster.browser() as client:
+        login = start_other_device_login(client, login_url, cluster.base_url)
+        started_on = cluster.served_by(login.browser.steps[-1].request_id)
+        assert started_on in ("a", "b")
+        other = cluster.nodes["b" if started_on == "a" else "a"]
+        # The app talks to the node that did not create the order.
+        with SithsEidApp(other.url, None, card) as app:
+            scan = app.scan_auto_start(login.auto_start_token)
+            assert app.sign(scan).state.status == "complete"
+        view, _elapsed = collect(login)
+        result = finish_other_device_login(login, view)
+    assert cluster.verify(result, request_id)[SAMBI_HSA_ID] == [CARDS["bertil"]]
+    rows = cluster.query(
+        "SELECT outcome FROM audit_events WHERE event = 'login.method' AND detail LIKE %s",
+        f"%{scan.order_ref}%",
+    )
+    assert rows == [("success",)]
+
+
+# --- the certificate header -------------------------------------------------------------------
+
+
+def _pending_login(cluster: Cluster, client: httpx.Client) -> str:
+    login_url, _ = cluster.sp.login_url()
+    response = client.get(login_url)
+    while response.status_code in (302, 303):
+        location = response.headers["location"]
+        response = client.get(cluster.base_url + location if location[0] == "/" else location)
+    href = parse_page(response.text).links["method-this-device"]
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(href).query)["ref"][0]
+
+
+def test_certificate_header_is_believed_only_from_nginx(cluster: Cluster) -> None:
+    forged = urllib.parse.quote(cluster.pki.cards["anna"].cert.read_text())
+    with cluster.browser() as client:
+        ref = _pending_login(cluster, client)
+        cookies = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        # Straight to a node from an address that is not a trusted proxy: ignored, audited.
+        direct = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        with direct:
+            refused = direct.get(
+                f"{cluster.nodes['a'].url}/cert-login?ref={ref}",
+                headers={"X-SSL-Client-Cert": forged, "Cookie": cookies},
+            )
+        assert refused.status_code != 303 and "no_certificate" in refused.text
+        audit = cluster.query(
+            "SELECT detail FROM audit_events WHERE event = 'proxy.untrusted_header'"
+        )
+        assert ("certificate header from 127.0.0.2",) in audit
+        # Through nginx, a client's own header never reaches a node: not on the main origin,
+        # and on the certificate origin it is replaced by the (absent) TLS certificate.
+        for origin in (cluster.base_url, cluster.cert_login_url):
+            answer = client.get(
+                f"{origin}/cert-login?ref={ref}", headers={"X-SSL-Client-Cert": forged}
+            )
+            assert answer.status_code != 303 and "no_certificate" in answer.text, origin
+        # The login is still pending: none of that authenticated anybody.
+        state = cluster.query("SELECT state FROM pending_logins WHERE id = %s", ref)
+        assert state == [("pending",)]
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+def test_metrics_per_node_and_request_ids_in_the_logs(cluster: Cluster) -> None:
+    metrics = {name: httpx.get(f"{node.url}/metrics").text for name, node in cluster.nodes.items()}
+    logins = [
+        line
+        for text in metrics.values()
+        for line in text.splitlines()
+        if line.startswith('idp_logins_total{method="siths-this-device",outcome="success"}')
+    ]
+    assert logins and sum(float(line.split()[-1]) for line in logins) >= len(CARDS)
+    for text in metrics.values():
+        assert "idp_orders_pending " in text
+        assert "idp_http_request_duration_seconds_bucket" in text
+        assert 'idp_revocation_cache_lookups_total{result="' in text
+    # Not through nginx: metrics are scraped from each node.
+    hidden = httpx.get(f"{cluster.base_url}/metrics", verify=tls_context(cluster.ca_file))
+    assert hidden.status_code == 404
+    answer = httpx.get(f"{cluster.base_url}/healthz", verify=tls_context(cluster.ca_file))
+    request_id = answer.headers["x-request-id"]
+    assert len(request_id) == 32  # nginx's $request_id, passed through by the node
+    node = cluster.served_by(request_id)
+    assert node is not None
+    line = next(
+        json.loads(text)
+        for text in cluster.nodes[node].server.log().splitlines()
+        if request_id in text
+    )
+    assert line["node"] == node and line["logger"] == "idp.access" and line["status"] == 200
+
+
+# --- a node dies --------------------------------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    card: str
+    request_id: str
+    started: float = 0.0
+    finished: float = 0.0
+    result: LoginResult | None = None
+    error: str = ""
+    cookies: httpx.Cookies | None = None
+
+
+def test_node_killed_mid_load_loses_no_completed_login(cluster: Cluster) -> None:
+    victim = cluster.nodes["b"]
+    cards = list(CARDS)
+    attempts = []
+    for number in range(LOAD_LOGINS):
+        login_url, request_id = cluster.sp.login_url()
+        attempts.append((login_url, Attempt(cards[number % len(cards)], request_id)))
+    completed = 0
+    killed_at: float | None = None
+    lock = threading.Lock()
+    deadline = time.monotonic() + LOAD_DEADLINE_SECONDS
+
+    def run(job: tuple[str, Attempt]) -> Attempt:
+        nonlocal completed, killed_at
+        login_url, attempt = job
+        if time.monotonic() > deadline:
+            attempt.error = "not started: deadline"
+            return attempt
+        attempt.started = time.monotonic()
+        with cluster.browser(attempt.card) as client:
+            try:
+                attempt.result = card_login(client, login_url, cluster.base_url)
+            except (LoginFailed, httpx.HTTPError) as exc:
+                attempt.error = f"{type(exc).__name__}: {exc}"
+            attempt.cookies = client.cookies
+        attempt.finished = time.monotonic()
+        with lock:
+            if attempt.result is not None:
+                completed += 1
+            if completed >= KILL_AFTER_COMPLETED and killed_at is None:
+                os.kill(victim.server.process.pid, signal.SIGKILL)
+                killed_at = time.monotonic()
+        return attempt
+
+    with ThreadPoolExecutor(LOAD_WORKERS) as pool:
+        finished = list(pool.map(run, attempts))
+    assert killed_at is not None
+    victim.server.process.wait(timeout=10)
+    assert victim.server.process.returncode == -signal.SIGKILL
+
+    failed = [attempt for attempt in finished if attempt.result is None]
+    succeeded = [attempt for attempt in finished if attempt.result is not None]
+    after = [attempt for attempt in finished if attempt.started > killed_at]
+    print(  # shown when the test fails: what the loop saw
+        f"{len(succeeded)} completed, {len(failed)} failed "
+        f"({[attempt.error for attempt in failed]}), {len(after)} started after the kill"
+    )
+    # Only logins that were under way when the node died may have failed…
+    for attempt in failed:
+        assert attempt.started <= killed_at <= attempt.finished, attempt.error
+    assert len(failed) <= LOAD_WORKERS
+    # …and the rest carried on: every login started after the kill completed.
+    assert after and all(attempt.result is not None for attempt in after)
+    # Both nodes served before the kill; only the survivor after it.
+    before_steps = {
+        cluster.served_by(step.request_id)
+        for attempt in succeeded
+        if attempt.finished < killed_at
+        for step in attempt.result.steps  # type: ignore[union-attr]
+    }
+    assert before_steps == {"a", "b"}
+
+    # No completed login is lost: every Response verifies at the SP, and every one's SSO
+    # session (in PostgreSQL) still lets that browser in, now through the survivor alone.
+    for attempt in succeeded:
+        assert attempt.result is not None
+        ava = cluster.verify(attempt.result, attempt.request_id)
+        assert ava[SAMBI_HSA_ID] == [CARDS[attempt.card]]
+        with cluster.browser(cookies=attempt.cookies) as client:
+            again_url, again_id = cluster.sp.login_url()
+            again = sso_login(client, again_url, cluster.base_url)
+            assert cluster.verify(again, again_id)[SAMBI_HSA_ID] == [CARDS[attempt.card]]
+    assert httpx.get(f"{cluster.nodes['a'].url}/readyz", timeout=10).status_code == 200
