@@ -33,8 +33,8 @@ from saml2.saml import NameID
 from saml2.sigver import MissingKey, SignatureError
 from saml2.time_util import str_to_time
 
+from idp.saml.redirect_signature import RedirectSignatureInvalid, verify_redirect_signature
 from sp_demo.config import Settings
-from sp_demo.redirect_signature import RedirectSignatureError, verify_redirect_query
 from sp_demo.saml import SIG_RSA_SHA256, LoginResult, idp_entity_id
 
 # Session key for the ID of the LogoutRequest this browser's logout is waiting to hear about.
@@ -223,8 +223,8 @@ def _check_message(binding: str, text: str) -> None:
 
 def _verify_query(client: Saml2Client, raw_query: str, message_param: str) -> None:
     try:
-        verify_redirect_query(raw_query, message_param, _idp_certificates(client))
-    except RedirectSignatureError as error:
+        verify_redirect_signature(raw_query, message_param, _idp_certificates(client))
+    except RedirectSignatureInvalid as error:
         raise LogoutMessageError("signature", str(error)) from error
 
 
