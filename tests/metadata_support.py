@@ -15,9 +15,9 @@ from cryptography.x509.oid import NameOID
 from tests.support import VENV_BIN, run_cli
 
 
-def demo_sp_metadata() -> str:
-    """What `sp-demo metadata` writes (the real command)."""
-    result = run_cli([str(VENV_BIN / "sp-demo"), "metadata"], {})
+def demo_sp_metadata(pki_dir: Path) -> str:
+    """What `sp-demo metadata` writes (the real command), with the keys of ``pki_dir``."""
+    result = run_cli([str(VENV_BIN / "sp-demo"), "metadata"], {"SP_DEMO_PKI_DIR": str(pki_dir)})
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -36,8 +36,8 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    demo = demo_sp_metadata()
+def members(tmp_path_factory: pytest.TempPathFactory, test_pki: TestPki) -> dict[str, str]:
+    demo = demo_sp_metadata(test_pki.directory)
     _key, _cert, expired = make_certificate(
         tmp_path_factory.mktemp("expired"), "expired", not_after=-dt.timedelta(days=1)
     )

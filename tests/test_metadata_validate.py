@@ -14,6 +14,7 @@ import pytest
 
 from idp.federation.aggregate import build_aggregate
 from idp.federation.checks import Report, validate_metadata
+from idp.pki import TestPki
 from tests.metadata_support import (
     demo_sp_metadata,
     make_certificate,
@@ -24,8 +25,8 @@ from tests.support import VENV_BIN, run_cli
 
 
 @pytest.fixture(scope="module")
-def demo_xml() -> str:
-    return demo_sp_metadata()
+def demo_xml(test_pki: TestPki) -> str:
+    return demo_sp_metadata(test_pki.directory)
 
 
 def _validate(tmp_path: Path, xml: str | bytes, **kwargs: object) -> Report:
