@@ -21,8 +21,10 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -108,8 +110,6 @@ class Latencies:
 
 
 def _wait_http(url: str, ca_file: Path, process: subprocess.Popen, log: Path) -> None:
-    import ssl
-
     context = ssl.create_default_context(cafile=str(ca_file))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -207,6 +207,8 @@ class Deployment:
     sp: saml_sp.TestServiceProvider
     # Processes whose CPU time is "the server's".
     server_pids: list[int]
+    # Every node's /metrics (per node; read from loopback, which the nodes allow).
+    metrics_urls: list[str]
     processes: list[subprocess.Popen]
     postgres: PostgresCluster | None = None
     nginx: NginxProcess | None = None
@@ -272,8 +274,6 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 def _attach_sp(
     work: Path, base_url: str, ca_file: Path, env: dict[str, str]
 ) -> saml_sp.TestServiceProvider:
-    import ssl
-
     metadata = httpx.get(
         f"{base_url}/saml/metadata", verify=ssl.create_default_context(cafile=str(ca_file))
     )
@@ -309,7 +309,7 @@ def embedded(lab: Lab, work: Path) -> Deployment:
         raise
     return Deployment(
         "embedded: 1 process, SQLite", base_url, cert_login_url, lab, sp, [process.pid],
-        [process],
+        [f"{base_url}/metrics"], [process],
     )  # fmt: skip
 
 
@@ -373,8 +373,8 @@ def scaled(lab: Lab, work: Path, *, nginx_workers: int = 1) -> Deployment:
         raise
     pids = [process.pid for process in processes] + [nginx.process.pid]
     return Deployment(
-        "nginx + 2 nodes, PostgreSQL", base_url, cert_login_url, lab, sp, pids, processes,
-        postgres, nginx,
+        "nginx + 2 nodes, PostgreSQL", base_url, cert_login_url, lab, sp, pids,
+        [f"http://127.0.0.1:{port}/metrics" for port in ports], processes, postgres, nginx,
     )  # fmt: skip
 
 
@@ -417,6 +417,28 @@ def verify_sample(
             continue
         ok += ava.get(SAMBI_HSA_ID) == [hsa_id]
     return ok, len(chosen)
+
+
+_ROUTE_SAMPLE = re.compile(
+    r"idp_http_request_duration_seconds_(sum|count)\{(?P<labels>[^}]*)\} (?P<value>\S+)"
+)
+
+
+def route_times(deployment: Deployment) -> dict[str, tuple[float, float]]:
+    """Per route template: (requests, seconds spent in the IdP), summed over the nodes, from
+    their own latency histograms (``idp_http_request_duration_seconds``)."""
+    context = ssl.create_default_context(cafile=str(deployment.ca_file))
+    totals: dict[str, list[float]] = {}
+    for url in deployment.metrics_urls:
+        text = httpx.get(url, verify=context, timeout=10).text
+        for line in text.splitlines():
+            match = _ROUTE_SAMPLE.match(line)
+            if not match:
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+            entry = totals.setdefault(f"{labels['method']} {labels['route']}", [0.0, 0.0])
+            entry[0 if match.group(1) == "count" else 1] += float(match["value"])
+    return {route: (count, seconds) for route, (count, seconds) in totals.items()}
 
 
 def header(title: str, deployments: Sequence[Deployment]) -> None:

@@ -103,6 +103,8 @@ class Figures:
     # Wall time over which the CPU figures were taken.
     seconds: float
     samples: list[tuple[str, str, str]]
+    # Per route: (requests, mean ms in the IdP) during this measurement.
+    routes: dict[str, tuple[float, float]]
 
 
 def measure(
@@ -126,12 +128,18 @@ def measure(
             str(deployment.ca_file), start_at, stop_at)
         for urls, card in plans
     ]  # fmt: skip
+    routes_before = harness.route_times(deployment)
     wall_before = time.monotonic()
     server_before, total_before = deployment.server_cpu(), _machine_cpu()
     with multiprocessing.get_context("fork").Pool(concurrency) as pool:
         results = pool.map(run_worker, jobs)
     server_after, total_after = deployment.server_cpu(), _machine_cpu()
     wall = time.monotonic() - wall_before
+    routes = {}
+    for route, (count, spent) in harness.route_times(deployment).items():
+        old_count, old_spent = routes_before.get(route, (0.0, 0.0))
+        if count > old_count:
+            routes[route] = (count - old_count, (spent - old_spent) / (count - old_count) * 1000)
     window_start = start_at + WARMUP_SECONDS
     window_end = start_at + WARMUP_SECONDS + seconds
     latencies = harness.Latencies()
@@ -156,6 +164,7 @@ def measure(
         total_after - total_before,
         wall,
         samples,
+        routes,
     )
 
 
@@ -193,6 +202,14 @@ def report(title: str, columns: list[tuple[str, Figures]]) -> None:
     for name, figures in columns:
         for error in sorted(set(figures.latencies.errors))[:5]:
             print(f"  {name} failure: {error}")
+    print("mean time in the IdP per request (its own latency histogram), by route:")
+    routes = sorted({route for _, figures in columns for route in figures.routes})
+    for route in routes:
+        cells = []
+        for _, figures in columns:
+            count, mean = figures.routes.get(route, (0, float("nan")))
+            cells.append(f"{mean:.1f} ms × {count:.0f}" if count else "-")
+        row(f"  {route}", cells)
 
 
 def run_logins(deployment: harness.Deployment, *, seconds: float, concurrency: int) -> Figures:

@@ -1,23 +1,23 @@
-"""500 cross-device orders waiting at once, each browser polling ``collect`` once a second.
+"""500 cross-device orders waiting at once, each browser polling ``collect`` every second.
 
     .venv/bin/python benchmarks/orders.py [--orders 500] [--wait 15] [--sign-rate 50] [--scaled]
 
 Each of ``--orders`` people has a card of their own (an EC key and a certificate from the test
 HSA-id CA, a directory entry each) and a browser of their own (cookie jar, TLS connection).
 Every browser starts a login at the SP and chooses "SITHS eID på annan enhet"; then all of them
-poll ``/login/other-device/collect`` once a second (each at its own phase of the second), as
-the QR page's script does. After ``--wait`` seconds with every order waiting, the SITHS eID app
-(in-process signatures, the API over HTTPS) scans each order's autostart token and signs, at
-``--sign-rate`` orders a second, while the polling goes on. A browser whose collect says
-``complete`` follows ``next`` to the SAML Response.
+poll ``/login/other-device/collect`` as the QR page's script does: one second after each
+answer (each browser at its own phase of the second). After ``--wait`` seconds with every
+order waiting, the SITHS eID app (in-process signatures, the API over HTTPS) scans each order's
+autostart token and signs, at ``--sign-rate`` orders a second, while the polling goes on. A
+browser whose collect says ``complete`` follows ``next`` to the SAML Response.
 
 Figures: collect latency p50/p99/max while all orders wait and while they are being signed;
 side by side with the baseline of the same run, one order polled alone (ten times a second).
 An order is **lost** if the app signed it (``/sign`` said complete) but its browser never got to
 the Response (60 s after the last signature), and **crossed** if the Response its browser gets
 is not for its own request and its own HSA-ID. Orders the app could not sign (expired while
-the IdP was overloaded) are counted apart.
-A sample of Responses is verified in full by the SP afterwards.
+the IdP was overloaded) are counted apart. A sample of Responses is verified in full by the SP
+afterwards.
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ async def start_order(browser: Browser, base_url: str) -> None:
 async def poll(
     browser: Browser, base_url: str, phase: dict[str, str], stop: asyncio.Event, interval: float
 ) -> None:
-    """Collect every ``interval`` seconds until complete (then fetch the Response) or stopped."""
+    """Collect until complete (then fetch the Response) or stopped, waiting ``interval``
+    seconds after each answer, as the QR page's script does (idp/web/static/other_device.js)."""
     await asyncio.sleep(random.uniform(0, interval))
-    next_at = time.monotonic()
     while not stop.is_set():
         started = time.perf_counter()
         try:
@@ -103,8 +103,7 @@ async def poll(
         if view.get("status") == "failed":
             browser.errors.append(f"order failed: {view.get('hintCode')}")
             return
-        next_at += interval
-        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.sleep(interval)
 
 
 async def finish(browser: Browser, base_url: str, next_path: str) -> None:
@@ -125,20 +124,26 @@ async def finish(browser: Browser, base_url: str, next_path: str) -> None:
 
 
 async def sign(
-    app: httpx.AsyncClient, browser: Browser, card: PemCard, failures: list[str]
+    base_url: str,
+    context: ssl.SSLContext,
+    browser: Browser,
+    card: PemCard,
+    failures: list[str],
 ) -> None:
+    """One phone: its own connection, scan the autostart token, sign, send."""
     try:
-        scanned = await app.post(
-            f"{API_PREFIX}/scan", json={"autoStartToken": browser.auto_start_token}
-        )
-        scanned.raise_for_status()
-        scan = ScanResult.from_json(scanned.json())
-        algorithm, signature = card.sign(scan.data_to_sign)
-        pem = card.certificate().public_bytes(serialization.Encoding.PEM).decode()
-        body = Submission(algorithm, signature, (pem,)).to_json(scan)
-        signed = await app.post(f"{API_PREFIX}/sign", json=body)
-        signed.raise_for_status()
-        browser.signed = signed.json().get("status") == "complete"
+        async with httpx.AsyncClient(base_url=base_url, verify=context, timeout=120) as app:
+            scanned = await app.post(
+                f"{API_PREFIX}/scan", json={"autoStartToken": browser.auto_start_token}
+            )
+            scanned.raise_for_status()
+            scan = ScanResult.from_json(scanned.json())
+            algorithm, signature = card.sign(scan.data_to_sign)
+            pem = card.certificate().public_bytes(serialization.Encoding.PEM).decode()
+            body = Submission(algorithm, signature, (pem,)).to_json(scan)
+            signed = await app.post(f"{API_PREFIX}/sign", json=body)
+            signed.raise_for_status()
+            browser.signed = signed.json().get("status") == "complete"
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         failures.append(f"app: {type(exc).__name__}: {exc}"[:200])
 
@@ -213,17 +218,14 @@ async def run_orders_async(
     await asyncio.sleep(wait_seconds)
     phase["now"] = "signing"
     app_failures: list[str] = []
-    async with httpx.AsyncClient(
-        base_url=base_url, verify=context, timeout=60, limits=httpx.Limits(max_connections=8)
-    ) as app:
-        signers = []
-        order = list(browsers)
-        random.shuffle(order)
-        for browser in order:
-            card = PemCard(*deployment.lab.order_cards[browser.hsa_id])
-            signers.append(asyncio.create_task(sign(app, browser, card, app_failures)))
-            await asyncio.sleep(1.0 / sign_rate)
-        await asyncio.gather(*signers)
+    signers = []
+    order = list(browsers)
+    random.shuffle(order)
+    for browser in order:
+        card = PemCard(*deployment.lab.order_cards[browser.hsa_id])
+        signers.append(asyncio.create_task(sign(base_url, context, browser, card, app_failures)))
+        await asyncio.sleep(1.0 / sign_rate)
+    await asyncio.gather(*signers)
     try:
         await asyncio.wait_for(asyncio.gather(*pollers), FINISH_TIMEOUT_SECONDS)
     except TimeoutError:

@@ -51,20 +51,36 @@ def is_sqlite(database_url: str) -> bool:
     return database_url.startswith("sqlite:")
 
 
+# Request handlers run their database work in the server's thread pool (anyio's default: 40
+# threads), one connection per thread at a time. A pool at least that large means no thread
+# ever waits for a connection: under load the wait is for CPU, where it belongs, and a login
+# does not fail with "QueuePool limit reached" (which a smaller pool did in the benchmarks).
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 30
+
+
 def create_database_engine(
-    database_url: str, *, pool_size: int = 10, max_overflow: int = 10
+    database_url: str,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    max_overflow: int = DEFAULT_MAX_OVERFLOW,
 ) -> Engine:
     """Create an engine; for SQLite, make the file's folder and enable WAL and foreign keys.
 
-    ``pool_size``/``max_overflow`` apply to server databases: each request handler thread
-    holds one connection at a time, so together they bound a node's connections.
+    ``pool_size`` connections are kept open, up to ``max_overflow`` more are opened under
+    load: together they bound one node's connections to a server database.
     """
     database_url = normalise_database_url(database_url)
     if is_sqlite(database_url):
         database = make_url(database_url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(database_url, connect_args={"timeout": 30})
+        engine = create_engine(
+            database_url,
+            connect_args={"timeout": 30},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -80,8 +96,6 @@ def create_database_engine(
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        # A node that lost its database must not keep a handler thread waiting for long.
-        pool_timeout=10,
     )
 
 
@@ -216,7 +230,13 @@ def prepare_schema(engine: Engine, *, migrate: bool | None = None) -> None:
 class Database:
     """An engine plus a session factory; ``session()`` commits on success, rolls back on error."""
 
-    def __init__(self, database_url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    ) -> None:
         self.url = normalise_database_url(database_url)
         self.engine = create_database_engine(
             self.url, pool_size=pool_size, max_overflow=max_overflow

@@ -68,8 +68,10 @@ class OperationsMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        failed = True
         try:
             await self.app(scope, receive, send_with_id)
+            failed = False
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
@@ -84,4 +86,8 @@ class OperationsMiddleware:
                 elapsed * 1000,
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 1)},
             )
-            request_id_var.reset(token)
+            # After an exception the id stays set: Starlette's outermost error middleware logs
+            # the traceback after this returns, and that line must carry the id too. The next
+            # request sets its own.
+            if not failed:
+                request_id_var.reset(token)
