@@ -327,7 +327,11 @@ class SamlIdentityProvider:
 
     def describe_sp(self, entity_id: str) -> ServiceProvider | None:
         """What the SP's metadata says, or None if no metadata names this entity."""
-        server = self.server()
+        return self._describe_sp(self.server(), entity_id)
+
+    def _describe_sp(self, server: Server, entity_id: str) -> ServiceProvider | None:
+        # Callers that already hold a server pass it: one metadata snapshot per operation, and
+        # no second directory scan on the request's path.
         metadata = server.metadata
         try:
             entity = metadata[entity_id]
@@ -412,7 +416,7 @@ class SamlIdentityProvider:
         )
         if not issuer:
             raise SamlRequestRejected("malformed_request", "the request has no Issuer")
-        sp = self.describe_sp(issuer)
+        sp = self._describe_sp(server, issuer)
         if sp is None:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {issuer}")
 
@@ -517,7 +521,7 @@ class SamlIdentityProvider:
     ) -> str:
         """A signed Response with a signed Assertion, base64-encoded for the POST form."""
         server = self.server()
-        sp = self.describe_sp(request.sp_entity_id)
+        sp = self._describe_sp(server, request.sp_entity_id)
         if sp is None:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {request.sp_entity_id}")
         names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
