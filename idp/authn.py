@@ -26,6 +26,10 @@ class Authentication:
     certificate_fingerprint: str
     authn_instant: int  # seconds since the epoch
     loa: str = LOA3
+    # Random, one per login: two logins of the same card in the same second are still two
+    # (the SSO session key, and with it Single Logout and repeated answers, tell them apart).
+    # Empty in records written before it existed.
+    login_id: str = ""
 
     @property
     def display_name(self) -> str:

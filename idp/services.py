@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,8 +16,22 @@ from idp.oidc.provider import OpenIDProvider
 from idp.saml.server import SamlIdentityProvider
 from idp.siths.validation import SithsValidator
 
-# A protocol's answer to a finished login: (request, protocol_state, authentication) -> page.
-Responder = Callable[[Request, dict, Authentication], Awaitable[Response]]
+
+class Responder(Protocol):
+    """A protocol's answer to a finished login: the page that takes the browser back.
+
+    ``repeated``: the same browser asks again for the answer to a login it already completed
+    (idp.login.pending.REPEAT_WINDOW); the responder answers the same request once more.
+    """
+
+    async def __call__(
+        self,
+        request: Request,
+        protocol_state: dict,
+        authentication: Authentication,
+        *,
+        repeated: bool = False,
+    ) -> Response: ...
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Collection
 
@@ -31,6 +32,7 @@ def authentications_for_certificate(
     if not entry.active:
         raise LoginFailed("person_deactivated", f"{hsa_id} is deactivated", hsa_id=hsa_id)
     instant = int(time.time())
+    login_id = secrets.token_urlsafe(16)
     return [
         Authentication(
             hsa_id=row.hsa_id,
@@ -42,6 +44,7 @@ def authentications_for_certificate(
             method=method,
             certificate_fingerprint=certificate.fingerprint_sha256,
             authn_instant=instant,
+            login_id=login_id,
         )
         for row in service_ids_of_person(session, entry, accepted_organisations)
     ]

@@ -3,6 +3,9 @@
 The browser is identified by a random cookie token; only its SHA-256 is stored. A pending
 login's reference travels in URLs, so the reference alone is worth nothing: every step also
 checks the browser token.
+
+A completed login stays readable by the browser that completed it for :data:`REPEAT_WINDOW`,
+so that the answer to the application can be given again if the first one was lost.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from idp.login.errors import LoginFailed
 from idp.store.models import PendingLogin
 
 BROWSER_COOKIE = "__Host-idp-browser"
+
+# How long after completion the browser that completed a login may have its answer again. The
+# answer can be lost after the login was committed: the node died before nginx had the
+# response (nginx then retries the GET on the other node), or the page never loaded and the
+# user reloads it. Short, because each repeat gives the application another answer to the
+# same request; bounded by the pending login's own expiry, so no new column is needed.
+REPEAT_WINDOW = dt.timedelta(seconds=60)
 
 
 def new_token() -> str:
@@ -69,7 +79,12 @@ def load_pending_login(
     expected_state: str | tuple[str, ...],
 ) -> PendingLogin:
     """The pending login if it exists, is this browser's, in ``expected_state`` (one state or a
-    tuple of them) and unexpired; else :class:`LoginFailed` saying which check failed."""
+    tuple of them) and unexpired; else :class:`LoginFailed` saying which check failed.
+
+    The checks run in that order, so another browser always gets ``other_browser`` and an
+    expired login ``expired_login`` whatever its state. A completed login is returned only if
+    ``expected_state`` names "completed", and only within :data:`REPEAT_WINDOW` of completion
+    (:func:`complete_pending_login` shortens its expiry to that)."""
     pending = session.get(PendingLogin, reference[:64]) if reference else None
     if pending is None:
         raise LoginFailed("unknown_login", "no such pending login")
@@ -88,11 +103,13 @@ def load_pending_login(
 
 def ensure_unexpired(pending: PendingLogin) -> None:
     """Raise :class:`LoginFailed` (expired_login) if the pending login's time is up."""
-    expires_at = pending.expires_at
-    if expires_at.tzinfo is None:  # SQLite returns naive datetimes
-        expires_at = expires_at.replace(tzinfo=dt.UTC)
-    if expires_at < dt.datetime.now(dt.UTC):
+    if _aware(pending.expires_at) < dt.datetime.now(dt.UTC):
         raise LoginFailed("expired_login", "the login took too long")
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _transition(session: Session, reference: str, from_state: str, **values: Any) -> None:
@@ -150,7 +167,28 @@ def choose_hsa_id(session: Session, pending: PendingLogin, hsa_id: str) -> None:
 
 
 def complete_pending_login(session: Session, pending: PendingLogin) -> Authentication:
-    """Finish the login exactly once and return who logged in."""
+    """Finish an authenticated login exactly once and return who logged in.
+
+    Of concurrent callers one succeeds; the others get :class:`LoginFailed`
+    (``login_already_completed``). The completed login then expires within
+    :data:`REPEAT_WINDOW`: until then :func:`repeat_completed_login` may answer the same
+    browser again.
+    """
     authentication = Authentication.from_json(dict(pending.authentication or {}))
-    _transition(session, pending.id, "authenticated", state="completed")
+    repeatable_until = min(_aware(pending.expires_at), dt.datetime.now(dt.UTC) + REPEAT_WINDOW)
+    _transition(
+        session, pending.id, "authenticated", state="completed", expires_at=repeatable_until
+    )
+    session.expire(pending)
     return authentication
+
+
+def repeat_completed_login(pending: PendingLogin) -> Authentication:
+    """Who logged in to a completed login, to answer the application again; changes nothing.
+
+    Pass only a login that :func:`load_pending_login` returned in state "completed": that
+    makes it this browser's and within :data:`REPEAT_WINDOW` of its completion.
+    """
+    if pending.state != "completed":
+        raise LoginFailed("login_wrong_step", f"login is {pending.state}, not completed")
+    return Authentication.from_json(dict(pending.authentication or {}))

@@ -64,7 +64,7 @@ def sso_session_key(authentication: Authentication) -> str:
 
     Derived from the login rather than the cookie token because a protocol answers a fresh
     login before the browser has the new session's cookie. Every login yields a new
-    Authentication (its instant and certificate), so the key names that one session.
+    Authentication (its random ``login_id``), so the key names that one login's sessions.
     """
     canonical = json.dumps(authentication.to_json(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

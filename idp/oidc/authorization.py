@@ -135,10 +135,20 @@ def begin_authorization(
 
 
 def finish_authorization(
-    provider: OpenIDProvider, protocol_state: Mapping[str, str], authentication: Authentication
+    provider: OpenIDProvider,
+    protocol_state: Mapping[str, str],
+    authentication: Authentication,
+    *,
+    repeated: bool = False,
 ) -> Response | Refused:
-    """Redirect to the client with a code for ``authentication`` (a finished pending login)."""
+    """Redirect to the client with a code for ``authentication`` (a finished pending login).
+
+    ``repeated``: the login was completed before and its answer lost; the request's nonce
+    then counts as used only if a code for another login carried it.
+    """
     request = rebuild_request(provider, protocol_state)
+    if repeated:
+        request.repeated_authentication = authentication  # read by OpenIDCodeFlow.exists_nonce
     try:
         grant = provider.get_authorization_grant(request)
         redirect_uri = grant.validate_authorization_request()

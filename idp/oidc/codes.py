@@ -153,11 +153,18 @@ def redeem_code(session: Session, code: str, client_id: str) -> IssuedCode | Cod
     )
 
 
-def nonce_was_used(session: Session, client_id: str, nonce: str) -> bool:
-    """Whether a code for ``client_id`` already carried ``nonce`` (a replayed request)."""
-    found = session.scalar(
-        select(OidcAuthorizationCode.code_hash)
-        .where(OidcAuthorizationCode.client_id == client_id, OidcAuthorizationCode.nonce == nonce)
-        .limit(1)
+def nonce_was_used(
+    session: Session, client_id: str, nonce: str, *, except_for: Authentication | None = None
+) -> bool:
+    """Whether a code for ``client_id`` already carried ``nonce`` (a replayed request).
+
+    ``except_for``: codes issued for exactly this authentication (the same login, answered
+    again) do not count.
+    """
+    statement = select(OidcAuthorizationCode.authentication).where(
+        OidcAuthorizationCode.client_id == client_id, OidcAuthorizationCode.nonce == nonce
     )
-    return found is not None
+    if except_for is None:
+        return session.scalar(statement.limit(1)) is not None
+    own = except_for.to_json()
+    return any(stored != own for stored in session.scalars(statement))

@@ -89,12 +89,16 @@ async def authorize(request: Request) -> Response:
 
 
 async def respond_to_oidc_login(
-    request: Request, protocol_state: dict, authentication: Authentication
+    request: Request,
+    protocol_state: dict,
+    authentication: Authentication,
+    *,
+    repeated: bool = False,
 ) -> Response:
     """The responder for ``protocol="oidc"``: redirect to the client with a code."""
     provider = provider_of(request)
     outcome = await run_in_threadpool(
-        finish_authorization, provider, protocol_state, authentication
+        finish_authorization, provider, protocol_state, authentication, repeated=repeated
     )
     if isinstance(outcome, Refused):
         return error_page(request, outcome.reason)

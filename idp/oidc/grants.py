@@ -174,8 +174,13 @@ class OpenIDCodeFlow(OpenIDCode):
         self.context = context
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        # A repeated answer to a completed login carries the nonce its first code carried:
+        # that one is not a replay, a code for any other login with the same nonce is.
+        repeated: Authentication | None = getattr(request, "repeated_authentication", None)
         with self.context.database.session() as session:
-            return nonce_was_used(session, str(request.payload.client_id), nonce)
+            return nonce_was_used(
+                session, str(request.payload.client_id), nonce, except_for=repeated
+            )
 
     def get_client_claims(self, client: RegisteredClient) -> dict[str, Any]:
         now = int(time.time())

@@ -180,9 +180,17 @@ def _post_page(request: Request, info: AuthnRequestInfo, saml_response: str) -> 
 
 
 async def respond_to_saml_login(
-    request: Request, protocol_state: dict, authentication: Authentication
+    request: Request,
+    protocol_state: dict,
+    authentication: Authentication,
+    *,
+    repeated: bool = False,
 ) -> Response:
-    """Answer the SP that asked: a signed Response posted to its ACS."""
+    """Answer the SP that asked: a signed Response posted to its ACS.
+
+    A ``repeated`` answer is simply a new Response to the same request: the SP's own
+    InResponseTo bookkeeping accepts at most one of them.
+    """
     services = services_of(request)
     info = AuthnRequestInfo.from_json(protocol_state)
     saml_response = await run_in_threadpool(

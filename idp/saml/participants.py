@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from defusedxml import ElementTree
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,10 +80,9 @@ def record_participant(
     key = sso_session_key(authentication)
     now = dt.datetime.now(dt.UTC)
     try:
+        # Expired rows are left to the sweeper (idp.ops.sweeper) and ignored by the lookups
+        # below: deleting them here cost every login a second write.
         with database.session() as session:
-            session.execute(
-                delete(SamlSessionParticipant).where(SamlSessionParticipant.expires_at < now)
-            )
             row = session.scalars(
                 select(SamlSessionParticipant).where(
                     SamlSessionParticipant.session_key == key,
@@ -118,6 +117,7 @@ def session_keys_of_subject(
     ).where(
         SamlSessionParticipant.sp_entity_id == sp_entity_id,
         SamlSessionParticipant.name_id == name_id,
+        SamlSessionParticipant.expires_at >= dt.datetime.now(dt.UTC),
     )
     return [
         (key, hsa_id)
@@ -129,6 +129,8 @@ def session_keys_of_subject(
 def participants_of(session: Session, key: str) -> list[SamlSessionParticipant]:
     """The SPs of the session named ``key`` that no logout has started on yet."""
     statement = select(SamlSessionParticipant).where(
-        SamlSessionParticipant.session_key == key, SamlSessionParticipant.logout_run == ""
+        SamlSessionParticipant.session_key == key,
+        SamlSessionParticipant.logout_run == "",
+        SamlSessionParticipant.expires_at >= dt.datetime.now(dt.UTC),
     )
     return list(session.scalars(statement.order_by(SamlSessionParticipant.id)))

@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 
 from idp.app import create_app
@@ -108,4 +109,7 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
                 await listener.close()
             services.database.dispose()
 
-    asyncio.run(main())
+    # uvloop: the event loop in C. Under load most of a node's time is per-request overhead
+    # (TLS records, HTTP parsing, task switches), where it is markedly cheaper than asyncio's.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

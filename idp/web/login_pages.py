@@ -15,8 +15,9 @@ from idp.login.pending import (
     choose_hsa_id,
     complete_pending_login,
     load_pending_login,
+    repeat_completed_login,
 )
-from idp.login.sso import SSO_COOKIE, start_sso_session
+from idp.login.sso import SSO_COOKIE, end_sso_sessions_by_key, sso_session_key, start_sso_session
 from idp.services import services_of
 from idp.web.refusals import refuse
 from idp.web.render import render_page, set_cookie
@@ -60,11 +61,15 @@ async def continue_login(request: Request, ref: str = "") -> Response:
     def load() -> tuple[str, list[dict]]:
         with services.database.session() as session:
             try:
-                pending = load_pending_login(session, ref, browser, expected_state="choosing")
+                pending = load_pending_login(
+                    session, ref, browser, expected_state=("choosing", "completed")
+                )
             except LoginFailed as exc:
                 if exc.reason != "login_wrong_step":
                     raise
                 return "finish", []
+            if pending.state == "completed":
+                return "finish", []  # finish_login may give the lost answer again
             return "choose", list((pending.authentication or {}).get("candidates", []))
 
     try:
@@ -100,33 +105,52 @@ async def choose_service_id(request: Request) -> Response:
 
 
 async def finish_login(request: Request, reference: str) -> Response:
-    """Complete the pending login once, start the SSO session and answer the application."""
+    """Complete the pending login once, start the SSO session and answer the application.
+
+    The browser that completed the login may come back within the repeat window (see
+    :data:`idp.login.pending.REPEAT_WINDOW`) and get a fresh answer to the same request,
+    unless the login's SSO session was logged out meanwhile.
+    """
     services = services_of(request)
     browser = request.cookies.get(BROWSER_COOKIE)
 
-    def complete() -> tuple[str, dict, Authentication, str]:
+    def complete() -> tuple[str, dict, Authentication, str, bool]:
         with services.database.session() as session:
             pending = load_pending_login(
-                session, reference, browser, expected_state="authenticated"
+                session, reference, browser, expected_state=("authenticated", "completed")
             )
-            authentication = complete_pending_login(session, pending)
+            if pending.state == "completed":
+                # The answer was lost (node died after committing, or a reload). Replace the
+                # login's SSO session: its cookie may never have arrived. None left means a
+                # logout ended it, and answering again would log the user back in.
+                authentication = repeat_completed_login(pending)
+                key = sso_session_key(authentication)
+                if not end_sso_sessions_by_key(session, authentication.hsa_id, key):
+                    raise LoginFailed("login_already_completed", "its SSO session has ended")
+                outcome = "repeated"
+            else:
+                authentication = complete_pending_login(session, pending)
+                outcome = "success"
             sso_token = start_sso_session(
                 session, authentication, services.settings.sso_session_ttl_seconds
             )
             record_audit_event(
                 session,
                 "login",
-                outcome="success",
+                outcome=outcome,
                 hsa_id=authentication.hsa_id,
                 client_id=pending.client_id,
                 method=authentication.method,
             )
-            return pending.protocol, dict(pending.protocol_state), authentication, sso_token
+            state = dict(pending.protocol_state)
+            return pending.protocol, state, authentication, sso_token, outcome == "repeated"
 
     try:
-        protocol, state, authentication, sso_token = await run_in_threadpool(complete)
+        protocol, state, authentication, sso_token, repeated = await run_in_threadpool(complete)
     except LoginFailed as exc:
         return await refuse(request, exc)
-    response = await services.responders[protocol](request, state, authentication)
+    response = await services.responders[protocol](
+        request, state, authentication, repeated=repeated
+    )
     set_cookie(response, SSO_COOKIE, sso_token, None)
     return response
