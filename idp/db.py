@@ -14,6 +14,7 @@ taken to mean psycopg 3 as well). Callers rely on:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import importlib
 from collections.abc import Iterator
@@ -45,6 +46,12 @@ def normalise_database_url(database_url: str) -> str:
         if database_url.startswith(prefix):
             return "postgresql+psycopg://" + database_url.removeprefix(prefix)
     return database_url
+
+
+def stored_utc(moment: dt.datetime) -> dt.datetime:
+    """A time read from the database, timezone-aware: SQLite returns naive datetimes, and
+    every time this service stores is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def is_sqlite(database_url: str) -> bool:

@@ -20,6 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
+from idp.db import stored_utc
 from idp.login.errors import LoginFailed
 from idp.store.models import PendingLogin
 
@@ -103,13 +104,8 @@ def load_pending_login(
 
 def ensure_unexpired(pending: PendingLogin) -> None:
     """Raise :class:`LoginFailed` (expired_login) if the pending login's time is up."""
-    if _aware(pending.expires_at) < dt.datetime.now(dt.UTC):
+    if stored_utc(pending.expires_at) < dt.datetime.now(dt.UTC):
         raise LoginFailed("expired_login", "the login took too long")
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    # SQLite returns naive datetimes; every stored time is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _transition(session: Session, reference: str, from_state: str, **values: Any) -> None:
@@ -174,8 +170,8 @@ def complete_pending_login(session: Session, pending: PendingLogin) -> Authentic
     :data:`REPEAT_WINDOW`: until then :func:`repeat_completed_login` may answer the same
     browser again.
     """
-    authentication = Authentication.from_json(dict(pending.authentication or {}))
-    repeatable_until = min(_aware(pending.expires_at), dt.datetime.now(dt.UTC) + REPEAT_WINDOW)
+    authentication = _authentication_of(pending)
+    repeatable_until = min(stored_utc(pending.expires_at), dt.datetime.now(dt.UTC) + REPEAT_WINDOW)
     _transition(
         session, pending.id, "authenticated", state="completed", expires_at=repeatable_until
     )
@@ -191,4 +187,8 @@ def repeat_completed_login(pending: PendingLogin) -> Authentication:
     """
     if pending.state != "completed":
         raise LoginFailed("login_wrong_step", f"login is {pending.state}, not completed")
+    return _authentication_of(pending)
+
+
+def _authentication_of(pending: PendingLogin) -> Authentication:
     return Authentication.from_json(dict(pending.authentication or {}))

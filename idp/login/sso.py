@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
+from idp.db import stored_utc
 from idp.directory.people import find_entry
 from idp.login.pending import new_token, token_hash
 from idp.store.models import SsoSession
@@ -40,10 +41,7 @@ def find_sso_session(session: Session, token: str | None) -> Authentication | No
     row = session.get(SsoSession, token_hash(token))
     if row is None:
         return None
-    expires_at = row.expires_at
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=dt.UTC)
-    if expires_at < dt.datetime.now(dt.UTC):
+    if stored_utc(row.expires_at) < dt.datetime.now(dt.UTC):
         return None
     entry = find_entry(session, row.hsa_id)
     if entry is None or not entry.active:

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
+from idp.db import stored_utc
 from idp.oidc.claims import amr_for
 from idp.oidc.models import OidcAuthorizationCode
 from idp.oidc.tokens import revoke_tokens_of_code, secret_hash
@@ -135,9 +136,7 @@ def redeem_code(session: Session, code: str, client_id: str) -> IssuedCode | Cod
         return CodeRefusal.REUSED
     if row.client_id != client_id:
         return CodeRefusal.OTHER_CLIENT
-    expires_at = row.expires_at
-    if expires_at.tzinfo is None:  # SQLite returns naive datetimes
-        expires_at = expires_at.replace(tzinfo=dt.UTC)
+    expires_at = stored_utc(row.expires_at)
     if expires_at <= now:
         return CodeRefusal.EXPIRED
     return IssuedCode(

@@ -12,6 +12,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
+from idp.db import stored_utc
 from idp.oidc.clients import RegisteredClient, find_client
 from idp.oidc.models import OidcAccessToken
 
@@ -89,9 +90,7 @@ def find_access_token(session: Session, token: str) -> IssuedToken | None:
     client = find_client(session, row.client_id)
     if client is None:
         return None
-    expires_at = row.expires_at
-    if expires_at.tzinfo is None:  # SQLite returns naive datetimes
-        expires_at = expires_at.replace(tzinfo=dt.UTC)
+    expires_at = stored_utc(row.expires_at)
     return IssuedToken(
         client=client,
         scope=row.scope,

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from idp.db import stored_utc
 from idp.login.pending import token_hash
 from idp.methods.other_device.qr import (
     QR_MAX_AGE_SECONDS,
@@ -38,10 +39,6 @@ class OrderRefused(Exception):
         self.error_code = error_code
         self.detail = detail
         self.status_code = status_code
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def now_utc() -> dt.datetime:
@@ -99,7 +96,7 @@ def latest_order(session: Session, pending_login_id: str) -> Order | None:
 
 
 def seconds_since_start(order: Order, now: dt.datetime) -> int:
-    return max(0, int((now - _aware(order.created_at)).total_seconds()))
+    return max(0, int((now - stored_utc(order.created_at)).total_seconds()))
 
 
 def current_qr_content(order: Order, now: dt.datetime) -> str:
@@ -107,7 +104,7 @@ def current_qr_content(order: Order, now: dt.datetime) -> str:
 
 
 def expire_if_due(session: Session, order: Order, now: dt.datetime) -> None:
-    if order.status == "pending" and _aware(order.expires_at) <= now:
+    if order.status == "pending" and stored_utc(order.expires_at) <= now:
         _fail(session, order, "expiredTransaction", "expired_order")
 
 
