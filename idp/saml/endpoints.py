@@ -22,6 +22,7 @@ from idp.login.pending import create_pending_login
 from idp.login.sso import SSO_COOKIE, find_sso_session
 from idp.saml import slo_endpoints
 from idp.saml.participants import record_participant
+from idp.saml.response import ResponseContentError
 from idp.saml.server import AuthnRequestInfo, SamlRequestRejected
 from idp.services import Services, services_of
 from idp.store.models import SeenMessage
@@ -138,13 +139,13 @@ async def _receive_authn_request(
     if outcome == "sso":
         response = await respond_to_saml_login(request, info.to_json(), value)
     elif outcome == "no_passive":
-        saml_response = await run_in_threadpool(
+        built = await run_in_threadpool(
             services.saml.build_error_response,
             info,
             samlp.STATUS_NO_PASSIVE,
             "No SSO session and IsPassive was set",
         )
-        response = _post_page(request, info, saml_response)
+        response = _post_page(request, info, built.encoded)
     else:
         response = RedirectResponse(f"/login?ref={value}", status_code=303)
     if new_browser:
@@ -193,16 +194,29 @@ async def respond_to_saml_login(
     """
     services = services_of(request)
     info = AuthnRequestInfo.from_json(protocol_state)
-    saml_response = await run_in_threadpool(
-        services.saml.build_authn_response, info, authentication
-    )
+    try:
+        built = await run_in_threadpool(services.saml.build_authn_response, info, authentication)
+    except ResponseContentError as exc:
+        # A directory value that XML cannot carry: nobody can be logged in with it until the
+        # directory is corrected, so say so instead of sending the SP something broken.
+        await record_audit_event_in_thread(
+            services.database,
+            "saml.response",
+            outcome="failed",
+            reason="directory_entry_unusable",
+            hsa_id=authentication.hsa_id,
+            client_id=info.sp_entity_id,
+            detail=str(exc),
+        )
+        return error_page(request, "directory_entry_unusable")
     # Single Logout must later name the subject exactly as this SP received it.
-    await run_in_threadpool(
-        record_participant,
-        services.database,
-        info.sp_entity_id,
-        authentication,
-        saml_response,
-        services.settings.sso_session_ttl_seconds,
-    )
-    return _post_page(request, info, saml_response)
+    if built.subject is not None:
+        await run_in_threadpool(
+            record_participant,
+            services.database,
+            info.sp_entity_id,
+            authentication,
+            built.subject,
+            services.settings.sso_session_ttl_seconds,
+        )
+    return _post_page(request, info, built.encoded)

@@ -1,18 +1,15 @@
 """SAML session participants: which SPs got an assertion in an SSO session, and as whom.
 
-Recorded after each Response is built (the NameID and SessionIndex are read back from it, so
+Recorded after each Response is built (the NameID and SessionIndex the builder put into it, so
 what is recorded is exactly what the SP received) and read when the session is logged out,
 to send each SP a LogoutRequest naming that subject. Rows live as long as the SSO session.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
-from dataclasses import dataclass
 
-from defusedxml import ElementTree
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,63 +17,25 @@ from sqlalchemy.orm import Session
 from idp.authn import Authentication
 from idp.db import Database
 from idp.login.sso import sso_session_key
+from idp.saml.response import Subject
 from idp.store.models import SamlSessionParticipant
 
 logger = logging.getLogger("idp.saml")
-SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
-
-
-@dataclass(frozen=True)
-class Subject:
-    """How an SP knows the user: the NameID it received and the assertion's SessionIndex."""
-
-    name_id: str
-    name_id_format: str
-    name_qualifier: str
-    sp_name_qualifier: str
-    session_index: str
-
-
-def subject_of_response(saml_response_b64: str) -> Subject | None:
-    """The NameID and SessionIndex of the (plain) assertion in a Response this IdP built; None
-    if there is none to read (e.g. an EncryptedAssertion)."""
-    root = ElementTree.fromstring(base64.b64decode(saml_response_b64), forbid_dtd=True)
-    assertion = root.find(f"{SAML}Assertion")
-    if assertion is None:
-        return None
-    name_id = assertion.find(f"{SAML}Subject/{SAML}NameID")
-    statement = assertion.find(f"{SAML}AuthnStatement")
-    if name_id is None or not name_id.text:
-        return None
-    return Subject(
-        name_id=name_id.text.strip(),
-        name_id_format=name_id.get("Format", ""),
-        name_qualifier=name_id.get("NameQualifier", ""),
-        sp_name_qualifier=name_id.get("SPNameQualifier", ""),
-        session_index=statement.get("SessionIndex", "") if statement is not None else "",
-    )
 
 
 def record_participant(
     database: Database,
     sp_entity_id: str,
     authentication: Authentication,
-    saml_response_b64: str,
+    subject: Subject,
     ttl_seconds: int,
 ) -> None:
-    """Remember that ``sp_entity_id`` took part in the SSO session of ``authentication``.
+    """Remember that ``sp_entity_id`` took part in the SSO session of ``authentication``, and
+    knows the user as ``subject`` (what the Response it was sent named).
 
     Never raises: a login must not fail because it could not be recorded (the SP then simply
     gets no LogoutRequest, as an SP without an SLO endpoint).
     """
-    try:
-        subject = subject_of_response(saml_response_b64)
-    except Exception:
-        logger.exception("could not read back the Response for %s", sp_entity_id)
-        return
-    if subject is None:
-        logger.info("no readable subject for %s: it will not get a LogoutRequest", sp_entity_id)
-        return
     key = sso_session_key(authentication)
     now = dt.datetime.now(dt.UTC)
     try:

@@ -24,10 +24,9 @@ from typing import Any
 
 from cryptography import x509
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
-from saml2.attribute_converter import AttributeConverter
 from saml2.config import IdPConfig
 from saml2.response import IncorrectlySigned
-from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT, NameID
+from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 from saml2.server import Server
 from saml2.sigver import CryptoBackend, MissingKey, SignatureError
 from saml2.time_util import str_to_time
@@ -49,6 +48,15 @@ from idp.saml.redirect_signature import (
     RedirectUnsigned,
     verify_redirect_signature,
 )
+from idp.saml.response import (
+    Addressing,
+    Attribute,
+    BuiltResponse,
+    NameId,
+    ResponseSigner,
+    build_login_response,
+    build_status_response,
+)
 from idp.saml.xmlsec_backend import shared_backend
 
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
@@ -60,7 +68,7 @@ DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 # How far an AuthnRequest's IssueInstant may be from our clock.
 ISSUE_INSTANT_PAST = dt.timedelta(minutes=5)
 ISSUE_INSTANT_FUTURE = dt.timedelta(seconds=60)
-ASSERTION_LIFETIME_MINUTES = 5
+ASSERTION_LIFETIME = dt.timedelta(minutes=5)
 
 
 class SamlRequestRejected(Exception):
@@ -120,23 +128,6 @@ class AuthnRequestInfo:
         return cls(**data)
 
 
-class _UriNameConverter(AttributeConverter):
-    """Attribute names are already full URIs; emit them with NameFormat uri and a FriendlyName."""
-
-    def __init__(self) -> None:
-        super().__init__(attributes.NAME_FORMAT_URI)
-        names = attributes.friendly_names()
-        self._to = {name.lower(): name for name in names}
-        self._fro = {name.lower(): name for name in names}
-        self._friendly = names
-
-    def to_(self, attrvals: dict[str, list[str]]) -> list[Any]:
-        produced = super().to_(attrvals)
-        for attribute in produced:
-            attribute.friendly_name = self._friendly.get(attribute.name, attribute.friendly_name)
-        return produced
-
-
 def _pysaml2_config(
     settings: Settings, metadata_files: list[str], crypto: CryptoBackend | None = None
 ) -> IdPConfig:
@@ -170,15 +161,6 @@ def _pysaml2_config(
                 "name_id_format": [NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT],
                 # Enforced per SP from its metadata (AuthnRequestsSigned), see parse_authn_request.
                 "want_authn_requests_signed": False,
-                "sign_response": True,
-                "sign_assertion": True,
-                "policy": {
-                    "default": {
-                        "lifetime": {"minutes": ASSERTION_LIFETIME_MINUTES},
-                        "attribute_restrictions": None,
-                        "name_form": attributes.NAME_FORMAT_URI,
-                    }
-                },
                 "ui_info": {
                     "display_name": [
                         {"text": "Göteborgs Stads Åtkomsttjänst", "lang": "sv"},
@@ -263,6 +245,12 @@ def _directory_stamp(directory: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(stamp)
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    server: Server
+    signer: ResponseSigner
+
+
 class SamlIdentityProvider:
     """The IdP's SAML side. Thread-safe; SP metadata is re-read when the directory changes."""
 
@@ -279,7 +267,7 @@ class SamlIdentityProvider:
         self._pairwise_secret = pairwise_secret
         self._lock = threading.Lock()
         self._stamp: tuple[object, ...] | None = None
-        self._server: Server | None = None
+        self._current: _Snapshot | None = None
         self._sso_urls = {
             BINDING_HTTP_REDIRECT: f"{settings.base_url}/saml/sso/redirect",
             BINDING_HTTP_POST: f"{settings.base_url}/saml/sso/post",
@@ -288,6 +276,10 @@ class SamlIdentityProvider:
 
     def server(self) -> Server:
         """The current pysaml2 server, rebuilt if the SP metadata directory changed."""
+        return self._snapshot().server
+
+    def _snapshot(self) -> _Snapshot:
+        """The pysaml2 server and the Response signer of one configuration, taken together."""
         directory = _directory_stamp(self._settings.sp_metadata_dir)
         # A key rollover step (idp keys rollover) changes the signing key: rebuild then too.
         remote = self._remote.metadata_files() if self._remote is not None else []
@@ -298,7 +290,7 @@ class SamlIdentityProvider:
             ("remote", tuple((name, Path(name).stat().st_mtime_ns) for name in remote)),
         )
         with self._lock:
-            if self._server is None or stamp != self._stamp:
+            if self._current is None or stamp != self._stamp:
                 files = [name for name, _mtime, _size in directory] + remote
                 # Sign and verify in-process (see xmlsec_backend); xmlsec1 stays only for
                 # encryption, which the backend delegates and the IdP does not use.
@@ -312,15 +304,13 @@ class SamlIdentityProvider:
                     # A pysaml2 that builds its metadata store differently: fail loudly rather
                     # than verify metadata with xmlsec1 behind our back.
                     raise RuntimeError("pysaml2's metadata store does not use the backend")
-                converter = _UriNameConverter()
-                server.config.attribute_converters = [converter]
-                # Server.setup_assertion reads the converters in the "idp" context and hands
-                # them to the policy; without them the policy loads pysaml2's whole attribute
-                # map package afresh for every Response (about a tenth of building one).
-                server.config.setattr("idp", "attribute_converters", [converter])
-                server.config.getattr("policy", "idp").acs = [converter]
-                self._server, self._stamp = server, stamp
-            return self._server
+                keys = signing_keys(self._settings)
+                signer = ResponseSigner(
+                    crypto.private_key(str(keys.key_file)),
+                    ResponseSigner.certificate_text(keys.cert_file),
+                )
+                self._current, self._stamp = _Snapshot(server, signer), stamp
+            return self._current
 
     # --- metadata ----------------------------------------------------------------------------
 
@@ -502,57 +492,57 @@ class SamlIdentityProvider:
 
     # --- responses ---------------------------------------------------------------------------
 
-    def _name_id(self, sp: ServiceProvider, authentication: Authentication) -> NameID:
+    def _name_id(self, sp: ServiceProvider, authentication: Authentication) -> NameId:
         if sp.profile.name_id_format == NAMEID_FORMAT_PERSISTENT:
             # A per-SP pseudonym: stable for one SP, unlinkable across SPs.
-            digest = hmac.new(
+            value = hmac.new(
                 self._pairwise_secret,
                 f"{sp.entity_id}\x00{authentication.hsa_id}".encode(),
                 hashlib.sha256,
             ).hexdigest()
-            text = digest
         else:
-            text = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
-        return NameID(
+            value = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
+        return NameId(
+            value=value,
             format=sp.profile.name_id_format,
-            text=text,
             name_qualifier=self._settings.entity_id,
             sp_name_qualifier=sp.entity_id,
         )
 
     def build_authn_response(
         self, request: AuthnRequestInfo, authentication: Authentication
-    ) -> str:
-        """A signed Response with a signed Assertion, base64-encoded for the POST form."""
-        server = self.server()
-        sp = self._describe_sp(server, request.sp_entity_id)
+    ) -> BuiltResponse:
+        """A signed Response with a signed Assertion for the SP that sent ``request``."""
+        snapshot = self._snapshot()
+        sp = self._describe_sp(snapshot.server, request.sp_entity_id)
         if sp is None:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {request.sp_entity_id}")
         names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
-        identity = attributes.attribute_values(sp.profile, names, authentication)
-        response = server.create_authn_response(
-            identity=identity,
-            in_response_to=request.request_id,
-            destination=request.acs_url,
-            sp_entity_id=sp.entity_id,
+        friendly = sp.profile.by_name()
+        released = [
+            Attribute(name, friendly[name].friendly_name, tuple(values))
+            for name, values in attributes.attribute_values(
+                sp.profile, names, authentication
+            ).items()
+        ]
+        return build_login_response(
+            Addressing(self._settings.entity_id, request.acs_url, request.request_id),
+            audience=sp.entity_id,
             name_id=self._name_id(sp, authentication),
-            authn={"class_ref": sp.profile.loa, "authn_instant": authentication.authn_instant},
-            sign_response=True,
-            sign_assertion=True,
-            sign_alg=SIG_RSA_SHA256,
-            digest_alg=DIGEST_SHA256,
+            authn_instant=authentication.authn_instant,
+            authn_context_class=sp.profile.loa,
+            attributes=released,
+            lifetime=ASSERTION_LIFETIME,
+            signer=snapshot.signer,
         )
-        return base64.b64encode(str(response).encode("utf-8")).decode("ascii")
 
-    def build_error_response(self, request: AuthnRequestInfo, status: str, message: str) -> str:
+    def build_error_response(
+        self, request: AuthnRequestInfo, status: str, message: str
+    ) -> BuiltResponse:
         """A signed Response with a non-success status (e.g. NoPassive, AuthnFailed)."""
-        server = self.server()
-        response = server.create_error_response(
-            in_response_to=request.request_id,
-            destination=request.acs_url,
-            info=(status, message),
-            sign=True,
-            sign_alg=SIG_RSA_SHA256,
-            digest_alg=DIGEST_SHA256,
+        return build_status_response(
+            Addressing(self._settings.entity_id, request.acs_url, request.request_id),
+            status=status,
+            message=message,
+            signer=self._snapshot().signer,
         )
-        return base64.b64encode(str(response).encode("utf-8")).decode("ascii")

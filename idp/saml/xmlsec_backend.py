@@ -253,6 +253,28 @@ def _context(key: LoadedKey, node: etree._Element, profile: _Profile) -> xmlsec.
     return context
 
 
+def sign_enveloped(node: etree._Element, key: LoadedKey) -> None:
+    """Fill in ``node``'s own ds:Signature template (enveloped, over ``node``'s ID), in place.
+
+    The template is checked against the same profile as every signature this module makes or
+    verifies, and ``node``'s ID must be the only attribute in the document with that value.
+    Raises :class:`SignatureError` if anything does not hold or libxmlsec1 fails.
+    """
+    name = etree.QName(node)
+    root = node.getroottree().getroot()
+    if _target_node(root, f"{name.namespace}:{name.localname}", node.get("ID")) is not node:
+        raise SignatureError(f"the ID of {node.tag} names another element")
+    _sign(node, key)
+
+
+def _sign(node: etree._Element, key: LoadedKey) -> None:
+    profile = _enveloped_signature(node, node.get("ID") or "", signing=True)
+    try:
+        _context(key, node, profile).sign(profile.signature)
+    except xmlsec.Error as exc:
+        raise SignatureError(f"signing {node.tag} failed: {exc}") from exc
+
+
 class XmlSecBackend(CryptoBackend):
     """A :class:`saml2.sigver.CryptoBackend` that signs and verifies in-process.
 
@@ -358,13 +380,7 @@ class XmlSecBackend(CryptoBackend):
         if isinstance(statement, SamlBase):
             statement = str(statement)
         root = parse_document(statement)
-        node = _target_node(root, node_name, node_id)
-        profile = _enveloped_signature(node, node.get("ID") or "", signing=True)
-        key = self.private_key(key_file)
-        try:
-            _context(key, node, profile).sign(profile.signature)
-        except xmlsec.Error as exc:
-            raise SignatureError(f"signing {node_name} failed: {exc}") from exc
+        _sign(_target_node(root, node_name, node_id), self.private_key(key_file))
         return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8").decode(
             "utf-8"
         )

@@ -266,6 +266,16 @@ MESSAGES: dict[str, UserMessage] = {
         "Choose one of the service IDs shown.",
         can_retry=True,
     ),
+    "directory_entry_unusable": UserMessage(
+        "Dina uppgifter kan inte skickas",
+        "Du är identifierad, men dina uppgifter i katalogen innehåller tecken som inte kan "
+        "skickas till systemet. Kontakta din IT-kontaktperson och uppge felkoden nedan.",
+        "Your details cannot be sent",
+        "You are identified, but your details in the directory contain characters that "
+        "cannot be sent to the system. Contact your IT contact person and quote the error "
+        "code below.",
+        status_code=500,
+    ),
 }
 
 SAML_REQUEST_MESSAGE = UserMessage(
