@@ -2,17 +2,20 @@
 the embedded single process on SQLite, in one run.
 
     .venv/bin/python benchmarks/cluster.py [--seconds 20] [--concurrency 8] [--orders 500]
+        [--workers 2]
 
 The same load as benchmarks/logins.py (complete card logins, new browser each) and
 benchmarks/orders.py (orders waiting at once, collect once a second, then signed), first
-against the embedded deployment (the baseline), then against nginx → two
-``idp serve --behind-proxy`` nodes → PostgreSQL (durable: fsync on). Both deployments share one
+against the embedded deployment (the baseline: one node, ``--workers`` worker processes), then
+against nginx → two ``idp serve --behind-proxy`` nodes (one process each) → PostgreSQL
+(durable: fsync on). Both deployments share one
 test PKI and OCSP responder, and only one runs at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -29,7 +32,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=500)
     parser.add_argument("--wait", type=float, default=15.0)
     parser.add_argument("--sign-rate", type=float, default=50.0)
+    harness.add_workers_option(parser)
     args = parser.parse_args()
+    embedded = functools.partial(harness.embedded, workers=args.workers)
     with harness.workspace() as work:
         print(f"issuing {args.orders} cards …", flush=True)
         lab = harness.make_lab(work / "lab", order_people=args.orders)
@@ -37,7 +42,7 @@ def main() -> None:
         order_columns: list[tuple[str, orders.OrderFigures]] = []
         verified: list[str] = []
         try:
-            for label, make in (("embedded", harness.embedded), ("scaled", harness.scaled)):
+            for label, make in (("embedded", embedded), ("scaled", harness.scaled)):
                 deployment = make(lab, work / label)
                 try:
                     harness.header(f"{label}:", [deployment])

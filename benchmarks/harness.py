@@ -3,7 +3,8 @@
 Everything runs on loopback, in a temporary directory, with a throwaway test PKI and the real
 ``idp pki ocsp-responder``:
 
-- :func:`embedded`: one ``idp serve`` process (HTTPS + certificate listener, SQLite);
+- :func:`embedded`: one ``idp serve`` node (HTTPS + certificate listener, SQLite), one process
+  or ``workers`` worker processes under a supervisor (``idp serve --workers N``);
 - :func:`scaled`: nginx (``docker/nginx/idp.conf.template``) in front of two
   ``idp serve --behind-proxy`` nodes on a PostgreSQL cluster (``durable=True``: fsync on).
 
@@ -17,6 +18,7 @@ side used, read from /proc.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import json
@@ -81,6 +83,24 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU time of a process and its children, live ones included (an ``idp serve`` with
+    workers, a PostgreSQL postmaster): reaped children are already in its own figure."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in _children(pid))
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -121,6 +141,21 @@ def _wait_http(url: str, ca_file: Path, process: subprocess.Popen, log: Path) ->
         except httpx.HTTPError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer: {log.read_text(errors='replace')[-3000:]}")
+
+
+def _wait_workers(url: str, ca_file: Path, workers: int) -> None:
+    """Until ``workers`` different worker processes have answered ``url`` (``/healthz`` names
+    the worker; each new connection may go to any of them)."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    seen: set[int] = set()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            seen.add(httpx.get(url, verify=context, timeout=2).json()["pid"])
+        if len(seen) >= workers:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"only {len(seen)} of {workers} workers answered {url}")
 
 
 def _run(args: list[str], env: dict[str, str]) -> None:
@@ -218,7 +253,7 @@ class Deployment:
         return self.lab.pki.tls_ca_cert
 
     def server_cpu(self) -> float:
-        total = sum(cpu_seconds(pid) for pid in self.server_pids)
+        total = sum(tree_cpu(pid) for pid in self.server_pids)
         if self.postgres is not None:
             total += _postgres_cpu(self.postgres)
         return total
@@ -240,14 +275,7 @@ def _postgres_cpu(postgres: PostgresCluster) -> float:
         master = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 0.0
-    total = cpu_seconds(master)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == master:
-                    total += cpu_seconds(int(entry.name))
-    return total
+    return tree_cpu(master)
 
 
 def _common_env(lab: Lab, work: Path, base_url: str, cert_login_url: str) -> dict[str, str]:
@@ -287,8 +315,9 @@ def _attach_sp(
     return sp
 
 
-def embedded(lab: Lab, work: Path) -> Deployment:
-    """One ``idp serve`` process: HTTPS and the certificate listener, SQLite under var/."""
+def embedded(lab: Lab, work: Path, *, workers: int = 1) -> Deployment:
+    """One ``idp serve`` node: HTTPS and the certificate listener, SQLite under var/; with
+    ``workers`` > 1, that many worker processes sharing the ports under a supervisor."""
     work.mkdir(parents=True)
     port, cert_port = free_port(), free_port()
     base_url, cert_login_url = f"https://localhost:{port}", f"https://localhost:{cert_port}"
@@ -300,15 +329,21 @@ def embedded(lab: Lab, work: Path) -> Deployment:
     }
     _run([str(BIN / "idp"), "people", "import", str(lab.people_csv)], env)
     log = work / "idp.log"
-    process = _start([str(BIN / "idp"), "serve", "--log-level", "warning"], env, log)
+    process = _start(
+        [str(BIN / "idp"), "serve", "--workers", str(workers), "--log-level", "warning"], env, log
+    )
     try:
         _wait_http(f"{base_url}/healthz", lab.pki.tls_ca_cert, process, log)
+        if workers > 1:
+            _wait_workers(f"{base_url}/healthz", lab.pki.tls_ca_cert, workers)
         sp = _attach_sp(work, base_url, lab.pki.tls_ca_cert, env)
     except Exception:
         process.kill()
         raise
+    shape = f"{workers} worker processes" if workers > 1 else "1 process"
+    # One /metrics: whichever worker answers reports the whole node.
     return Deployment(
-        "embedded: 1 process, SQLite", base_url, cert_login_url, lab, sp, [process.pid],
+        f"embedded: {shape}, SQLite", base_url, cert_login_url, lab, sp, [process.pid],
         [f"{base_url}/metrics"], [process],
     )  # fmt: skip
 
@@ -376,6 +411,28 @@ def scaled(lab: Lab, work: Path, *, nginx_workers: int = 1) -> Deployment:
         "nginx + 2 nodes, PostgreSQL", base_url, cert_login_url, lab, sp, pids,
         [f"http://127.0.0.1:{port}/metrics" for port in ports], processes, postgres, nginx,
     )  # fmt: skip
+
+
+# The development machine has 2 cores: one worker process per core.
+DEFAULT_EMBEDDED_WORKERS = 2
+
+
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """``--workers N``: worker processes of the embedded node (the scaled nodes stay at one)."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_EMBEDDED_WORKERS,
+        help="worker processes of the embedded node (idp serve --workers); 1: one process",
+    )
+
+
+def deploy(lab: Lab, work: Path, args: argparse.Namespace) -> Deployment:
+    """The deployment a benchmark's options ask for: ``--scaled``, else embedded with
+    ``--workers``."""
+    if args.scaled:
+        return scaled(lab, work)
+    return embedded(lab, work, workers=args.workers)
 
 
 @contextlib.contextmanager

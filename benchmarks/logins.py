@@ -1,6 +1,6 @@
 """Complete logins per second over real sockets, with p50/p99 latency.
 
-    .venv/bin/python benchmarks/logins.py [--seconds 20] [--concurrency 8] [--scaled]
+    .venv/bin/python benchmarks/logins.py [--seconds 20] [--concurrency 8] [--workers 2] [--scaled]
 
 A login is what a user at a Treserva-like SP does with the card in the reader: the SP's
 redirect with a signed AuthnRequest → the IdP's chooser → "SITHS eID på denna enhet" (a new TLS
@@ -17,8 +17,9 @@ In the same run, side by side:
   answers (``/healthz``, a style sheet): TLS and HTTP alone, the ceiling any login could reach
   with this client on this machine.
 
-Default deployment: embedded (one process, SQLite). ``--scaled``: nginx + two nodes on
-PostgreSQL (see benchmarks/cluster.py to have both in one table).
+Default deployment: embedded (one node on SQLite, ``--workers`` worker processes: 2, one per
+core of the development machine; 1 is the single process). ``--scaled``: nginx + two nodes on
+PostgreSQL, one process each (see benchmarks/cluster.py to have both in one table).
 """
 
 from __future__ import annotations
@@ -221,12 +222,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--scaled", action="store_true", help="nginx + 2 nodes + PostgreSQL")
+    harness.add_workers_option(parser)
     args = parser.parse_args()
     with harness.workspace() as work:
         lab = harness.make_lab(work / "lab")
         try:
-            make = harness.scaled if args.scaled else harness.embedded
-            deployment = make(lab, work / "deployment")
+            deployment = harness.deploy(lab, work / "deployment", args)
             try:
                 harness.header("Complete logins over real sockets", [deployment])
                 # Warm the revocation cache and the SP metadata reload before measuring.

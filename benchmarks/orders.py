@@ -1,6 +1,7 @@
 """500 cross-device orders waiting at once, each browser polling ``collect`` every second.
 
-    .venv/bin/python benchmarks/orders.py [--orders 500] [--wait 15] [--sign-rate 50] [--scaled]
+    .venv/bin/python benchmarks/orders.py [--orders 500] [--wait 15] [--sign-rate 50]
+        [--workers 2] [--scaled]
 
 Each of ``--orders`` people has a card of their own (an EC key and a certificate from the test
 HSA-id CA, a directory entry each) and a browser of their own (cookie jar, TLS connection).
@@ -295,13 +296,13 @@ def main() -> None:
     parser.add_argument("--wait", type=float, default=15.0, help="seconds all orders wait")
     parser.add_argument("--sign-rate", type=float, default=50.0, help="orders signed a second")
     parser.add_argument("--scaled", action="store_true", help="nginx + 2 nodes + PostgreSQL")
+    harness.add_workers_option(parser)
     args = parser.parse_args()
     with harness.workspace() as work:
         print(f"issuing {args.orders} cards …", flush=True)
         lab = harness.make_lab(work / "lab", order_people=args.orders)
         try:
-            make = harness.scaled if args.scaled else harness.embedded
-            deployment = make(lab, work / "deployment")
+            deployment = harness.deploy(lab, work / "deployment", args)
             try:
                 harness.header("Cross-device orders polled once a second", [deployment])
                 figures = run_orders(

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GOTEBORGS_STAD_ORG_NUMBER = "2120001355"
+
+
+def parse_workers(value: int | str) -> int:
+    """``IDP_WORKERS`` / ``idp serve --workers``: a whole number >= 1, or ``auto`` (one per CPU).
+
+    Raises ``ValueError`` with a message fit to show the operator.
+    """
+    text = str(value).strip().lower()
+    if text == "auto":
+        return max(1, os.cpu_count() or 1)
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ValueError(f"workers must be a whole number of at least 1, or 'auto'; not {value!r}")
+    return workers
 
 
 class Settings(BaseSettings):
@@ -30,6 +48,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8443
     cert_port: int = 8444
+    # Worker processes of this node (idp.server.supervisor): 1 is one process as always; more
+    # share the ports through SO_REUSEPORT under a supervisor. "auto": one per CPU.
+    workers: int = 1
 
     var_dir: Path = REPO_ROOT / "var"
     # SQLite under var_dir by default; PostgreSQL as postgresql+psycopg://user@host/db.
@@ -95,6 +116,11 @@ class Settings(BaseSettings):
     revocation_ocsp_url: str = ""
     revocation_clock_skew_seconds: int = 300
     revocation_timeout_seconds: float = 5.0
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: int | str) -> int:
+        return parse_workers(value)
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:

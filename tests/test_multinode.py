@@ -111,13 +111,21 @@ class Cluster:
             cookies=cookies,
         )
 
-    def served_by(self, request_id: str) -> str | None:
-        """The node whose access log has ``request_id`` (nginx's $request_id)."""
+    def served_by(self, request_id: str, wait_seconds: float = 5.0) -> str | None:
+        """The node whose access log has ``request_id`` (nginx's $request_id).
+
+        A node writes its access line after the answer has gone out, so the client can ask
+        before the line is there: look again for up to ``wait_seconds``.
+        """
         needle = f'"request_id": "{request_id}"'
-        for name, node in self.nodes.items():
-            if needle in node.server.log():
-                return name
-        return None
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            for name, node in self.nodes.items():
+                if needle in node.server.log():
+                    return name
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
     def query(self, sql: str, *params: object) -> list[tuple]:
         with psycopg.connect(self.postgres.url.replace("+psycopg", "")) as connection:

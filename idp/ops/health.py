@@ -1,6 +1,8 @@
 """``/healthz``, ``/readyz`` and ``/metrics``.
 
-- ``/healthz``: the process serves requests (liveness; never touches the database).
+- ``/healthz``: the process serves requests (liveness; never touches the database). In a node
+  with several worker processes it also says which one answered (``worker``: its index,
+  ``pid``), from ``app.state.worker`` (set by :mod:`idp.server.worker`).
 - ``/readyz``: the node can complete logins: the database answers and its schema is the
   newest migration; the SAML signing key and certificate are there and the certificate is
   valid; the OIDC signing keys are loaded; the IdP's own metadata can be built and signed
@@ -117,8 +119,9 @@ class ReadinessProbe:
 
 
 @router.get("/healthz", include_in_schema=False)
-async def healthz() -> Response:
-    return JSONResponse({"status": "alive"}, headers={"cache-control": "no-store"})
+async def healthz(request: Request) -> Response:
+    worker: dict[str, int] = getattr(request.app.state, "worker", None) or {}
+    return JSONResponse({"status": "alive", **worker}, headers={"cache-control": "no-store"})
 
 
 @router.get("/readyz", include_in_schema=False)

@@ -1,27 +1,38 @@
 """Prometheus metrics of one IdP node, served at ``/metrics``.
 
-Per node, not multi-process: a node is one process (``idp serve`` runs one uvicorn worker), and
-Prometheus scrapes every node directly, never through the load balancer. Counters and
-histograms count what *this* node did; the gauges read from the shared database
+Per node: Prometheus scrapes every node directly, never through the load balancer. Counters
+and histograms count what *this* node did; the gauges read from the shared database
 (``idp_orders_pending`` …) are the whole cluster's and the same on every node — sum the
 counters over nodes, take any one node's gauge.
 
+A node is one process, or (``idp serve --workers N``) N worker processes under a supervisor
+that share its ports. Then whichever worker answers a scrape reports the whole node: each
+worker, after :func:`use_worker_metrics`, writes its counters and histograms to files in the
+directory the supervisor made (prometheus_client's multiprocess mode) and renders the sum over
+all the node's workers, dead ones included (a counter never goes down); the database gauges
+are read once per scrape, by the answering worker.
+
 Callers rely on: :class:`IdpMetrics` owning its own registry (several apps in one process do
-not collide); :meth:`IdpMetrics.watch_audit_events` counting audit events only once their
-transaction has committed; :class:`CountingRevocationCache` being a drop-in
-``RevocationCache``.
+not collide); only :func:`use_worker_metrics`, called in a worker process, switching to the
+node-wide rendering (the supervisor never sets ``PROMETHEUS_MULTIPROC_DIR`` in its own
+environment, so neither a single-process node nor a test process inherits it);
+:meth:`IdpMetrics.watch_audit_events` counting audit events only once their transaction has
+committed; :class:`CountingRevocationCache` being a drop-in ``RevocationCache``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
@@ -36,6 +47,25 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Logins are a few steps of tens of milliseconds; a card PIN prompt can hold one for seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _PENDING_AUDIT = "idp.metrics.pending_audit"
+# Where prometheus_client's multiprocess values put their files (it reads the variable).
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Set only in a worker process, by use_worker_metrics.
+_worker_metrics_dir: Path | None = None
+
+
+def use_worker_metrics(directory: Path) -> None:
+    """Make this process one of a node's workers, before it creates any :class:`IdpMetrics`.
+
+    Every ``IdpMetrics`` made afterwards in this process keeps its counters and histograms in
+    files in ``directory`` (shared by the node's workers) and renders the node's sum. For a
+    dedicated worker process only: it changes prometheus_client's process-wide value class.
+    """
+    global _worker_metrics_dir
+    os.environ[MULTIPROCESS_DIR_ENV] = str(directory)
+    # prometheus_client picks its value class from the variable when it is first imported,
+    # which may have been before this call: pick it again, explicitly.
+    values.ValueClass = values.MultiProcessValue()
+    _worker_metrics_dir = directory
 
 
 class IdpMetrics:
@@ -43,6 +73,12 @@ class IdpMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # What /metrics renders: the registry itself, or in a worker the files of all workers
+        # (this worker's own values are among them; rendering both would count them twice).
+        self._exposed = self.registry
+        if _worker_metrics_dir is not None:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=str(_worker_metrics_dir))
         self.logins = Counter(
             "idp_logins",
             "Logins answered to an application (audit event 'login'), by method and outcome.",
@@ -83,7 +119,8 @@ class IdpMetrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The Prometheus text of the node (of every worker, if there are several)."""
+        return generate_latest(self._exposed)
 
     # --- audit events --------------------------------------------------------------------
 
@@ -119,7 +156,8 @@ class IdpMetrics:
     # --- gauges from the shared database -------------------------------------------------
 
     def watch_database(self, database: Database) -> None:
-        self.registry.register(_DatabaseGauges(database))
+        # Beside the multiprocess collector, not through files: read once per scrape.
+        self._exposed.register(_DatabaseGauges(database))
 
 
 class _DatabaseGauges(Collector):

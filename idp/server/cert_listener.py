@@ -156,16 +156,22 @@ class CertificateListener:
         cert_file: Path,
         key_file: Path,
         strip_header: str = "x-ssl-client-cert",
+        reuse_port: bool = False,
     ) -> None:
+        """``reuse_port``: bind with ``SO_REUSEPORT``, so that the node's other worker processes
+        can listen on the same port and the kernel spreads the connections over them."""
         self._app = app
         self._host = host
         self._port = port
         self._context = make_tls_context(cert_file, key_file)
         self._strip_header = strip_header.lower().encode("latin-1")
+        self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve_connection, self._host, self._port)
+        self._server = await asyncio.start_server(
+            self._serve_connection, self._host, self._port, reuse_port=self._reuse_port
+        )
 
     async def close(self) -> None:
         if self._server is not None:

@@ -3,6 +3,8 @@
 Each line carries ``request_id`` while a request is being served (see
 :mod:`idp.ops.request_context`), so an audit line, an error and the access line of one request
 can be found together, on whichever node served it (``node``: ``IDP_NODE_NAME``, if set).
+A node with several worker processes adds the process's identity to each of its lines
+(``worker`` and ``pid``, or ``role: supervisor``; see :mod:`idp.server.supervisor`).
 """
 
 from __future__ import annotations
@@ -11,19 +13,31 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 
 from idp.ops.request_context import current_request_id
 
-# Attributes that a log call passes with ``extra=`` and that belong in the JSON line.
-EXTRA_FIELDS = ("status", "duration_ms")
+# Attributes that a log call passes with ``extra=`` and that belong in the JSON line
+# (the supervisor's events about its workers use the last six).
+EXTRA_FIELDS = (
+    "status",
+    "duration_ms",
+    "event",
+    "workers",
+    "worker",
+    "worker_pid",
+    "exit_code",
+    "restart_delay_s",
+)
 
 
 class JsonFormatter(logging.Formatter):
     """Formats a record as JSON. An audit record's message is already JSON and is merged in."""
 
-    def __init__(self, node: str = "") -> None:
+    def __init__(self, node: str = "", process: Mapping[str, object] | None = None) -> None:
         super().__init__()
         self._node = node
+        self._process = dict(process or {})
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -37,6 +51,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         if self._node:
             entry["node"] = self._node
+        entry.update(self._process)
         message = record.getMessage()
         if record.name == "idp.audit":
             try:
@@ -53,10 +68,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str = "info", *, node: str = "") -> None:
-    """Send the ``idp`` loggers to stderr as JSON lines, at ``level`` (audit always at info)."""
+def configure_logging(
+    level: str = "info", *, node: str = "", process: Mapping[str, object] | None = None
+) -> None:
+    """Send the ``idp`` loggers to stderr as JSON lines, at ``level`` (audit always at info).
+
+    ``process``: fields put in every line, naming this process among the node's workers.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(node))
+    handler.setFormatter(JsonFormatter(node, process))
     root = logging.getLogger("idp")
     root.handlers[:] = [handler]
     root.setLevel(logging.getLevelName(level.upper()))

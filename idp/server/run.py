@@ -7,6 +7,10 @@
   card in ``client_cert_header``; the IdP believes that header only from ``trusted_proxies``.
 
 Either way the node sweeps expired rows every ``sweep_interval_seconds``.
+
+With ``workers`` > 1 (``idp serve --workers N``) this process becomes the supervisor of N worker
+processes (:mod:`idp.server.supervisor`); each runs :func:`run_node` on ports it shares with
+the others (:mod:`idp.server.worker`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import uvicorn
 import uvloop
@@ -30,6 +37,8 @@ logger = logging.getLogger("idp.server")
 # Longer than nginx's upstream keepalive_timeout (60 s): the proxy, not the node, closes idle
 # connections, so nginx never writes a request into a connection the node just closed.
 PROXY_KEEP_ALIVE_SECONDS = 75
+# How often a starting node looks whether uvicorn listens yet (to tell the supervisor).
+STARTED_POLL_SECONDS = 0.05
 
 
 class ConfigurationError(Exception):
@@ -65,11 +74,41 @@ def _uvicorn_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn
     )
 
 
+@dataclass(frozen=True)
+class NodeProcess:
+    """How this process serves. The defaults are a node that is one process."""
+
+    # Listening sockets for uvicorn, already bound (a worker binds them with SO_REUSEPORT);
+    # None: uvicorn binds host:port itself.
+    sockets: list[socket.socket] | None = None
+    # Bind the certificate listener with SO_REUSEPORT (the node's other workers share it).
+    reuse_port: bool = False
+    # Sweep expired rows here; one process of a node is enough.
+    sweep: bool = True
+    # Called once, when uvicorn and the certificate listener accept connections.
+    on_started: Callable[[], None] | None = None
+
+
 def serve(settings: Settings, *, log_level: str = "info") -> None:
-    """Serve until interrupted. All listeners share one app, one database, one event loop."""
+    """Serve until interrupted: in this process (``settings.workers`` == 1), where all listeners
+    share one app, one database, one event loop; or as a supervisor of that many workers."""
     check_settings(settings)
+    if settings.workers > 1:
+        # Imported here: the supervisor's workers import this module (run_node).
+        from idp.server.supervisor import supervise
+
+        supervise(settings, log_level=log_level)
+        return
     configure_logging(log_level, node=settings.node_name)
-    app = create_app(settings)
+    run_node(create_app(settings), settings, log_level)
+
+
+def run_node(
+    app: FastAPI, settings: Settings, log_level: str, process: NodeProcess | None = None
+) -> None:
+    """Serve ``app`` (uvicorn, the certificate listener unless behind a proxy, the sweeper)
+    until uvicorn is told to stop (SIGTERM, SIGINT)."""
+    process = process or NodeProcess()
     server = uvicorn.Server(_uvicorn_config(app, settings, log_level))
     listener = None
     if not settings.behind_proxy:
@@ -80,6 +119,7 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
             cert_file=settings.tls_cert,
             key_file=settings.tls_key,
             strip_header=settings.client_cert_header,
+            reuse_port=process.reuse_port,
         )
     services = app.state.services
     metrics = app.state.metrics
@@ -89,22 +129,29 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
             metrics.swept_rows.labels(table).inc(count)
 
     async def main() -> None:
-        sweeper = asyncio.create_task(
-            run_sweeper(
-                services.database,
-                interval_seconds=settings.sweep_interval_seconds,
-                grace=dt.timedelta(seconds=settings.sweep_grace_seconds),
-                on_swept=count_swept,
+        background = []
+        if process.sweep:
+            background.append(
+                asyncio.create_task(
+                    run_sweeper(
+                        services.database,
+                        interval_seconds=settings.sweep_interval_seconds,
+                        grace=dt.timedelta(seconds=settings.sweep_grace_seconds),
+                        on_swept=count_swept,
+                    )
+                )
             )
-        )
         if listener is not None:
             await listener.start()
+        if process.on_started is not None:
+            background.append(asyncio.create_task(_tell_started(server, process.on_started)))
         try:
-            await server.serve()
+            await server.serve(sockets=process.sockets)
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if listener is not None:
                 await listener.close()
             services.database.dispose()
@@ -113,3 +160,10 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
     # (TLS records, HTTP parsing, task switches), where it is markedly cheaper than asyncio's.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
+
+
+async def _tell_started(server: uvicorn.Server, on_started: Callable[[], None]) -> None:
+    # uvicorn has no "listening" hook; its flag is set once every socket accepts.
+    while not server.started:
+        await asyncio.sleep(STARTED_POLL_SECONDS)
+    on_started()

@@ -1,0 +1,299 @@
+"""``idp serve --workers 2``: one node, a supervisor and two worker processes sharing its ports.
+
+A real node (embedded: HTTPS and the certificate listener, SQLite) is started as a subprocess,
+as the other integration tests do, and driven over TLS. Which worker answered is read from
+``/healthz`` (``worker`` and ``pid``). The tests run in file order; the last one stops the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from idp.config import parse_workers
+from idp.ops.login_driver import card_login
+from idp.pki import TestPki
+from idp.server.worker import bind_shared_sockets
+from tests import saml_sp
+from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
+from tests.support import VENV_BIN, RunningServer, free_port, run_cli, start_server, tls_context
+
+SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
+WORKERS = 2
+# Fresh connections made to see both workers answer; SO_REUSEPORT hashes each connection's
+# addresses, so with two workers the chance that one never answers is 2 × 2**-40.
+CONNECTIONS = 40
+HEALTHZ_COUNT = re.compile(
+    r'^idp_http_request_duration_seconds_count\{method="GET",route="/healthz",status="2xx"\} '
+    r"(\S+)$",
+    re.MULTILINE,
+)
+
+
+@dataclass
+class WorkerNode:
+    server: RunningServer
+    base_url: str
+    cert_login_url: str
+    pki: TestPki
+    sp: saml_sp.TestServiceProvider
+    tmp_dir: Path
+
+    @property
+    def supervisor_pid(self) -> int:
+        return self.server.process.pid
+
+    def client(self, card: str | None = None) -> httpx.Client:
+        files = (self.pki.cards[card].cert, self.pki.cards[card].key) if card else (None, None)
+        return httpx.Client(verify=tls_context(self.pki.tls_ca_cert, *files), timeout=30)
+
+    def healthz(self, url: str | None = None) -> dict:
+        """``/healthz`` over a new connection (so the kernel picks a worker afresh)."""
+        with self.client() as client:
+            response = client.get(f"{url or self.base_url}/healthz")
+        response.raise_for_status()
+        return response.json()
+
+    def metrics(self) -> str:
+        with self.client() as client:
+            response = client.get(f"{self.base_url}/metrics")
+        response.raise_for_status()
+        return response.text
+
+    def healthz_count(self) -> float:
+        found = HEALTHZ_COUNT.search(self.metrics())
+        return float(found.group(1)) if found else 0.0
+
+    def log_events(self, event: str) -> list[dict]:
+        events = []
+        for line in self.server.log().splitlines():
+            if line.startswith("{") and f'"event": "{event}"' in line:
+                events.append(json.loads(line))
+        return events
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``, from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _wait_for(condition, what: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def node(
+    test_pki: TestPki, ocsp_responder: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerNode]:
+    work = tmp_path_factory.mktemp("workers")
+    sp_metadata_dir, tmp_dir = work / "sp-metadata", work / "tmp"
+    sp_metadata_dir.mkdir()
+    tmp_dir.mkdir()
+    port, cert_port = free_port(), free_port()
+    base_url, cert_login_url = f"https://localhost:{port}", f"https://localhost:{cert_port}"
+    env = {
+        "IDP_VAR_DIR": str(work / "var"),
+        "IDP_PKI_DIR": str(test_pki.directory),
+        "IDP_SP_METADATA_DIR": str(sp_metadata_dir),
+        "IDP_OIDC_KEYS_DIR": str(work / "oidc-keys"),
+        "IDP_PORT": str(port),
+        "IDP_CERT_PORT": str(cert_port),
+        "IDP_BASE_URL": base_url,
+        "IDP_CERT_LOGIN_URL": cert_login_url,
+        "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
+        # Where the supervisor makes the workers' metrics directory (tempfile).
+        "TMPDIR": str(tmp_dir),
+    }
+    csv_file = work / "people.csv"
+    csv_file.write_text(DIRECTORY_CSV, encoding="utf-8")
+    imported = run_cli([str(VENV_BIN / "idp"), "people", "import", str(csv_file)], env)
+    assert imported.returncode == 0, imported.stderr
+    server = start_server(
+        [str(VENV_BIN / "idp"), "serve", "--workers", str(WORKERS), "--log-level", "info"],
+        env,
+        f"{base_url}/healthz",
+        test_pki.tls_ca_cert,
+        work / "idp.log",
+    )
+    try:
+        # /healthz answered: one worker listens. The supervisor says when all do.
+        _wait_for(lambda: '"event": "workers.listening"' in server.log(), "both workers")
+        metadata = httpx.get(f"{base_url}/saml/metadata", verify=tls_context(test_pki.tls_ca_cert))
+        idp_metadata_file = work / "idp-metadata.xml"
+        idp_metadata_file.write_text(metadata.text, encoding="utf-8")
+        sp = saml_sp.make_service_provider(
+            work / "sp",
+            entity_id="https://sp.example.test/metadata",
+            idp_metadata_file=idp_metadata_file,
+        )
+        (sp_metadata_dir / "sp.xml").write_text(sp.metadata_xml, encoding="utf-8")
+        yield WorkerNode(server, base_url, cert_login_url, test_pki, sp, tmp_dir)
+    finally:
+        server.stop()
+
+
+# --- the option -------------------------------------------------------------------------------
+
+
+def test_workers_must_be_a_positive_number_or_auto(tmp_path: Path) -> None:
+    assert parse_workers("3") == 3
+    assert parse_workers("auto") == (os.cpu_count() or 1)
+    for bad in ("0", "-1", "two", "1.5", ""):
+        with pytest.raises(ValueError, match="at least 1, or 'auto'"):
+            parse_workers(bad)
+    env = {"IDP_VAR_DIR": str(tmp_path / "var"), "IDP_PKI_DIR": str(tmp_path / "pki")}
+    for bad in ("0", "several"):
+        result = run_cli([str(VENV_BIN / "idp"), "serve", "--workers", bad], env)
+        assert result.returncode == 2
+        assert "Invalid value for '--workers'" in result.stderr
+        assert "at least 1, or 'auto'" in result.stderr
+    result = run_cli([str(VENV_BIN / "idp"), "serve"], {**env, "IDP_WORKERS": "0"})
+    assert result.returncode == 1
+    assert "IDP_WORKERS" in result.stderr and "at least 1, or 'auto'" in result.stderr
+
+
+def test_workers_can_bind_one_port_together() -> None:
+    port = free_port()
+    first = bind_shared_sockets("127.0.0.1", port)
+    second = bind_shared_sockets("127.0.0.1", port)
+    try:
+        assert [sock.getsockname() for sock in first + second] == [("127.0.0.1", port)] * 2
+        assert first[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    finally:
+        for sock in first + second:
+            sock.close()
+
+
+# --- one node, two workers -------------------------------------------------------------------
+
+
+def test_both_workers_serve_both_ports(node: WorkerNode) -> None:
+    workers = node.log_events("worker.started")
+    assert sorted(event["worker"] for event in workers) == list(range(WORKERS))
+    for url in (node.base_url, node.cert_login_url):
+        answers = [node.healthz(url) for _ in range(CONNECTIONS)]
+        assert {answer["worker"] for answer in answers} == set(range(WORKERS)), url
+        pids = {answer["pid"] for answer in answers}
+        # The workers are the supervisor's children, not the supervisor itself.
+        assert len(pids) == WORKERS
+        assert pids <= _children(node.supervisor_pid)
+    # Their log lines say which worker wrote them; the supervisor's say it is the supervisor.
+    lines = [json.loads(line) for line in node.server.log().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "idp.access"]
+    assert {(line["worker"], line["pid"]) for line in access} >= {
+        (answer["worker"], answer["pid"]) for answer in answers
+    }
+    supervisor = [line for line in lines if line["logger"] == "idp.supervisor"]
+    assert supervisor and all(line["role"] == "supervisor" for line in supervisor)
+
+
+def test_metrics_count_every_workers_requests(node: WorkerNode) -> None:
+    before = node.healthz_count()
+    answered_by = {node.healthz()["worker"] for _ in range(CONNECTIONS)}
+    assert answered_by == set(range(WORKERS))
+    # A worker counts a request just after sending its answer: give the last one a moment.
+    _wait_for(lambda: node.healthz_count() == before + CONNECTIONS, "the count", 5)
+    # Whichever worker answers the scrape reports the whole node.
+    for _ in range(6):
+        assert node.healthz_count() == before + CONNECTIONS
+    text = node.metrics()
+    # The gauges from the shared database once, not once per worker.
+    for gauge in ("idp_orders_pending", "idp_pending_logins", "idp_sso_sessions_active"):
+        assert len(re.findall(rf"^{gauge} ", text, re.MULTILINE)) == 1, gauge
+
+
+def test_card_login_completes(node: WorkerNode) -> None:
+    login_url, request_id = node.sp.login_url()
+    with node.client("anna") as client:
+        result = card_login(client, login_url, node.base_url)
+    assert result.acs_url == node.sp.acs_url
+    ava = node.sp.parse(result.saml_response, request_id).ava
+    assert ava[SAMBI_HSA_ID] == ["SE2120001355-E0001"]
+    assert re.search(
+        r'^idp_logins_total\{method="[^"]+",outcome="success"\} 1\.0$', node.metrics(), re.MULTILINE
+    )
+
+
+def test_a_killed_worker_is_replaced_and_its_counts_are_kept(node: WorkerNode) -> None:
+    before = node.healthz_count()
+    victim = node.healthz()
+    os.kill(victim["pid"], signal.SIGKILL)
+    _wait_for(
+        lambda: any(e["worker_pid"] == victim["pid"] for e in node.log_events("worker.exited")),
+        "the supervisor to see the worker die",
+    )
+    exited = next(e for e in node.log_events("worker.exited") if e["worker_pid"] == victim["pid"])
+    assert exited["worker"] == victim["worker"]
+    assert exited["exit_code"] == -signal.SIGKILL
+    assert exited["restart_delay_s"] > 0
+    # The survivor serves meanwhile; the replacement takes the dead worker's index.
+    seen: dict[int, int] = {}
+
+    def replaced() -> bool:
+        answer = node.healthz()
+        seen[answer["worker"]] = answer["pid"]
+        return len(seen) == WORKERS and victim["pid"] not in seen.values()
+
+    _wait_for(replaced, "a replacement worker to answer")
+    assert set(seen.values()) <= _children(node.supervisor_pid)
+    # The dead worker's requests still count; the one that found it is counted too.
+    after = node.healthz_count()
+    assert after >= before + 1 + len(seen)
+
+
+def test_sigterm_stops_the_supervisor_and_every_worker(node: WorkerNode) -> None:
+    # Last: this stops the module's node.
+    children = _children(node.supervisor_pid)
+    assert len(children) >= WORKERS  # the workers (and multiprocessing's resource tracker)
+    assert len(list(node.tmp_dir.glob("idp-metrics-*"))) == 1
+    node.server.process.send_signal(signal.SIGTERM)
+    assert node.server.process.wait(timeout=30) == 0
+    # The workers are gone when the supervisor returns; the resource tracker leaves once it
+    # reads the end of its pipe from the exited supervisor.
+    left = [pid for pid in children if _alive(pid)]
+    if left:
+        described = {pid: _command_line(pid) for pid in left}
+        assert all("resource_tracker" in line for line in described.values()), described
+        _wait_for(lambda: not any(_alive(pid) for pid in left), f"{described} to exit", 10)
+    assert node.log_events("workers.stopped")
+    assert list(node.tmp_dir.glob("idp-metrics-*")) == []
