@@ -12,9 +12,9 @@ from idp.directory.people import (
     NewEntry,
     add_entry,
     deactivate_entry,
+    entry_and_service_ids,
     import_csv,
     list_entries,
-    service_ids_of_person,
 )
 
 GOOD = b"""hsa_id,given_name,surname,title,organisation,mail,person_key
@@ -37,10 +37,12 @@ def test_import_links_service_ids_of_one_person(database: Database) -> None:
     with database.session() as session:
         entries = list_entries(session)
         assert entries[0].title == "Handläggare"
-        ids = service_ids_of_person(session, entries[1], ["2120001355", "5567000010"])
+        entry, ids = entry_and_service_ids(session, entries[1].hsa_id, ["2120001355", "5567000010"])
+        assert entry is not None and entry.hsa_id == entries[1].hsa_id
         assert [e.hsa_id for e in ids] == ["SE5567000010-P0001", "SE2120001355-E0001"]
-        only_city = service_ids_of_person(session, entries[0], ["2120001355"])
+        _entry, only_city = entry_and_service_ids(session, entries[0].hsa_id, ["2120001355"])
         assert [e.hsa_id for e in only_city] == ["SE2120001355-E0001"]
+        assert entry_and_service_ids(session, "SE2120001355-E9999", ["2120001355"]) == (None, [])
 
 
 @pytest.mark.parametrize(

@@ -40,19 +40,30 @@ def list_entries(session: Session) -> Sequence[DirectoryEntry]:
     return session.scalars(select(DirectoryEntry).order_by(DirectoryEntry.hsa_id)).all()
 
 
-def service_ids_of_person(
-    session: Session, entry: DirectoryEntry, accepted_organisations: Iterable[str]
-) -> list[DirectoryEntry]:
-    """The person's active HSA-IDs in the accepted organisations, ``entry`` first if it is one."""
-    accepted = set(accepted_organisations)
+def entry_and_service_ids(
+    session: Session, hsa_id: str, accepted_organisations: Iterable[str]
+) -> tuple[DirectoryEntry | None, list[DirectoryEntry]]:
+    """The entry of ``hsa_id`` (None if unknown) and the person's active HSA-IDs in the
+    accepted organisations, that entry first if it is one of them.
+
+    One query on every login: every row of the person (found through the entry's
+    ``person_key``), the entry itself among them.
+    """
+    person_key = (
+        select(DirectoryEntry.person_key).where(DirectoryEntry.hsa_id == hsa_id).scalar_subquery()
+    )
     rows = session.scalars(
         select(DirectoryEntry)
-        .where(DirectoryEntry.person_key == entry.person_key, DirectoryEntry.active.is_(True))
+        .where(DirectoryEntry.person_key == person_key)
         .order_by(DirectoryEntry.hsa_id)
     ).all()
-    chosen = [row for row in rows if row.organisation_number in accepted]
+    entry = next((row for row in rows if row.hsa_id == hsa_id), None)
+    if entry is None:
+        return None, []
+    accepted = set(accepted_organisations)
+    chosen = [row for row in rows if row.active and row.organisation_number in accepted]
     chosen.sort(key=lambda row: row.hsa_id != entry.hsa_id)
-    return chosen
+    return entry, chosen
 
 
 def _validated(new: NewEntry) -> NewEntry:

@@ -9,7 +9,7 @@ from collections.abc import Collection
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
-from idp.directory.people import find_entry, service_ids_of_person
+from idp.directory.people import entry_and_service_ids
 from idp.login.errors import LoginFailed
 from idp.siths.validation import ValidatedCertificate
 
@@ -26,7 +26,7 @@ def authentications_for_certificate(
     Raises :class:`LoginFailed` if the directory does not know the HSA-ID or it is inactive.
     """
     hsa_id = certificate.hsa_id.value
-    entry = find_entry(session, hsa_id)
+    entry, service_ids = entry_and_service_ids(session, hsa_id, accepted_organisations)
     if entry is None:
         raise LoginFailed("unknown_person", f"{hsa_id} is not in the directory", hsa_id=hsa_id)
     if not entry.active:
@@ -46,5 +46,5 @@ def authentications_for_certificate(
             authn_instant=instant,
             login_id=login_id,
         )
-        for row in service_ids_of_person(session, entry, accepted_organisations)
+        for row in service_ids
     ]

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp.authn import Authentication
 from idp.db import stored_utc
@@ -108,14 +109,25 @@ def ensure_unexpired(pending: PendingLogin) -> None:
         raise LoginFailed("expired_login", "the login took too long")
 
 
-def _transition(session: Session, reference: str, from_state: str, **values: Any) -> None:
+def _transition(session: Session, pending: PendingLogin, from_state: str, **values: Any) -> None:
+    """Move ``pending`` from ``from_state`` with a conditional UPDATE, once, whatever races.
+
+    ``pending`` must have been loaded in ``from_state`` (by :func:`load_pending_login`). Then the
+    UPDATE matching means no other request moved it since (states only move forward), so the
+    row now holds the loaded values plus ``values``: they are set on the object as committed
+    state. Expiring the object instead would cost a SELECT at the next attribute read (the
+    audit event's ``client_id``, the protocol state) on every login step.
+    """
     result = session.execute(
         update(PendingLogin)
-        .where(PendingLogin.id == reference, PendingLogin.state == from_state)
+        .where(PendingLogin.id == pending.id, PendingLogin.state == from_state)
         .values(**values)
+        .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LoginFailed("login_already_completed", "another request finished this step")
+    for name, value in values.items():
+        set_committed_value(pending, name, value)
 
 
 def mark_authenticated(
@@ -127,7 +139,7 @@ def mark_authenticated(
     if len(authentications) == 1:
         _transition(
             session,
-            pending.id,
+            pending,
             "pending",
             state="authenticated",
             authentication=authentications[0].to_json(),
@@ -136,13 +148,12 @@ def mark_authenticated(
     else:
         _transition(
             session,
-            pending.id,
+            pending,
             "pending",
             state="choosing",
             authentication={"candidates": [a.to_json() for a in authentications]},
             candidate_hsa_ids=[a.hsa_id for a in authentications],
         )
-    session.expire(pending)
 
 
 def choose_hsa_id(session: Session, pending: PendingLogin, hsa_id: str) -> None:
@@ -153,13 +164,12 @@ def choose_hsa_id(session: Session, pending: PendingLogin, hsa_id: str) -> None:
         raise LoginFailed("hsa_id_not_offered", f"{hsa_id[:40]} was not one of the choices")
     _transition(
         session,
-        pending.id,
+        pending,
         "choosing",
         state="authenticated",
         authentication=chosen[0],
         candidate_hsa_ids=None,
     )
-    session.expire(pending)
 
 
 def complete_pending_login(session: Session, pending: PendingLogin) -> Authentication:
@@ -172,10 +182,7 @@ def complete_pending_login(session: Session, pending: PendingLogin) -> Authentic
     """
     authentication = _authentication_of(pending)
     repeatable_until = min(stored_utc(pending.expires_at), dt.datetime.now(dt.UTC) + REPEAT_WINDOW)
-    _transition(
-        session, pending.id, "authenticated", state="completed", expires_at=repeatable_until
-    )
-    session.expire(pending)
+    _transition(session, pending, "authenticated", state="completed", expires_at=repeatable_until)
     return authentication
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -19,10 +22,13 @@ from idp.login.pending import (
 )
 from idp.login.sso import SSO_COOKIE, end_sso_sessions_by_key, sso_session_key, start_sso_session
 from idp.services import services_of
+from idp.store.models import PendingLogin
 from idp.web.refusals import refuse
 from idp.web.render import render_page, set_cookie
 
 router = APIRouter()
+# The states in which /login/continue finishes a login: once, or again within the repeat window.
+_FINISHABLE = ("authenticated", "completed")
 
 
 @router.get("/login")
@@ -52,35 +58,50 @@ async def choose_method(request: Request, ref: str = "") -> Response:
     )
 
 
+@dataclass(frozen=True)
+class _Finished:
+    """A login completed (or repeated) in the database, for its protocol to answer."""
+
+    protocol: str
+    protocol_state: dict
+    authentication: Authentication
+    sso_token: str
+    repeated: bool
+
+
 @router.get("/login/continue")
 async def continue_login(request: Request, ref: str = "") -> Response:
-    """After a method succeeded: ask for a tjänste-id if there are several, else finish."""
+    """After a method succeeded: ask for a tjänste-id if there are several, else finish.
+
+    Finishing happens in the same transaction (and worker thread hop) that read the pending
+    login, rather than reading it again in a second one.
+    """
     services = services_of(request)
     browser = request.cookies.get(BROWSER_COOKIE)
 
-    def load() -> tuple[str, list[dict]]:
+    def choose_or_finish() -> list[dict] | _Finished:
         with services.database.session() as session:
-            try:
-                pending = load_pending_login(
-                    session, ref, browser, expected_state=("choosing", "completed")
-                )
-            except LoginFailed as exc:
-                if exc.reason != "login_wrong_step":
-                    raise
-                return "finish", []
-            if pending.state == "completed":
-                return "finish", []  # finish_login may give the lost answer again
-            return "choose", list((pending.authentication or {}).get("candidates", []))
+            # Still "pending" (no method has succeeded) is refused as login_wrong_step.
+            pending = load_pending_login(
+                session, ref, browser, expected_state=("choosing", *_FINISHABLE)
+            )
+            if pending.state == "choosing":
+                return list((pending.authentication or {}).get("candidates", []))
+            return _finish(session, services.settings.sso_session_ttl_seconds, pending)
 
     try:
-        step, candidates = await run_in_threadpool(load)
+        outcome = await run_in_threadpool(choose_or_finish)
     except LoginFailed as exc:
         return await refuse(request, exc)
-    if step == "choose":
+    if isinstance(outcome, list):
         return render_page(
-            request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": candidates}
+            request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": outcome}
         )
-    return await finish_login(request, ref)
+    response = await services.responders[outcome.protocol](
+        request, outcome.protocol_state, outcome.authentication, repeated=outcome.repeated
+    )
+    set_cookie(response, SSO_COOKIE, outcome.sso_token, None)
+    return response
 
 
 @router.post("/login/choose")
@@ -104,53 +125,40 @@ async def choose_service_id(request: Request) -> Response:
     return RedirectResponse(f"/login/continue?ref={reference}", status_code=303)
 
 
-async def finish_login(request: Request, reference: str) -> Response:
-    """Complete the pending login once, start the SSO session and answer the application.
+def _finish(session: Session, sso_ttl_seconds: int, pending: PendingLogin) -> _Finished:
+    """Complete the pending login once, start the SSO session and audit it.
 
-    The browser that completed the login may come back within the repeat window (see
-    :data:`idp.login.pending.REPEAT_WINDOW`) and get a fresh answer to the same request,
-    unless the login's SSO session was logged out meanwhile.
+    ``pending`` is this browser's, unexpired and in one of :data:`_FINISHABLE` (checked by
+    :func:`load_pending_login` in the same transaction). The browser that completed the login
+    may come back within the repeat window (see :data:`idp.login.pending.REPEAT_WINDOW`) and
+    get a fresh answer to the same request, unless the login's SSO session was logged out
+    meanwhile.
     """
-    services = services_of(request)
-    browser = request.cookies.get(BROWSER_COOKIE)
-
-    def complete() -> tuple[str, dict, Authentication, str, bool]:
-        with services.database.session() as session:
-            pending = load_pending_login(
-                session, reference, browser, expected_state=("authenticated", "completed")
-            )
-            if pending.state == "completed":
-                # The answer was lost (node died after committing, or a reload). Replace the
-                # login's SSO session: its cookie may never have arrived. None left means a
-                # logout ended it, and answering again would log the user back in.
-                authentication = repeat_completed_login(pending)
-                key = sso_session_key(authentication)
-                if not end_sso_sessions_by_key(session, authentication.hsa_id, key):
-                    raise LoginFailed("login_already_completed", "its SSO session has ended")
-                outcome = "repeated"
-            else:
-                authentication = complete_pending_login(session, pending)
-                outcome = "success"
-            sso_token = start_sso_session(
-                session, authentication, services.settings.sso_session_ttl_seconds
-            )
-            record_audit_event(
-                session,
-                "login",
-                outcome=outcome,
-                hsa_id=authentication.hsa_id,
-                client_id=pending.client_id,
-                method=authentication.method,
-            )
-            state = dict(pending.protocol_state)
-            return pending.protocol, state, authentication, sso_token, outcome == "repeated"
-
-    try:
-        protocol, state, authentication, sso_token, repeated = await run_in_threadpool(complete)
-    except LoginFailed as exc:
-        return await refuse(request, exc)
-    response = await services.responders[protocol](
-        request, state, authentication, repeated=repeated
+    if pending.state == "completed":
+        # The answer was lost (node died after committing, or a reload). Replace the login's
+        # SSO session: its cookie may never have arrived. None left means a logout ended it,
+        # and answering again would log the user back in.
+        authentication = repeat_completed_login(pending)
+        key = sso_session_key(authentication)
+        if not end_sso_sessions_by_key(session, authentication.hsa_id, key):
+            raise LoginFailed("login_already_completed", "its SSO session has ended")
+        outcome = "repeated"
+    else:
+        authentication = complete_pending_login(session, pending)
+        outcome = "success"
+    sso_token = start_sso_session(session, authentication, sso_ttl_seconds)
+    record_audit_event(
+        session,
+        "login",
+        outcome=outcome,
+        hsa_id=authentication.hsa_id,
+        client_id=pending.client_id,
+        method=authentication.method,
     )
-    set_cookie(response, SSO_COOKIE, sso_token, None)
-    return response
+    return _Finished(
+        pending.protocol,
+        dict(pending.protocol_state),
+        authentication,
+        sso_token,
+        outcome == "repeated",
+    )

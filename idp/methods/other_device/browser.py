@@ -24,6 +24,7 @@ from idp.methods.other_device.orders import (
     fail_order,
     latest_order,
     now_utc,
+    prefetch_login_and_latest_order,
 )
 from idp.methods.other_device.qr import qr_svg
 from idp.methods.other_device.status_texts import status_text
@@ -68,6 +69,10 @@ def _load(request: Request, reference: str, *, start_new: bool) -> tuple[str, Or
     """(pending state, current order, client name); starts an order if asked or none exists."""
     services = services_of(request)
     with services.database.session() as session:
+        # Once a second per waiting browser: the login and its order in one query. Every
+        # check on the login is still load_pending_login's (which finds the prefetched row in
+        # the session), made before the order is looked at.
+        _prefetched, order = prefetch_login_and_latest_order(session, reference)
         pending = load_pending_login(
             session,
             reference,
@@ -76,7 +81,6 @@ def _load(request: Request, reference: str, *, start_new: bool) -> tuple[str, Or
         )
         if pending.state in FINISHED_STATES:
             return pending.state, None, pending.client_name
-        order = latest_order(session, pending.id)
         if order is not None:
             expire_if_due(session, order, now_utc())
         if order is None or (start_new and order.status != "pending"):

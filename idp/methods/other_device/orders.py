@@ -95,6 +95,28 @@ def latest_order(session: Session, pending_login_id: str) -> Order | None:
     ).first()
 
 
+def prefetch_login_and_latest_order(
+    session: Session, reference: str
+) -> tuple[PendingLogin | None, Order | None]:
+    """Pending login ``reference`` and its latest order, read together; no check by itself.
+
+    One query where the browser's poll needed two. While the caller holds the returned login
+    (the session's identity map keeps objects only as long as someone does), the
+    :func:`idp.login.pending.load_pending_login` that must follow (this browser's? unexpired?
+    in which state?) finds it in the session without another query.
+    """
+    if not reference:
+        return None, None
+    row = session.execute(
+        select(PendingLogin, Order)
+        .outerjoin(Order, Order.pending_login_id == PendingLogin.id)
+        .where(PendingLogin.id == reference[:64])
+        .order_by(Order.created_at.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
 def seconds_since_start(order: Order, now: dt.datetime) -> int:
     return max(0, int((now - stored_utc(order.created_at)).total_seconds()))
 
