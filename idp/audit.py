@@ -6,7 +6,6 @@ Never pass keys, assertions or whole certificates here: a reason code and short 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import UTC, datetime
 
@@ -16,6 +15,8 @@ from idp.db import Database
 from idp.store.models import AuditEvent
 
 logger = logging.getLogger("idp.audit")
+# The LogRecord attribute that carries an audit line's fields.
+AUDIT_FIELDS = "audit_fields"
 
 
 def record_audit_event(
@@ -41,9 +42,15 @@ def record_audit_event(
         detail=detail[:2000],
     )
     session.add(row)
+    # The fields travel as a dict: the JSON formatter (idp.server.logging_setup) puts them into
+    # the line as they are, and a plain handler still shows a readable message.
     logger.info(
-        json.dumps(
-            {
+        "%s %s %s",
+        event,
+        outcome,
+        reason,
+        extra={
+            AUDIT_FIELDS: {
                 "audit": event,
                 "outcome": outcome,
                 "reason": reason,
@@ -51,9 +58,8 @@ def record_audit_event(
                 "client_id": client_id,
                 "method": method,
                 "detail": detail[:500],
-            },
-            ensure_ascii=False,
-        )
+            }
+        },
     )
 
 

@@ -93,6 +93,43 @@ def test_log_lines_carry_the_request_id_and_the_node() -> None:
     assert line["node"] == "node-a" and line["status"] == 200 and line["message"] == "hello"
 
 
+def test_an_audit_event_is_one_json_line_with_its_fields(database: Database) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("node-a"))
+    audit_logger = logging.getLogger("idp.audit")
+    audit_logger.addHandler(handler)
+    level, audit_logger.level = audit_logger.level, logging.INFO
+    try:
+        with database.session() as session:
+            record_audit_event(
+                session,
+                "login",
+                outcome="failure",
+                reason="revoked",
+                hsa_id="SE2120001355-E0001",
+                client_id="https://sp.example.test/metadata",
+                method="siths-this-device",
+                detail='a "quoted" detail, åäö',
+            )
+    finally:
+        audit_logger.removeHandler(handler)
+        audit_logger.level = level
+    (text,) = stream.getvalue().splitlines()
+    line = json.loads(text)
+    assert line["logger"] == "idp.audit" and line["node"] == "node-a"
+    assert {key: line[key] for key in ("audit", "outcome", "reason", "hsa_id", "method")} == {
+        "audit": "login",
+        "outcome": "failure",
+        "reason": "revoked",
+        "hsa_id": "SE2120001355-E0001",
+        "method": "siths-this-device",
+    }
+    assert line["client_id"] == "https://sp.example.test/metadata"
+    assert line["detail"] == 'a "quoted" detail, åäö'
+    assert "message" not in line
+
+
 # --- metrics --------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from idp.login.pending import create_pending_login
 from idp.login.sso import SSO_COOKIE, find_sso_session
 from idp.saml import slo_endpoints
 from idp.saml.participants import record_participant
-from idp.saml.response import ResponseContentError
+from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import AuthnRequestInfo, SamlRequestRejected
 from idp.services import Services, services_of
 from idp.store.models import SeenMessage
@@ -194,8 +194,22 @@ async def respond_to_saml_login(
     """
     services = services_of(request)
     info = AuthnRequestInfo.from_json(protocol_state)
+
+    def build_and_record() -> BuiltResponse:
+        built = services.saml.build_authn_response(info, authentication)
+        # Single Logout must later name the subject exactly as this SP received it.
+        if built.subject is not None:
+            record_participant(
+                services.database,
+                info.sp_entity_id,
+                authentication,
+                built.subject,
+                services.settings.sso_session_ttl_seconds,
+            )
+        return built
+
     try:
-        built = await run_in_threadpool(services.saml.build_authn_response, info, authentication)
+        built = await run_in_threadpool(build_and_record)
     except ResponseContentError as exc:
         # A directory value that XML cannot carry: nobody can be logged in with it until the
         # directory is corrected, so say so instead of sending the SP something broken.
@@ -209,14 +223,4 @@ async def respond_to_saml_login(
             detail=str(exc),
         )
         return error_page(request, "directory_entry_unusable")
-    # Single Logout must later name the subject exactly as this SP received it.
-    if built.subject is not None:
-        await run_in_threadpool(
-            record_participant,
-            services.database,
-            info.sp_entity_id,
-            authentication,
-            built.subject,
-            services.settings.sso_session_ttl_seconds,
-        )
     return _post_page(request, info, built.encoded)

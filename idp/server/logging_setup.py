@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Mapping
 
+from idp.audit import AUDIT_FIELDS
 from idp.ops.request_context import current_request_id
 
 # Attributes that a log call passes with ``extra=`` and that belong in the JSON line
@@ -32,7 +33,7 @@ EXTRA_FIELDS = (
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as JSON. An audit record's message is already JSON and is merged in."""
+    """Formats a record as JSON. An audit record's fields are merged in (no message)."""
 
     def __init__(self, node: str = "", process: Mapping[str, object] | None = None) -> None:
         super().__init__()
@@ -52,14 +53,11 @@ class JsonFormatter(logging.Formatter):
         if self._node:
             entry["node"] = self._node
         entry.update(self._process)
-        message = record.getMessage()
-        if record.name == "idp.audit":
-            try:
-                entry.update(json.loads(message))
-            except ValueError:
-                entry["message"] = message
+        fields = getattr(record, AUDIT_FIELDS, None)
+        if isinstance(fields, dict):
+            entry.update(fields)
         else:
-            entry["message"] = message
+            entry["message"] = record.getMessage()
         for name in EXTRA_FIELDS:
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
