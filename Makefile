@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 # Debian packages: xmlsec1 is what pysaml2 signs and verifies with; postgresql and nginx are
 # the real database and proxy of the multi-node tests (tests/test_multinode.py starts both);
 # chromium is the real browser of the browser tests (driven by Playwright, which never downloads
-# a browser of its own).
-SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium
+# a browser of its own); docker-compose (1.29, needs no Docker engine for `config`) validates
+# docker/compose.yml in tests/test_containers.py.
+SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose
 # axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
