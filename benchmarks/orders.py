@@ -59,6 +59,8 @@ class Browser:
     response: str = ""
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # Collects sent again after the node closed a kept-alive connection under them.
+    retries: int = 0
 
 
 async def _follow(browser: Browser, base_url: str, response: httpx.Response) -> httpx.Response:
@@ -89,10 +91,17 @@ async def poll(
     await asyncio.sleep(random.uniform(0, interval))
     while not stop.is_set():
         started = time.perf_counter()
+        url = f"{base_url}/login/other-device/collect?ref={browser.reference}"
         try:
-            answer = await browser.client.get(
-                f"{base_url}/login/other-device/collect?ref={browser.reference}"
-            )
+            try:
+                answer = await browser.client.get(url)
+            except httpx.RemoteProtocolError:
+                # The node closed this kept-alive connection as the request went out (idle
+                # past its keep-alive timeout while the load generator was busy). A browser
+                # sends an idempotent GET again on a new connection; so does this one, and
+                # the retry is counted and its time included in the latency.
+                browser.retries += 1
+                answer = await browser.client.get(url)
             view = answer.json()
         except (httpx.HTTPError, ValueError) as exc:
             browser.errors.append(f"collect: {type(exc).__name__}: {exc}"[:200])
@@ -164,6 +173,7 @@ class OrderFigures:
     unsigned: int
     app_failures: list[str]
     errors: list[str]
+    retries: int
     samples: list[tuple[str, str, str]]
     server_cpu: float
     seconds: float
@@ -249,6 +259,7 @@ async def run_orders_async(
         unsigned=sum(1 for b in browsers if not b.signed),
         app_failures=app_failures,
         errors=[e for b in browsers for e in b.errors],
+        retries=sum(b.retries for b in browsers),
         samples=[(b.response, b.request_id, b.hsa_id) for b in complete],
         server_cpu=server_cpu,
         seconds=seconds,
@@ -284,6 +295,7 @@ def report(columns: list[tuple[str, OrderFigures]]) -> None:
     )
     row("not signed in time (app refused)", [str(f.unsigned) for _, f in columns])
     row("app or browser errors", [str(len(f.app_failures) + len(f.errors)) for _, f in columns])
+    row("collects sent again (closed keep-alive)", [str(f.retries) for _, f in columns])
     row("server CPU (cores busy)", [f"{f.server_cpu / f.seconds:.2f}" for _, f in columns])
     for name, figures in columns:
         for error in sorted(set(figures.app_failures + figures.errors))[:5]:

@@ -20,6 +20,9 @@ from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import create_metadata_string
 
+from idp.config import Settings
+from idp.saml.server import SamlIdentityProvider
+
 URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 SAMBI_ATTRIBUTES = (
     "http://sambi.se/attributes/1/employeeHsaId",
@@ -157,3 +160,30 @@ def make_service_provider(
     if isinstance(metadata_xml, bytes):
         metadata_xml = metadata_xml.decode()
     return TestServiceProvider(entity_id, acs_url, client, metadata_xml)
+
+
+def in_process_idp(
+    work: Path, pki_dir: Path, service_providers: dict[str, dict[str, object]]
+) -> tuple[SamlIdentityProvider, dict[str, TestServiceProvider]]:
+    """A :class:`SamlIdentityProvider` (no server) on ``pki_dir`` and an SP for each entry of
+    ``service_providers`` (entity ID → :func:`make_service_provider` keywords), each trusting
+    the IdP's metadata and registered in the IdP's metadata directory."""
+    metadata_dir = work / "sp-metadata"
+    metadata_dir.mkdir(parents=True)
+    settings = Settings(
+        var_dir=work / "var",
+        pki_dir=pki_dir,
+        sp_metadata_dir=metadata_dir,
+        base_url="https://idp.example.test",
+    )
+    provider = SamlIdentityProvider(settings, b"pairwise secret of an in-process test IdP")
+    idp_metadata = work / "idp-metadata.xml"
+    idp_metadata.write_text(provider.metadata_xml(), encoding="utf-8")
+    made = {}
+    for number, (entity_id, options) in enumerate(service_providers.items()):
+        sp = make_service_provider(
+            work / f"sp-{number}", entity_id=entity_id, idp_metadata_file=idp_metadata, **options
+        )
+        (metadata_dir / f"sp-{number}.xml").write_text(sp.metadata_xml, encoding="utf-8")
+        made[entity_id] = sp
+    return provider, made

@@ -23,7 +23,6 @@ from saml2.sigver import SignatureError
 from saml2.xml.schema import validate as validate_with_saml_schemas
 
 from idp.authn import Authentication
-from idp.config import Settings
 from idp.pki import TestPki
 from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider
@@ -31,7 +30,7 @@ from idp.saml.xmlsec_backend import shared_backend, sign_enveloped
 from tests.conftest import IdpUnderTest
 from tests.flows import login_with_card
 from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import make_service_provider
+from tests.saml_sp import in_process_idp
 from tests.support import browser, reason_code
 
 NS = {
@@ -55,30 +54,15 @@ class Provider:
 
 @pytest.fixture(scope="module")
 def provider(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Provider:
-    work = tmp_path_factory.mktemp("responses")
-    metadata_dir = work / "sp-metadata"
-    metadata_dir.mkdir()
-    settings = Settings(
-        var_dir=work / "var",
-        pki_dir=test_pki.directory,
-        sp_metadata_dir=metadata_dir,
-        base_url="https://idp.example.test",
+    idp, sps = in_process_idp(
+        tmp_path_factory.mktemp("responses"),
+        test_pki.directory,
+        {
+            "https://sambi.example.test/sp": {},
+            "https://eid.example.test/sp": {"attributes": EID_ATTRIBUTES},
+        },
     )
-    idp = SamlIdentityProvider(settings, b"pairwise secret of the response tests")
-    idp_metadata = work / "idp-metadata.xml"
-    idp_metadata.write_text(idp.metadata_xml(), encoding="utf-8")
-    sambi_sp = make_service_provider(
-        work / "sambi", entity_id="https://sambi.example.test/sp", idp_metadata_file=idp_metadata
-    )
-    eid_sp = make_service_provider(
-        work / "eid",
-        entity_id="https://eid.example.test/sp",
-        idp_metadata_file=idp_metadata,
-        attributes=EID_ATTRIBUTES,
-    )
-    for name, sp in (("sambi", sambi_sp), ("eid", eid_sp)):
-        (metadata_dir / f"{name}.xml").write_text(sp.metadata_xml, encoding="utf-8")
-    return Provider(idp, sambi_sp, eid_sp)
+    return Provider(idp, *sps.values())
 
 
 def person(hsa_id: str = "SE2120001355-E0001", given_name: str = "Anna") -> Authentication:

@@ -37,7 +37,6 @@ from saml2.sigver import (
 )
 
 from idp.authn import Authentication
-from idp.config import Settings
 from idp.pki import TestPki
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider, SamlRequestRejected
 from idp.saml.xmlsec_backend import (
@@ -52,7 +51,7 @@ from idp.saml.xmlsec_backend import (
 
 # Aliased so that pytest does not try to collect the dataclass as a test class.
 from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import make_self_signed, make_service_provider
+from tests.saml_sp import in_process_idp, make_self_signed
 
 XMLSEC1 = "/usr/bin/xmlsec1"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
@@ -539,22 +538,10 @@ class IdpWithSp:
 @pytest.fixture(scope="module")
 def idp_with_sp(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> IdpWithSp:
     work = tmp_path_factory.mktemp("backend-idp")
-    metadata_dir = work / "sp-metadata"
-    metadata_dir.mkdir()
-    settings = Settings(
-        var_dir=work / "var",
-        pki_dir=test_pki.directory,
-        sp_metadata_dir=metadata_dir,
-        base_url="https://idp.example.test",
+    provider, sps = in_process_idp(
+        work, test_pki.directory, {"https://sp.example.test/metadata": {}}
     )
-    provider = SamlIdentityProvider(settings, b"pairwise-secret-for-tests")
-    idp_metadata = work / "idp-metadata.xml"
-    idp_metadata.write_text(provider.metadata_xml(), encoding="utf-8")
-    sp = make_service_provider(
-        work / "sp", entity_id="https://sp.example.test/metadata", idp_metadata_file=idp_metadata
-    )
-    (metadata_dir / "sp.xml").write_text(sp.metadata_xml, encoding="utf-8")
-    return IdpWithSp(provider, sp, work)
+    return IdpWithSp(provider, *sps.values(), work)
 
 
 @pytest.fixture
