@@ -59,8 +59,10 @@ class Browser:
     response: str = ""
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    # Collects sent again after the node closed a kept-alive connection under them.
-    retries: int = 0
+    last_answer_at: float = 0.0
+    # Collects sent again after the node closed a kept-alive connection under them: how long
+    # the connection had been idle.
+    retried_after_idle: list[float] = field(default_factory=list)
 
 
 async def _follow(browser: Browser, base_url: str, response: httpx.Response) -> httpx.Response:
@@ -81,6 +83,7 @@ async def start_order(browser: Browser, base_url: str) -> None:
         "autostarttoken"
     ][0]
     browser.reference = urllib.parse.parse_qs(urllib.parse.urlsplit(href).query)["ref"][0]
+    browser.last_answer_at = time.monotonic()
 
 
 async def poll(
@@ -99,9 +102,11 @@ async def poll(
                 # The node closed this kept-alive connection as the request went out (idle
                 # past its keep-alive timeout while the load generator was busy). A browser
                 # sends an idempotent GET again on a new connection; so does this one, and
-                # the retry is counted and its time included in the latency.
-                browser.retries += 1
+                # the retry is counted, with how long the connection had been idle, and its
+                # time included in the latency.
+                browser.retried_after_idle.append(time.monotonic() - browser.last_answer_at)
                 answer = await browser.client.get(url)
+            browser.last_answer_at = time.monotonic()
             view = answer.json()
         except (httpx.HTTPError, ValueError) as exc:
             browser.errors.append(f"collect: {type(exc).__name__}: {exc}"[:200])
@@ -173,7 +178,7 @@ class OrderFigures:
     unsigned: int
     app_failures: list[str]
     errors: list[str]
-    retries: int
+    retried_after_idle: list[float]
     samples: list[tuple[str, str, str]]
     server_cpu: float
     seconds: float
@@ -259,7 +264,7 @@ async def run_orders_async(
         unsigned=sum(1 for b in browsers if not b.signed),
         app_failures=app_failures,
         errors=[e for b in browsers for e in b.errors],
-        retries=sum(b.retries for b in browsers),
+        retried_after_idle=[idle for b in browsers for idle in b.retried_after_idle],
         samples=[(b.response, b.request_id, b.hsa_id) for b in complete],
         server_cpu=server_cpu,
         seconds=seconds,
@@ -268,6 +273,12 @@ async def run_orders_async(
 
 def run_orders(deployment: harness.Deployment, **kwargs: float) -> OrderFigures:
     return asyncio.run(run_orders_async(deployment, **kwargs))  # type: ignore[arg-type]
+
+
+def _retries(idle_seconds: list[float]) -> str:
+    if not idle_seconds:
+        return "0"
+    return f"{len(idle_seconds)} (idle {min(idle_seconds):.1f}–{max(idle_seconds):.1f} s)"
 
 
 def report(columns: list[tuple[str, OrderFigures]]) -> None:
@@ -295,7 +306,10 @@ def report(columns: list[tuple[str, OrderFigures]]) -> None:
     )
     row("not signed in time (app refused)", [str(f.unsigned) for _, f in columns])
     row("app or browser errors", [str(len(f.app_failures) + len(f.errors)) for _, f in columns])
-    row("collects sent again (closed keep-alive)", [str(f.retries) for _, f in columns])
+    row(
+        "collects sent again (closed keep-alive)",
+        [_retries(f.retried_after_idle) for _, f in columns],
+    )
     row("server CPU (cores busy)", [f"{f.server_cpu / f.seconds:.2f}" for _, f in columns])
     for name, figures in columns:
         for error in sorted(set(figures.app_failures + figures.errors))[:5]:

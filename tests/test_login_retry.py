@@ -245,6 +245,9 @@ def test_oidc_repeat_gets_a_new_code_for_the_same_request(
         again = callback_of(client.get(continue_url))
     assert first["state"] == again["state"] == state
     assert again["code"] != first["code"]
+    # Only the newest answer's code buys tokens: the lost one has ended.
+    lost = redeem(idp, retry_rp, first["code"], verifier)
+    assert lost.status_code == 400 and lost.json()["error"] == "invalid_grant", lost.text
     token = redeem(idp, retry_rp, again["code"], verifier)
     assert token.status_code == 200, token.text
     assert token.json()["id_token"]

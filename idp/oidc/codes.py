@@ -106,6 +106,35 @@ def save_code(session: Session, code: str, new: NewCode, *, ttl_seconds: int) ->
     )
 
 
+def expire_unredeemed_codes(
+    session: Session, client_id: str, authentication: Authentication
+) -> int:
+    """End the unredeemed codes ``client_id`` got for exactly ``authentication``; how many.
+
+    For a login answered again (its first answer lost): only the newest code of a login can
+    buy tokens, so the lost one is worthless to whoever might find it. A code already redeemed
+    is left as it is: its tokens were bought before the repeat.
+    """
+    now = dt.datetime.now(dt.UTC)
+    own = authentication.to_json()
+    candidates = session.execute(
+        select(OidcAuthorizationCode.code_hash, OidcAuthorizationCode.authentication).where(
+            OidcAuthorizationCode.client_id == client_id,
+            OidcAuthorizationCode.hsa_id == authentication.hsa_id,
+            OidcAuthorizationCode.used_at.is_(None),
+            OidcAuthorizationCode.expires_at > now,
+        )
+    ).all()
+    hashes = [code_hash for code_hash, stored in candidates if stored == own]
+    if hashes:
+        session.execute(
+            update(OidcAuthorizationCode)
+            .where(OidcAuthorizationCode.code_hash.in_(hashes))
+            .values(expires_at=now)
+        )
+    return len(hashes)
+
+
 def redeem_code(session: Session, code: str, client_id: str) -> IssuedCode | CodeRefusal:
     """Use the code up for ``client_id``, or say why not (revoking what a leaked code bought).
 

@@ -38,7 +38,15 @@ from idp.authn import Authentication
 from idp.directory.people import find_entry
 from idp.oidc.claims import PersonForClient, choose_acr
 from idp.oidc.clients import CLIENT_SECRET_BASIC, PRIVATE_KEY_JWT, RegisteredClient
-from idp.oidc.codes import CodeRefusal, IssuedCode, NewCode, nonce_was_used, redeem_code, save_code
+from idp.oidc.codes import (
+    CodeRefusal,
+    IssuedCode,
+    NewCode,
+    expire_unredeemed_codes,
+    nonce_was_used,
+    redeem_code,
+    save_code,
+)
 from idp.oidc.context import TOKEN_PATH, ProviderContext
 from idp.store.models import SeenMessage
 
@@ -121,6 +129,9 @@ class CodeGrant(AuthorizationCodeGrant):
             authentication=authentication,
         )
         with context.database.session() as session:
+            if getattr(request, "repeated_authentication", None) is not None:
+                # The same login answered again: the code of the lost answer buys nothing now.
+                expire_unredeemed_codes(session, client.client_id, authentication)
             save_code(session, code, new, ttl_seconds=context.settings.code_ttl_seconds)
 
     def query_authorization_code(self, code: str, client: RegisteredClient) -> IssuedCode:
