@@ -7,6 +7,7 @@ SP would be, and it verifies every Response the way pysaml2 does for any IdP.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.metadata import create_metadata_string
 
+from idp.authn import Authentication
 from idp.config import Settings
 from idp.saml.server import SamlIdentityProvider
 
@@ -187,3 +189,18 @@ def in_process_idp(
         (metadata_dir / f"sp-{number}.xml").write_text(sp.metadata_xml, encoding="utf-8")
         made[entity_id] = sp
     return provider, made
+
+
+def anna(hsa_id: str = "SE2120001355-E0001", given_name: str = "Anna") -> Authentication:
+    """A synthetic card login of Anna Andersson (or another HSA-ID or given name), 30 s ago."""
+    return Authentication(
+        hsa_id=hsa_id,
+        given_name=given_name,
+        surname="Andersson",
+        title="Handläggare",
+        organisation="Göteborgs Stad",
+        mail="anna.andersson@example.invalid",
+        method="siths-this-device",
+        certificate_fingerprint="00",
+        authn_instant=int(time.time()) - 30,
+    )

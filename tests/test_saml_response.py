@@ -22,7 +22,6 @@ from saml2.response import StatusNoPassive
 from saml2.sigver import SignatureError
 from saml2.xml.schema import validate as validate_with_saml_schemas
 
-from idp.authn import Authentication
 from idp.pki import TestPki
 from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider
@@ -30,7 +29,7 @@ from idp.saml.xmlsec_backend import shared_backend, sign_enveloped
 from tests.conftest import IdpUnderTest
 from tests.flows import login_with_card
 from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import in_process_idp
+from tests.saml_sp import anna, in_process_idp
 from tests.support import browser, reason_code
 
 NS = {
@@ -65,20 +64,6 @@ def provider(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Pro
     return Provider(idp, *sps.values())
 
 
-def person(hsa_id: str = "SE2120001355-E0001", given_name: str = "Anna") -> Authentication:
-    return Authentication(
-        hsa_id=hsa_id,
-        given_name=given_name,
-        surname="Andersson",
-        title="Handläggare",
-        organisation="Göteborgs Stad",
-        mail="anna.andersson@example.invalid",
-        method="siths-this-device",
-        certificate_fingerprint="00",
-        authn_instant=int(time.time()) - 30,
-    )
-
-
 def request_to(sp: ServiceProvider, request_id: str = "_request-1") -> AuthnRequestInfo:
     return AuthnRequestInfo(request_id, sp.entity_id, sp.acs_url, "", False, False)
 
@@ -88,8 +73,8 @@ def instant(text: str) -> int:
 
 
 def test_login_response_names_the_request_the_sp_and_the_person(provider: Provider) -> None:
-    sp, anna = provider.sambi_sp, person()
-    built = provider.idp.build_authn_response(request_to(sp, "_r-content"), anna)
+    sp, login = provider.sambi_sp, anna()
+    built = provider.idp.build_authn_response(request_to(sp, "_r-content"), login)
     root = etree.fromstring(built.xml)
     validate_with_saml_schemas(built.xml.decode("utf-8"))
 
@@ -113,7 +98,7 @@ def test_login_response_names_the_request_the_sp_and_the_person(provider: Provid
     assert instant(data.get("NotOnOrAfter")) == issued + 300
 
     statement = assertion.find("saml:AuthnStatement", NS)
-    assert instant(statement.get("AuthnInstant")) == anna.authn_instant
+    assert instant(statement.get("AuthnInstant")) == login.authn_instant
     context = statement.findtext("saml:AuthnContext/saml:AuthnContextClassRef", namespaces=NS)
     assert context == "http://id.sambi.se/loa/loa3"
 
@@ -143,7 +128,7 @@ def test_login_response_names_the_request_the_sp_and_the_person(provider: Provid
 def test_both_signatures_are_enveloped_and_the_assertion_is_signed_first(
     provider: Provider, test_pki: TestPki
 ) -> None:
-    built = provider.idp.build_authn_response(request_to(provider.sambi_sp), person())
+    built = provider.idp.build_authn_response(request_to(provider.sambi_sp), anna())
     root = etree.fromstring(built.xml)
     assertion = root.find("saml:Assertion", NS)
     for element in (root, assertion):
@@ -161,7 +146,7 @@ def test_both_signatures_are_enveloped_and_the_assertion_is_signed_first(
 
 def test_the_sp_accepts_the_response_and_refuses_it_altered(provider: Provider) -> None:
     sp = provider.sambi_sp
-    built = provider.idp.build_authn_response(request_to(sp, "_r-sp"), person())
+    built = provider.idp.build_authn_response(request_to(sp, "_r-sp"), anna())
     parsed = sp.parse(built.encoded, "_r-sp")
     assert parsed.ava[f"{SAMBI}employeeHsaId"] == ["SE2120001355-E0001"]
     assert parsed.assertion.authn_statement[0].session_index == built.subject.session_index
@@ -173,8 +158,8 @@ def test_the_sp_accepts_the_response_and_refuses_it_altered(provider: Provider) 
 
 
 def test_every_response_has_fresh_ids_and_transient_names(provider: Provider) -> None:
-    sp, anna = provider.sambi_sp, person()
-    first, second = (provider.idp.build_authn_response(request_to(sp), anna) for _ in range(2))
+    sp, login = provider.sambi_sp, anna()
+    first, second = (provider.idp.build_authn_response(request_to(sp), login) for _ in range(2))
     ids = [
         [*etree.fromstring(built.xml).xpath("//@ID"), built.subject.session_index]
         for built in (first, second)
@@ -185,17 +170,16 @@ def test_every_response_has_fresh_ids_and_transient_names(provider: Provider) ->
 
 def test_swedish_eid_sp_gets_a_stable_pairwise_pseudonym(provider: Provider) -> None:
     idp, eid_sp, sambi_sp = provider.idp, provider.eid_sp, provider.sambi_sp
-    anna = person()
-    first = idp.build_authn_response(request_to(eid_sp), anna)
-    again = idp.build_authn_response(request_to(eid_sp), anna)
-    other_person = idp.build_authn_response(request_to(eid_sp), person("SE2120001355-E0002"))
+    login = anna()
+    first = idp.build_authn_response(request_to(eid_sp), login)
+    again = idp.build_authn_response(request_to(eid_sp), login)
+    other_person = idp.build_authn_response(request_to(eid_sp), anna("SE2120001355-E0002"))
     assert first.subject.name_id_format.endswith(":persistent")
     assert first.subject.name_id == again.subject.name_id
     assert first.subject.name_id != other_person.subject.name_id
     assert "SE2120001355" not in first.subject.name_id
-    assert not idp.build_authn_response(request_to(sambi_sp), anna).subject.name_id_format.endswith(
-        ":persistent"
-    )
+    for_sambi = idp.build_authn_response(request_to(sambi_sp), login)
+    assert not for_sambi.subject.name_id_format.endswith(":persistent")
     parsed = eid_sp.parse(first.encoded, "_request-1")
     assert parsed.ava["urn:oid:1.2.752.29.6.2.1"] == ["SE2120001355-E0001"]
     released = etree.fromstring(first.xml).xpath("//saml:Attribute/@Name", namespaces=NS)
@@ -221,12 +205,12 @@ def test_status_response_carries_the_nested_status_and_no_assertion(provider: Pr
 @pytest.mark.parametrize("bad", ["Anna\x01", "Anna\x00", "Anna\ufffe"])
 def test_a_value_xml_cannot_carry_is_refused(provider: Provider, bad: str) -> None:
     with pytest.raises(ResponseContentError):
-        provider.idp.build_authn_response(request_to(provider.sambi_sp), person(given_name=bad))
+        provider.idp.build_authn_response(request_to(provider.sambi_sp), anna(given_name=bad))
 
 
 def test_signing_refuses_an_id_that_names_another_element(provider: Provider) -> None:
     """The signature may only ever point at the element being signed (signature wrapping)."""
-    built = provider.idp.build_authn_response(request_to(provider.sambi_sp), person())
+    built = provider.idp.build_authn_response(request_to(provider.sambi_sp), anna())
     root = etree.fromstring(built.xml)
     assertion = root.find("saml:Assertion", NS)
     decoy = copy.deepcopy(assertion)

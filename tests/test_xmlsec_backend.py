@@ -36,7 +36,6 @@ from saml2.sigver import (
     read_cert_from_file,
 )
 
-from idp.authn import Authentication
 from idp.pki import TestPki
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider, SamlRequestRejected
 from idp.saml.xmlsec_backend import (
@@ -51,7 +50,7 @@ from idp.saml.xmlsec_backend import (
 
 # Aliased so that pytest does not try to collect the dataclass as a test class.
 from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import in_process_idp, make_self_signed
+from tests.saml_sp import anna, in_process_idp, make_self_signed
 
 XMLSEC1 = "/usr/bin/xmlsec1"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
@@ -555,20 +554,6 @@ def no_xmlsec1_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def authentication() -> Authentication:
-    return Authentication(
-        hsa_id="SE2120001355-E0001",
-        given_name="Anna",
-        surname="Andersson",
-        title="Handläggare",
-        organisation="Göteborgs Stad",
-        mail="anna.andersson@example.invalid",
-        method="siths-this-device",
-        certificate_fingerprint="00",
-        authn_instant=int(time.time()),
-    )
-
-
 def request_info(sp: ServiceProvider, request_id: str = "_request-1") -> AuthnRequestInfo:
     return AuthnRequestInfo(request_id, sp.entity_id, sp.acs_url, "", False, False)
 
@@ -603,9 +588,7 @@ def test_idp_metadata_store_verifies_in_process(
 def test_idp_response_is_built_without_xmlsec1_and_verifies_with_it(
     idp_with_sp: IdpWithSp, test_pki: TestPki, no_xmlsec1_process: None
 ) -> None:
-    xml = idp_with_sp.provider.build_authn_response(
-        request_info(idp_with_sp.sp), authentication()
-    ).xml
+    xml = idp_with_sp.provider.build_authn_response(request_info(idp_with_sp.sp), anna()).xml
     root = etree.fromstring(xml)
     assertion = root.find("saml:Assertion", NS)
     assert root.find("ds:Signature", NS) is not None
@@ -621,7 +604,7 @@ def test_idp_response_is_built_without_xmlsec1_and_verifies_with_it(
 def test_idp_response_is_accepted_by_an_independent_sp(idp_with_sp: IdpWithSp) -> None:
     """pysaml2 as an SP, checking with the xmlsec1 program against the IdP's metadata."""
     sp = idp_with_sp.sp
-    built = idp_with_sp.provider.build_authn_response(request_info(sp, "_r2"), authentication())
+    built = idp_with_sp.provider.build_authn_response(request_info(sp, "_r2"), anna())
     parsed = sp.parse(built.encoded, "_r2")
     assert parsed.ava["http://sambi.se/attributes/1/employeeHsaId"] == ["SE2120001355-E0001"]
 
@@ -682,7 +665,7 @@ def parse_with_backend(sp: ServiceProvider, xml: bytes, request_id: str):
 def test_sp_side_pysaml2_checks_still_run_with_the_backend(idp_with_sp: IdpWithSp) -> None:
     """pysaml2's SecurityContext wrapping defences run around the backend, in an SP as well."""
     sp, provider = idp_with_sp.sp, idp_with_sp.provider
-    xml = provider.build_authn_response(request_info(sp, "_r3"), authentication()).xml
+    xml = provider.build_authn_response(request_info(sp, "_r3"), anna()).xml
     parsed = parse_with_backend(sp, xml, "_r3")
     assert parsed.ava["http://sambi.se/attributes/1/employeeHsaId"] == ["SE2120001355-E0001"]
 

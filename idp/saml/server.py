@@ -1,11 +1,14 @@
 """The SAML IdP: pysaml2's ``Server`` with the checks this service adds on top.
 
-pysaml2 parses, verifies enveloped signatures and signs. This module adds what pysaml2 leaves
+pysaml2 reads SP metadata, parses requests and verifies their enveloped signatures (through
+the in-process backend, :mod:`idp.saml.xmlsec_backend`). This module adds what pysaml2 leaves
 to its caller or gets too loose for an IdP: per-SP signed-request policy read from the SP's
 metadata, redirect-binding signatures verified over the exact query octets received, ACS URLs
-only from metadata, tight IssueInstant checks, and attribute release per profile.
+only from metadata, tight IssueInstant checks, and attribute release per profile. Responses
+are built and signed by :mod:`idp.saml.response`, with the signing key of the same
+configuration snapshot as the metadata.
 
-Every method here blocks (pysaml2 starts ``xmlsec1``): call it from a worker thread.
+Every method here blocks (file checks, XML signatures): call it from a worker thread.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 pysaml2's default backend starts the ``xmlsec1`` program twice for every signature or check
 (``xmlsec1 --version`` and the operation itself), about 60 ms each time. This backend makes the
 same libxmlsec1 calls in-process, on documents parsed by lxml, and keeps the parsed keys.
+:func:`sign_enveloped` signs an element of a tree already in hand with the same checks; the
+IdP's Responses are signed that way (:mod:`idp.saml.response`).
 
 What pysaml2 checks around the backend still runs: :class:`saml2.sigver.SecurityContext` takes
 keys from metadata, checks the SAML XML signature profile (one enveloped signature whose single
