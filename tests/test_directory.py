@@ -57,6 +57,14 @@ def test_import_links_service_ids_of_one_person(database: Database) -> None:
         (GOOD.replace("ä".encode(), b"\xe4"), "not UTF-8"),
         (GOOD + b"SE2120001355-E0009,,Nameless,,,,\n", "line 4: SE2120001355-E0009: given name"),
         (GOOD + b"SE2120001355-E0010,A,B,,,,,extra\n", "line 4: more fields than columns"),
+        (
+            GOOD + b"SE2120001355-E0011,An\x0bna,B,,,,\n",
+            "line 4: SE2120001355-E0011: given_name contains a control character",
+        ),
+        (
+            GOOD + b"SE2120001355-E0012,Anna,B,Handl\x00aggare,,,\n",
+            "line 4: SE2120001355-E0012: title contains a control character",
+        ),
     ],
 )
 def test_bad_csv_changes_nothing_and_names_the_line(

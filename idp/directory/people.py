@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -66,6 +67,10 @@ def entry_and_service_ids(
     return entry, chosen
 
 
+def _not_for_xml(character: str) -> bool:
+    return unicodedata.category(character) in ("Cc", "Cs") or character in "\ufffe\uffff"
+
+
 def _validated(new: NewEntry) -> NewEntry:
     try:
         parse_hsa_id(new.hsa_id)
@@ -73,6 +78,15 @@ def _validated(new: NewEntry) -> NewEntry:
         raise DirectoryError(str(exc)) from exc
     if not new.given_name.strip() or not new.surname.strip():
         raise DirectoryError(f"{new.hsa_id}: given name and surname are required")
+    for column in fields(new):
+        value = getattr(new, column.name)
+        # Names travel into SAML assertions and ID tokens. A control character (a stray tab
+        # or line break from a spreadsheet, a NUL) is never part of a name, and most cannot
+        # be carried by XML at all: such an entry could never log in.
+        if any(_not_for_xml(character) for character in value):
+            raise DirectoryError(
+                f"{new.hsa_id}: {column.name} contains a control character; remove it"
+            )
     return new
 
 
