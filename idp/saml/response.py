@@ -134,7 +134,9 @@ def _instant(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _element(parent: etree._Element, namespace: str, name: str, text: str | None = None):
+def _element(
+    parent: etree._Element, namespace: str, name: str, text: str | None = None
+) -> etree._Element:
     child = etree.SubElement(parent, f"{{{namespace}}}{name}")
     if text is not None:
         child.text = text
@@ -145,15 +147,18 @@ def _issuer(parent: etree._Element, issuer: str) -> None:
     _element(parent, SAML_NS, "Issuer", issuer).set("Format", NAMEID_FORMAT_ENTITY)
 
 
-def _signature_template(parent: etree._Element, index: int, node_id: str, cert: str) -> None:
-    """An enveloped ds:Signature for ``#node_id`` at ``index`` in ``parent``, to be filled in."""
+def _signature_template(parent: etree._Element, cert: str) -> None:
+    """An enveloped ds:Signature over ``parent`` (by its ID), to be filled in by signing.
+
+    Placed right after the Issuer, where the schemas of both Response and Assertion want it.
+    """
     signature = etree.Element(f"{{{DSIG_NS}}}Signature")
-    parent.insert(index, signature)
+    parent.insert(1, signature)
     signed_info = _element(signature, DSIG_NS, "SignedInfo")
     _element(signed_info, DSIG_NS, "CanonicalizationMethod").set("Algorithm", EXC_C14N)
     _element(signed_info, DSIG_NS, "SignatureMethod").set("Algorithm", RSA_SHA256)
     reference = _element(signed_info, DSIG_NS, "Reference")
-    reference.set("URI", f"#{node_id}")
+    reference.set("URI", f"#{parent.get('ID')}")
     transforms = _element(reference, DSIG_NS, "Transforms")
     _element(transforms, DSIG_NS, "Transform").set("Algorithm", ENVELOPED)
     _element(transforms, DSIG_NS, "Transform").set("Algorithm", EXC_C14N)
@@ -181,8 +186,7 @@ def _sign_and_serialise(
     # The Assertion first: the Response's digest covers the Assertion's finished signature.
     for element in (assertion, response):
         if element is not None:
-            # After Issuer, as the schemas of both Response and Assertion place it.
-            _signature_template(element, 1, element.get("ID"), signer.certificate_base64)
+            _signature_template(element, signer.certificate_base64)
             sign_enveloped(element, signer.key)
     return etree.tostring(response, xml_declaration=True, encoding="UTF-8")
 
