@@ -186,7 +186,10 @@ def main() -> int:
         released = attributes.released_names(
             sp.profile, sp.requested_attributes, sp.entity_categories
         )
-        identity = attributes.attribute_values(sp.profile, released, person)
+        identity = {
+            attribute.name: list(attribute.values)
+            for attribute in attributes.released_attributes(sp.profile, released, person)
+        }
 
         def build_with_pysaml2() -> str:
             """The same Response through pysaml2's object layer, signed by server.sec.crypto."""

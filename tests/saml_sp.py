@@ -11,7 +11,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -24,6 +26,7 @@ from saml2.metadata import create_metadata_string
 from idp.authn import Authentication
 from idp.config import Settings
 from idp.saml.server import SamlIdentityProvider
+from tests.support import tls_context
 
 URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 SAMBI_ATTRIBUTES = (
@@ -181,14 +184,43 @@ def in_process_idp(
     provider = SamlIdentityProvider(settings, b"pairwise secret of an in-process test IdP")
     idp_metadata = work / "idp-metadata.xml"
     idp_metadata.write_text(provider.metadata_xml(), encoding="utf-8")
-    made = {}
-    for number, (entity_id, options) in enumerate(service_providers.items()):
-        sp = make_service_provider(
-            work / f"sp-{number}", entity_id=entity_id, idp_metadata_file=idp_metadata, **options
+    made = {
+        entity_id: registered_service_provider(
+            work / f"sp-{number}", entity_id, idp_metadata, metadata_dir, **options
         )
-        (metadata_dir / f"sp-{number}.xml").write_text(sp.metadata_xml, encoding="utf-8")
-        made[entity_id] = sp
+        for number, (entity_id, options) in enumerate(service_providers.items())
+    }
     return provider, made
+
+
+def registered_service_provider(
+    directory: Path,
+    entity_id: str,
+    idp_metadata_file: Path,
+    sp_metadata_dir: Path,
+    **options: Any,
+) -> TestServiceProvider:
+    """:func:`make_service_provider` in ``directory``, with its metadata put into the IdP's
+    SP metadata directory (as ``<directory name>.xml``)."""
+    sp = make_service_provider(
+        directory, entity_id=entity_id, idp_metadata_file=idp_metadata_file, **options
+    )
+    (sp_metadata_dir / f"{directory.name}.xml").write_text(sp.metadata_xml, encoding="utf-8")
+    return sp
+
+
+def sp_of_running_idp(
+    work: Path, base_url: str, ca_file: Path, sp_metadata_dir: Path
+) -> TestServiceProvider:
+    """An SP (https://sp.example.test/metadata) trusting the metadata a running IdP serves at
+    ``base_url``, and registered in that IdP's SP metadata directory."""
+    answer = httpx.get(f"{base_url}/saml/metadata", verify=tls_context(ca_file), timeout=30)
+    assert answer.status_code == 200, answer.text
+    idp_metadata_file = work / "idp-metadata.xml"
+    idp_metadata_file.write_text(answer.text, encoding="utf-8")
+    return registered_service_provider(
+        work / "sp", "https://sp.example.test/metadata", idp_metadata_file, sp_metadata_dir
+    )
 
 
 def anna(hsa_id: str = "SE2120001355-E0001", given_name: str = "Anna") -> Authentication:

@@ -216,18 +216,7 @@ def cluster(
             },
             wait_for_port=https_port,
         )
-        metadata = httpx.get(
-            f"{base_url}/saml/metadata", verify=tls_context(test_pki.tls_ca_cert), timeout=30
-        )
-        assert metadata.status_code == 200, metadata.text
-        idp_metadata_file = work / "idp-metadata.xml"
-        idp_metadata_file.write_text(metadata.text, encoding="utf-8")
-        sp = saml_sp.make_service_provider(
-            work / "sp",
-            entity_id="https://sp.example.test/metadata",
-            idp_metadata_file=idp_metadata_file,
-        )
-        (sp_metadata_dir / "sp.xml").write_text(sp.metadata_xml, encoding="utf-8")
+        sp = saml_sp.sp_of_running_idp(work, base_url, test_pki.tls_ca_cert, sp_metadata_dir)
         yield Cluster(postgres, nginx, nodes, base_url, cert_login_url, test_pki, common, sp)
     finally:
         if nginx is not None:

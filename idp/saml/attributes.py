@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 
 from idp.authn import Authentication
+from idp.saml.response import Attribute
 
 NAME_FORMAT_URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 HSAID_01_ENTITY_CATEGORY = "http://id.swedenconnect.se/ap/1.0/hsaid-01"
@@ -103,17 +104,19 @@ def released_names(
     return [attribute.name for attribute in profile.attributes if attribute.name in wanted]
 
 
-def attribute_values(
+def released_attributes(
     profile: AttributeProfile, names: Iterable[str], authentication: Authentication
-) -> dict[str, list[str]]:
-    """Values for the released names; attributes without a value are left out, not sent empty."""
+) -> list[Attribute]:
+    """The released names with their values, as a Response carries them; attributes without a
+    value are left out, not sent empty."""
     table = profile.by_name()
-    values: dict[str, list[str]] = {}
+    released = []
     for name in names:
-        value = table[name].value(authentication)
+        attribute = table[name]
+        value = attribute.value(authentication)
         if value:
-            values[name] = [value]
-    return values
+            released.append(Attribute(name, attribute.friendly_name, (value,)))
+    return released
 
 
 def friendly_names() -> dict[str, str]:

@@ -53,21 +53,17 @@ from idp.saml.redirect_signature import (
 )
 from idp.saml.response import (
     Addressing,
-    Attribute,
     BuiltResponse,
     NameId,
     ResponseSigner,
     build_login_response,
     build_status_response,
 )
+from idp.saml.xmlsec_backend import RSA_SHA256 as SIG_RSA_SHA256
+from idp.saml.xmlsec_backend import SHA256 as DIGEST_SHA256
 from idp.saml.xmlsec_backend import shared_backend
 
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
-SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-SIG_RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
-SIG_ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
-DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-# Algorithms accepted on redirect-binding signatures. SHA-1 is not among them.
 # How far an AuthnRequest's IssueInstant may be from our clock.
 ISSUE_INSTANT_PAST = dt.timedelta(minutes=5)
 ISSUE_INSTANT_FUTURE = dt.timedelta(seconds=60)
@@ -521,20 +517,13 @@ class SamlIdentityProvider:
         if sp is None:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {request.sp_entity_id}")
         names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
-        friendly = sp.profile.by_name()
-        released = [
-            Attribute(name, friendly[name].friendly_name, tuple(values))
-            for name, values in attributes.attribute_values(
-                sp.profile, names, authentication
-            ).items()
-        ]
         return build_login_response(
             Addressing(self._settings.entity_id, request.acs_url, request.request_id),
             audience=sp.entity_id,
             name_id=self._name_id(sp, authentication),
             authn_instant=authentication.authn_instant,
             authn_context_class=sp.profile.loa,
-            attributes=released,
+            attributes=attributes.released_attributes(sp.profile, names, authentication),
             lifetime=ASSERTION_LIFETIME,
             signer=snapshot.signer,
         )
