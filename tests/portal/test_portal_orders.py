@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,23 +16,18 @@ from portal.config import Settings, today
 from portal.db import Database
 from portal.models import (
     CONFIRMED,
-    EKU_ADMIN,
     FORWARDED,
-    IT_CONTACT,
     REGISTERED,
     REQUESTED,
     AllocatedHsaId,
     Order,
     OutboxMail,
-    RoleGrant,
 )
 from portal.order_csv import read_orders
 from portal.orders import OrderInput
 from portal.refusals import Refused
+from tests.portal.conftest import EKU, IT, PROVIDER
 
-PROVIDER = "5567000010"
-IT = "SE5567000010-P0001"
-EKU = "SE2120001355-E0005"
 IN_A_YEAR = (today() + dt.timedelta(days=365)).isoformat()
 
 
@@ -54,30 +47,6 @@ def good(n: int = 1, **changes: str) -> OrderInput:
         **changes,
     }
     return OrderInput(**fields)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        var_dir=tmp_path, base_url="https://portal.example.test", session_secret="x" * 40
-    )
-
-
-@pytest.fixture
-def database(settings: Settings) -> Iterator[Database]:
-    database = Database(settings.database_url)
-    with database.session() as session:
-        session.add(
-            RoleGrant(
-                hsa_id=IT,
-                role=IT_CONTACT,
-                provider_org=PROVIDER,
-                mail="it@omsorgvast.example.invalid",
-            )
-        )
-        session.add(RoleGrant(hsa_id=EKU, role=EKU_ADMIN, provider_org=""))
-    yield database
-    database.dispose()
 
 
 def test_one_order_is_placed_and_audited(database: Database) -> None:
@@ -178,7 +147,7 @@ def test_csv_shape_errors() -> None:
     assert read_orders(b"card,number\r\n1,2\r\n")[1][0].reason == "csv_header"
     header = b"card_issuer,card_number,valid_to,given_name,surname,mail\r\n"
     assert read_orders(header)[1][0].reason == "csv_empty"
-    rows, errors = read_orders(header + b"a,b,c,d,e,f,g,h\r\n")
+    _rows, errors = read_orders(header + b"a,b,c,d,e,f,g,h\r\n")
     assert [(e.line, e.reason) for e in errors] == [(2, "csv_fields")]
 
 
