@@ -148,6 +148,27 @@ MESSAGES: dict[str, Words] = {
         "The form has expired. Reload the page and try again.",
         403,
     ),
+    "login_required": Words(
+        "Logga in med SITHS-kort för att använda portalen.",
+        "Log in with a SITHS card to use the portal.",
+        401,
+    ),
+    "login_not_configured": Words(
+        "Inloggningen är inte inställd i portalen (OIDC-klienthemlighet saknas).",
+        "Login is not set up in the portal (no OIDC client secret).",
+        503,
+    ),
+    "idp_unavailable": Words(
+        "Åtkomsttjänsten går inte att nå just nu. Försök igen om en stund.",
+        "The access service cannot be reached right now. Try again in a while.",
+        502,
+    ),
+    "login_failed": Words(
+        "Inloggningen kunde inte slutföras. Börja om från startsidan.",
+        "The login could not be completed. Start again from the start page.",
+        403,
+    ),
+    "not_found": Words("Sidan finns inte.", "Page not found.", 404),
     "upload_too_large": Words(
         "Filen är för stor. Dela upp den.", "The file is too large. Split it.", 413
     ),

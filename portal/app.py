@@ -1,0 +1,121 @@
+"""``create_app(settings)``: the portal's pages, its step-6 API and its outbox sender.
+
+Routes: ``/`` start, ``/login`` ``/oidc/callback`` ``/logout`` (:mod:`portal.oidc_login`),
+``/bestallningar`` and ``/eku`` (steps 1-5, :mod:`portal.pages`), ``/hamta/<link>`` (step 6,
+:mod:`portal.enrolment_pages`), ``/beredskap`` (the readiness board). While the app runs, a
+background task hands the outbox's mails to the SMTP server every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from portal import mail, oidc_login, pages
+from portal.config import Settings
+from portal.db import Database
+from portal.import_jobs import ImportJobs
+from portal.refusals import Refused
+from portal.web import fallback_page, refusal_page
+
+logger = logging.getLogger("portal")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SESSION_COOKIE = "portal_session"
+SESSION_MAX_AGE_SECONDS = 8 * 3600
+OUTBOX_INTERVAL_SECONDS = 2.0
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+async def _send_outbox_forever(settings: Settings, database: Database) -> None:
+    while True:
+        try:
+            await run_in_threadpool(mail.send_due, settings, database.session)
+        except Exception:
+            logger.exception("the outbox sender failed; trying again")
+        await asyncio.sleep(OUTBOX_INTERVAL_SECONDS)
+
+
+def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> FastAPI:
+    """The ASGI app. ``send_mail`` False leaves the outbox to ``portal outbox send``."""
+    settings = settings or Settings()
+    database = Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sender = (
+            asyncio.create_task(_send_outbox_forever(settings, database)) if send_mail else None
+        )
+        yield
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+        database.dispose()
+
+    app = FastAPI(
+        title=settings.display_name,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.oauth = oidc_login.build_oauth(settings)
+    app.state.import_jobs = ImportJobs()
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret_value(),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE_SECONDS,
+        # The OIDC callback is a top-level GET: Lax carries the cookie there; no POST comes
+        # from another site.
+        same_site="lax",
+        https_only=settings.uses_https,
+    )
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 404:
+            return refusal_page(request, Refused("not_found"))
+        return Response(status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, _error: Exception) -> Response:
+        logger.exception("unexpected error on %s", request.url.path)
+        return fallback_page(request)
+
+    app.include_router(oidc_login.router)
+    app.include_router(pages.router)
+    return app

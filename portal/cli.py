@@ -1,0 +1,89 @@
+"""``portal …``: serve the portal, grant roles, send the outbox."""
+
+from __future__ import annotations
+
+import getpass
+
+import click
+import uvicorn
+
+from portal import mail, roles
+from portal.app import create_app
+from portal.config import Settings
+from portal.db import Database
+
+
+def cli_actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+@click.group()
+def main() -> None:
+    """Göteborgs Stads tjänsteportal (model): certificate and HSA-ID orders for SITHS cards."""
+
+
+@main.command("serve")
+@click.option("--log-level", default="info", show_default=True)
+def serve_command(log_level: str) -> None:
+    """Serve the portal on PORTAL_HOST:PORTAL_PORT (HTTPS when PORTAL_BASE_URL is)."""
+    settings = Settings()
+    tls: dict[str, str] = {}
+    if settings.uses_https:
+        for path in (settings.tls_cert, settings.tls_key):
+            if not path.exists():
+                raise click.ClickException(f"{path} is missing (run `make demo` once)")
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    click.echo(f"{settings.display_name}: {settings.base_url}/")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+        **tls,  # type: ignore[arg-type]
+    )
+
+
+@main.group("roles")
+def roles_group() -> None:
+    """Who may do what in the portal (by HSA-ID)."""
+
+
+@roles_group.command("grant")
+@click.argument("hsa_id")
+@click.option("--role", type=click.Choice(["it_contact", "eku_admin"]), required=True)
+@click.option("--name", default="")
+@click.option("--mail", default="", help="Where the portal mails this person (IT contacts).")
+def grant_command(hsa_id: str, role: str, name: str, mail: str) -> None:
+    """Grant a role; an IT contact acts for their HSA-ID's organisation."""
+    database = Database(Settings().database_url)
+    try:
+        with database.session() as session:
+            grant = roles.grant(session, hsa_id, role, cli_actor(), name=name, mail=mail)
+            click.echo(f"granted {grant.role} to {grant.hsa_id} {grant.provider_org}".rstrip())
+    except roles.RoleError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@roles_group.command("list")
+def list_command() -> None:
+    with Database(Settings().database_url).session() as session:
+        for grant in roles.list_grants(session):
+            click.echo(f"{grant.hsa_id}\t{grant.role}\t{grant.provider_org}\t{grant.mail}")
+
+
+@main.group("outbox")
+def outbox_group() -> None:
+    """The mails the portal has to send."""
+
+
+@outbox_group.command("send")
+def send_command() -> None:
+    """Try every waiting mail now (also the ones waiting to be retried)."""
+    settings = Settings()
+    database = Database(settings.database_url)
+    with database.session() as session:
+        mail.retry_now(session)
+    sent, waiting = mail.send_due(settings, database.session)
+    click.echo(f"sent {sent}, still waiting {waiting}")

@@ -1,0 +1,210 @@
+"""The pages of steps 1-5: the IT-kontaktperson's orders (one by one, or a CSV for a whole
+staff) and the EKU administrator's list with its three actions.
+
+Handlers parse, call one function of :mod:`portal.orders`, and render; a
+:class:`~portal.refusals.Refused` becomes the page's error (with the form kept) or the error
+page. Who may do what is checked here, on every request, from the portal's role grants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from portal import orders
+from portal.models import STATES, Order
+from portal.orders import CARD_ISSUERS, OrderInput
+from portal.refusals import Refused
+from portal.web import (
+    Login,
+    check_csrf,
+    current_login,
+    database_of,
+    refusal_page,
+    render,
+    settings_of,
+)
+
+router = APIRouter()
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+ORDER_FIELDS = ("card_issuer", "card_number", "valid_to", "given_name", "surname", "mail")
+
+
+def _it_contact(request: Request) -> Login:
+    login = current_login(request)
+    if login is None:
+        raise Refused("login_required")
+    if not login.providers:
+        raise Refused("not_allowed", "IT-kontaktperson")
+    return login
+
+
+def _eku_admin(request: Request) -> Login:
+    login = current_login(request)
+    if login is None:
+        raise Refused("login_required")
+    if not login.eku_admin:
+        raise Refused("not_allowed", "Administratör EKU")
+    return login
+
+
+def _provider(login: Login, form_value: object) -> str:
+    provider = str(form_value or (login.providers[0] if len(login.providers) == 1 else ""))
+    if provider not in login.providers:
+        raise Refused("not_allowed", f"provider {provider[:12]}")
+    return provider
+
+
+@router.get("/")
+async def start(request: Request) -> Response:
+    return render(request, "start.html", {"oidc": request.app.state.oauth is not None})
+
+
+def _orders_page(request: Request, login: Login, **extra: Any) -> Response:
+    with database_of(request).session() as session:
+        listed = session.scalars(
+            select(Order)
+            .where(Order.provider_org.in_(login.providers))
+            .order_by(Order.id.desc())
+            .limit(500)
+        ).all()
+    context = {
+        "orders": listed,
+        "issuers": CARD_ISSUERS,
+        "form": {},
+        "refused": None,
+        "placed": None,
+        **extra,
+    }
+    return render(request, "orders.html", context, 200 if context["refused"] is None else 400)
+
+
+@router.get("/bestallningar")
+async def orders_page(request: Request) -> Response:
+    try:
+        login = _it_contact(request)
+    except Refused as refused:
+        return refusal_page(request, refused)
+    return await run_in_threadpool(_orders_page, request, login)
+
+
+@router.post("/bestallningar")
+async def place_order(request: Request) -> Response:
+    form = await request.form()
+    try:
+        login = _it_contact(request)
+        check_csrf(request, form.get("csrf"))
+        provider = _provider(login, form.get("provider"))
+    except Refused as refused:
+        return refusal_page(request, refused)
+    given = OrderInput(
+        **{name: str(form.get(name, "")) for name in ORDER_FIELDS},
+        windows_account=str(form.get("windows_account", "")),
+    )
+
+    def place() -> Order:
+        with database_of(request).session() as session:
+            return orders.place_order(session, given, provider, login.hsa_id)
+
+    try:
+        placed = await run_in_threadpool(place)
+    except Refused as refused:
+        return await run_in_threadpool(
+            _orders_page, request, login, form=given.__dict__, refused=refused
+        )
+    return await run_in_threadpool(_orders_page, request, login, placed=placed)
+
+
+@router.post("/bestallningar/import")
+async def import_orders(request: Request) -> Response:
+    form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
+    try:
+        login = _it_contact(request)
+        check_csrf(request, form.get("csrf"))
+        provider = _provider(login, form.get("provider"))
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise Refused("csv_empty")
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise Refused("upload_too_large")
+    except Refused as refused:
+        return refusal_page(request, refused)
+    job = request.app.state.import_jobs.start(
+        database_of(request), data, provider, login.hsa_id, login.hsa_id
+    )
+    return RedirectResponse(f"/bestallningar/import/{job.id}", status_code=303)
+
+
+@router.get("/bestallningar/import/{job_id}")
+async def import_progress(request: Request, job_id: str) -> Response:
+    try:
+        login = _it_contact(request)
+    except Refused as refused:
+        return refusal_page(request, refused)
+    job = request.app.state.import_jobs.get(job_id, login.hsa_id)
+    if job is None:
+        return refusal_page(request, Refused("not_found"))
+    return render(request, "import.html", {"job": job})
+
+
+def _eku_page(request: Request, **extra: Any) -> Response:
+    state = request.query_params.get("state", "")
+    with database_of(request).session() as session:
+        statement = select(Order).order_by(Order.id.desc()).limit(500)
+        if state in STATES:
+            statement = statement.where(Order.state == state)
+        listed = session.scalars(statement).all()
+    context = {"orders": listed, "refused": None, "done": None, "state": state, **extra}
+    status = 200 if context["refused"] is None else context["refused"].words.status_code
+    return render(request, "eku.html", context, status)
+
+
+@router.get("/eku")
+async def eku_page(request: Request) -> Response:
+    try:
+        _eku_admin(request)
+    except Refused as refused:
+        return refusal_page(request, refused)
+    return await run_in_threadpool(_eku_page, request)
+
+
+ACTIONS = {
+    "registrera": orders.register_case,
+    "bekrafta": orders.confirm_order,
+}
+
+
+@router.post("/eku/{order_id}/{action}")
+async def eku_action(request: Request, order_id: int, action: str) -> Response:
+    form = await request.form()
+    try:
+        login = _eku_admin(request)
+        check_csrf(request, form.get("csrf"))
+        if action not in (*ACTIONS, "vidarebefordra"):
+            raise Refused("not_found")
+        try:
+            version = int(str(form.get("version", "")))
+        except ValueError as exc:
+            raise Refused("wrong_state", "no version") from exc
+    except Refused as refused:
+        return refusal_page(request, refused)
+    settings = settings_of(request)
+
+    def act() -> Order:
+        with database_of(request).session() as session:
+            if action == "vidarebefordra":
+                return orders.forward_order(session, settings, order_id, version, login.actor)
+            return ACTIONS[action](session, order_id, version, login.actor)
+
+    try:
+        done = await run_in_threadpool(act)
+    except Refused as refused:
+        return await run_in_threadpool(_eku_page, request, refused=refused)
+    return await run_in_threadpool(_eku_page, request, done=done)
