@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,11 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from portal import mail, oidc_login, pages
+from idp.pki import TestPki, load_test_pki
+from idp.siths.revocation import RevocationChecker, RevocationPolicy
+from idp.siths.trust import load_siths_trust
+from idp.siths.validation import SithsValidator
+from portal import enrolment_pages, idp_directory, mail, oidc_login, pages
 from portal.config import Settings
 from portal.db import Database
 from portal.import_jobs import ImportJobs
@@ -48,12 +53,45 @@ SECURITY_HEADERS = {
 
 
 async def _send_outbox_forever(settings: Settings, database: Database) -> None:
+    """Mails and the IdP directory's catch-up, every few seconds while the app runs."""
     while True:
         try:
             await run_in_threadpool(mail.send_due, settings, database.session)
+            await run_in_threadpool(idp_directory.sync_pending, settings, database.session)
         except Exception:
             logger.exception("the outbox sender failed; trying again")
         await asyncio.sleep(OUTBOX_INTERVAL_SECONDS)
+
+
+class CardChecks:
+    """What step 6 needs, made on first use (the demo's PKI may appear after start-up): the
+    test PKI (the CA the portal models) and one SITHS validator per provider organisation,
+    each the IdP's own :class:`SithsValidator` with the same trust files and a revocation
+    check that fails closed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._pki: TestPki | None = None
+        self._validators: dict[str, SithsValidator] = {}
+        self._revocation = RevocationChecker(RevocationPolicy())
+
+    def pki(self) -> TestPki:
+        with self._lock:
+            if self._pki is None:
+                self._pki = load_test_pki(self._settings.pki_dir)
+            return self._pki
+
+    def validator_for(self, organisation: str) -> SithsValidator:
+        with self._lock:
+            if organisation not in self._validators:
+                trust = load_siths_trust(
+                    self._settings.trust_anchors_file, self._settings.intermediates_file
+                )
+                self._validators[organisation] = SithsValidator(
+                    trust, [organisation], self._revocation
+                )
+            return self._validators[organisation]
 
 
 def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> FastAPI:
@@ -84,6 +122,9 @@ def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> F
     app.state.database = database
     app.state.oauth = oidc_login.build_oauth(settings)
     app.state.import_jobs = ImportJobs()
+    checks = CardChecks(settings)
+    app.state.pki = checks.pki
+    app.state.validator_for = checks.validator_for
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret_value(),
@@ -118,4 +159,5 @@ def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> F
 
     app.include_router(oidc_login.router)
     app.include_router(pages.router)
+    app.include_router(enrolment_pages.router)
     return app

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import getpass
+from pathlib import Path
 
 import click
 import uvicorn
 
-from portal import mail, roles
+from idp.pki.softhsm import TokenError
+from portal import card_client, mail, roles
 from portal.app import create_app
 from portal.config import Settings
 from portal.db import Database
@@ -87,3 +89,33 @@ def send_command() -> None:
         mail.retry_now(session)
     sent, waiting = mail.send_due(settings, database.session)
     click.echo(f"sent {sent}, still waiting {waiting}")
+
+
+@main.group("card")
+def card_group() -> None:
+    """The recipient's card software (a stand-in): step 6 onto a SoftHSM2 card."""
+
+
+@card_group.command("enrol")
+@click.argument("link")
+@click.option("--token", "token_label", required=True, help="The card's token (its number).")
+@click.option("--pin", required=True)
+@click.option("--softhsm-conf", type=click.Path(path_type=Path), default=None)
+@click.option("--ca-file", type=click.Path(exists=True, path_type=Path), default=None)
+def enrol_command(
+    link: str, token_label: str, pin: str, softhsm_conf: Path | None, ca_file: Path | None
+) -> None:
+    """Prove possession of the card and fetch the Göteborg certificate onto it."""
+    try:
+        enrolled = card_client.enrol(
+            link.rstrip("/"),
+            token_label=token_label,
+            pin=pin,
+            config=softhsm_conf,
+            ca_file=ca_file or Settings().tls_ca_file,
+        )
+    except card_client.EnrolmentRefused as refused:
+        raise click.ClickException(str(refused)) from refused
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"the card now carries {enrolled.hsa_id}")

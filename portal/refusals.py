@@ -168,6 +168,9 @@ MESSAGES: dict[str, Words] = {
         "The login could not be completed. Start again from the start page.",
         403,
     ),
+    "bad_request": Words(
+        "Kortprogrammets begäran kunde inte läsas.", "The card software's request was unreadable."
+    ),
     "not_found": Words("Sidan finns inte.", "Page not found.", 404),
     "upload_too_large": Words(
         "Filen är för stor. Dela upp den.", "The file is too large. Split it.", 413

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from idp.app_simulator.protocol import ECDSA_SHA256, RSA_PKCS1_SHA256
 from idp.pki.softhsm import TokenError, resolve_config, run_on_token
 
-__all__ = ["Card", "SoftHsmCard", "der_from_raw_ecdsa"]
+__all__ = ["Card", "SoftHsmCard", "der_from_raw_ecdsa", "sign_with_key"]
 
 
 class Card(Protocol):
@@ -95,22 +95,28 @@ class SoftHsmCard:
         signature (PKCS#1 v1.5 bytes, or DER for ECDSA). Raises ``WrongPin`` if the PIN has
         been changed meanwhile, ``TokenError`` for other token trouble.
         """
-        if self._key_type == "rsa":
-            return RSA_PKCS1_SHA256, run_on_token(
-                self._config, self._label, self._pin, _on_token_sign_rsa, self._key_id, data
-            )
-        raw = run_on_token(
-            self._config,
-            self._label,
-            self._pin,
-            _on_token_sign_ecdsa_digest,
-            self._key_id,
-            hashlib.sha256(data).digest(),
+        return sign_with_key(
+            self._config, self._label, self._pin, self._key_id, self._key_type, data
         )
-        return ECDSA_SHA256, der_from_raw_ecdsa(raw)
 
     def __repr__(self) -> str:
         return f"SoftHsmCard({self._label!r}, {self._certificate.subject.rfc4514_string()!r})"
+
+
+def sign_with_key(
+    config: Path, token_label: str, pin: str, key_id: bytes, key_type: str, data: bytes
+) -> tuple[str, bytes]:
+    """Sign ``data`` on the token with the private key whose ``CKA_ID`` is ``key_id`` (of
+    ``key_type`` ``rsa`` or ``ec``), also one that has no certificate yet (a key pair just
+    generated for a certificate request). Returns what :meth:`SoftHsmCard.sign` returns."""
+    if key_type == "rsa":
+        return RSA_PKCS1_SHA256, run_on_token(
+            config, token_label, pin, _on_token_sign_rsa, key_id, data
+        )
+    raw = run_on_token(
+        config, token_label, pin, _on_token_sign_ecdsa_digest, key_id, hashlib.sha256(data).digest()
+    )
+    return ECDSA_SHA256, der_from_raw_ecdsa(raw)
 
 
 def _on_token_find_card(session: Any, hsa_id: str | None) -> tuple[bytes, str, bytes]:

@@ -28,7 +28,16 @@ from idp.pki.model import TestPki
 from idp.pki.names import validate_hsa_id
 from idp.pki.softhsm import run_on_token
 
-__all__ = ["CardKeyType", "TokenCard", "TokenObject", "issue_card_on_token", "token_objects"]
+__all__ = [
+    "CardKeyType",
+    "TokenCard",
+    "TokenObject",
+    "destroy_key_pair",
+    "generate_key_pair",
+    "issue_card_on_token",
+    "store_certificate",
+    "token_objects",
+]
 
 CardKeyType = Literal["rsa", "ec"]
 # The curve of EC cards: P-256, which the Web PKI verifier (and so the IdP) accepts.
@@ -109,11 +118,7 @@ def issue_card_on_token(
     :class:`idp.pki.softhsm.TokenError` family for token trouble (wrong PIN, no such token).
     """
     hsa_id = validate_hsa_id(hsa_id).value
-    spki, key_id = run_on_token(
-        config, token_label, pin, _on_token_generate_key_pair, hsa_id, key_type, rw=True
-    )
-    public_key = serialization.load_der_public_key(spki)
-    assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    public_key, key_id = generate_key_pair(config, token_label, pin, hsa_id, key_type)
     try:
         certificate = issue_card_for_public_key(
             pki,
@@ -127,13 +132,41 @@ def issue_card_on_token(
             issuer=issuer,
         )
     except BaseException:
-        run_on_token(config, token_label, pin, _on_token_destroy_key_pair, key_id, rw=True)
+        destroy_key_pair(config, token_label, pin, key_id)
         raise
-    der = certificate.public_bytes(serialization.Encoding.DER)
-    run_on_token(
-        config, token_label, pin, _on_token_store_certificate, der, hsa_id, key_id, rw=True
-    )
+    store_certificate(config, token_label, pin, certificate, hsa_id, key_id)
     return TokenCard(token_label=token_label, hsa_id=hsa_id, key_id=key_id, certificate=certificate)
+
+
+def generate_key_pair(
+    config: Path, token_label: str, pin: str, label: str, key_type: CardKeyType = "rsa"
+) -> tuple[rsa.RSAPublicKey | ec.EllipticCurvePublicKey, bytes]:
+    """Generate a card key pair on the token (sensitive, non-extractable, sign only), labelled
+    ``label``; return its public key and its ``CKA_ID``. The private key never leaves."""
+    spki, key_id = run_on_token(
+        config, token_label, pin, _on_token_generate_key_pair, label, key_type, rw=True
+    )
+    public_key = serialization.load_der_public_key(spki)
+    assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    return public_key, key_id
+
+
+def destroy_key_pair(config: Path, token_label: str, pin: str, key_id: bytes) -> None:
+    """Remove the key pair (and any certificate) with ``CKA_ID`` ``key_id`` from the token."""
+    run_on_token(config, token_label, pin, _on_token_destroy_key_pair, key_id, rw=True)
+
+
+def store_certificate(
+    config: Path,
+    token_label: str,
+    pin: str,
+    certificate: x509.Certificate,
+    label: str,
+    key_id: bytes,
+) -> None:
+    """Store ``certificate`` on the token beside its key pair (same ``CKA_ID``, ``label``)."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    run_on_token(config, token_label, pin, _on_token_store_certificate, der, label, key_id, rw=True)
 
 
 def _on_token_generate_key_pair(session: Any, label: str, key_type: str) -> tuple[bytes, bytes]:
