@@ -24,7 +24,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from sp_demo import admin_pages, oidc_login, slo_pages, windows_login
+from sp_demo import admin_pages, oidc_login, scim, slo_pages, windows_login
 from sp_demo.client_provider import SamlClientProvider
 from sp_demo.config import Settings
 from sp_demo.cutover import windows_login_open
@@ -135,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_pages.router)
     app.include_router(slo_pages.router)
     app.include_router(oidc_login.router)
+    app.include_router(scim.router)
+    app.include_router(scim.integration_router)
 
     @app.get("/")
     async def start_page(request: Request) -> Response:
@@ -239,8 +241,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _account_view(database: Database, login: str, key: str) -> dict[str, Any] | None:
     """The account as plain data for ``me.html``, or None if Treserva has none.
 
-    ``login`` says how the user logged in and ``key`` is the HSA-ID (SITHS) or the Windows
-    account: only that login's permissions are shown, and how many sit on the other one.
+    A deactivated account counts as none. ``login`` says how the user logged in and ``key``
+    is the HSA-ID (SITHS) or the Windows account: only that login's permissions are shown,
+    and how many sit on the other one.
     """
     with database.session() as session:
         user: User | None
@@ -248,7 +251,7 @@ def _account_view(database: Database, login: str, key: str) -> dict[str, Any] | 
             user = find_user_by_hsa_id(session, key)
         else:
             user = find_user_by_windows_account(session, key)
-        if user is None:
+        if user is None or not user.active:
             return None
         other = LOGIN_WINDOWS if login == LOGIN_SITHS else LOGIN_SITHS
         return {

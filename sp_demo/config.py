@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # (the IdP's directory import format) or the output of ``idp people list``. Unset: the
     # report says that check was not made.
     idp_directory_file: Path | None = None
+    # The bearer token of the SCIM 2.0 API (/scim/v2) and the permission-move integration
+    # that the city's service portal uses. Unset: both are switched off (404).
+    scim_token: str = ""
 
     # Signs the session cookie. When unset, one is generated once under var_dir so that a
     # restart does not log everybody out.

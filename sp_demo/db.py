@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     ForeignKey,
     String,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -60,6 +62,8 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     # None until the account has been moved over to SITHS login.
     hsa_id: Mapped[str | None] = mapped_column(String(31), unique=True, default=None)
+    # False once deactivated (SCIM): the account can no longer be used, but is kept.
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     permissions: Mapped[list[Permission]] = relationship(
         back_populates="user", cascade="all, delete-orphan", order_by="Permission.id"
     )
@@ -104,9 +108,13 @@ def make_engine(database_url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables that do not exist yet, and add ``permissions.login`` to a database
-    made before it existed (its permissions count as moved where the account has an HSA-ID)."""
+    """Create the tables that do not exist yet, and add ``users.active`` and
+    ``permissions.login`` to a database made before they existed (its accounts are active;
+    its permissions count as moved where the account has an HSA-ID)."""
     Base.metadata.create_all(engine)
+    if "active" not in {column["name"] for column in inspect(engine).get_columns("users")}:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE users ADD COLUMN active BOOLEAN DEFAULT 1"))
     columns = {column["name"] for column in inspect(engine).get_columns("permissions")}
     if "login" in columns:
         return
