@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     idp_command: Path = _UNSET
     idp_environment: dict[str, str] = Field(default_factory=dict)
 
-    # Mock Treserva's SCIM 2.0 endpoint and bearer token (step 7); unset: not pushed.
-    treserva_scim_url: str = ""
-    treserva_scim_token: str = ""
+    # Mock Treserva (its SCIM 2.0 API for step 7, its permission move for step 8) and the
+    # bearer token both take; unset token: steps 7-8 are done by hand in Treserva.
+    treserva_url: str = "https://localhost:8445"
+    treserva_token: str = ""
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:

@@ -227,7 +227,7 @@ def _next(session: Session, counter: str) -> int:
     return session.scalars(select(Counter.value).where(Counter.name == counter)).one()
 
 
-def _order_for_action(session: Session, order_id: int, version: int, state: str) -> Order:
+def order_for_action(session: Session, order_id: int, version: int, state: str) -> Order:
     order = session.get(Order, order_id)
     if order is None:
         raise Refused("order_not_found", str(order_id))
@@ -238,7 +238,7 @@ def _order_for_action(session: Session, order_id: int, version: int, state: str)
     return order
 
 
-def _commit_step(session: Session, order: Order) -> None:
+def commit_step(session: Session, order: Order) -> None:
     order_id = order.id  # read now: after a failed flush the object cannot be read
     order.updated_at = dt.datetime.now(dt.UTC)
     try:
@@ -249,10 +249,10 @@ def _commit_step(session: Session, order: Order) -> None:
 
 def register_case(session: Session, order_id: int, version: int, actor: str) -> Order:
     """Steps 2-3: register an ärende for the order; its case number is the receipt."""
-    order = _order_for_action(session, order_id, version, REQUESTED)
+    order = order_for_action(session, order_id, version, REQUESTED)
     order.state = REGISTERED
     order.case_number = f"EKU-{today().year}-{_next(session, 'case'):05d}"
-    _commit_step(session, order)
+    commit_step(session, order)
     audit.record(session, actor, "case_registered", order_id=order.id, detail=order.case_number)
     return order
 
@@ -268,10 +268,10 @@ def allocate_hsa_id(session: Session, order: Order) -> str:
 
 def confirm_order(session: Session, order_id: int, version: int, actor: str) -> Order:
     """Step 4: the order is confirmed as received, with its allocated HSA-ID."""
-    order = _order_for_action(session, order_id, version, REGISTERED)
+    order = order_for_action(session, order_id, version, REGISTERED)
     order.state = CONFIRMED
     order.hsa_id = allocate_hsa_id(session, order)
-    _commit_step(session, order)
+    commit_step(session, order)
     audit.record(session, actor, "order_confirmed", order_id=order.id, detail=order.hsa_id)
     return order
 
@@ -285,14 +285,14 @@ def forward_order(
 ) -> Order:
     """Step 5: forward the confirmation to the provider's IT-kontaktpersoner, and mail the
     recipient the single-use link of step 6 (valid ``settings.link_lifetime_hours``)."""
-    order = _order_for_action(session, order_id, version, CONFIRMED)
+    order = order_for_action(session, order_id, version, CONFIRMED)
     token = secrets.token_urlsafe(32)
     order.state = FORWARDED
     order.link_digest = link_digest(token)
     order.link_expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(
         hours=settings.link_lifetime_hours
     )
-    _commit_step(session, order)
+    commit_step(session, order)
     contacts = session.scalars(
         select(RoleGrant).where(RoleGrant.provider_org == order.provider_org, RoleGrant.mail != "")
     ).all()

@@ -17,8 +17,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from portal import orders
-from portal.models import STATES, Order
+from portal import orders, treserva_steps
+from portal.models import STATES, Order, Ticket
 from portal.orders import CARD_ISSUERS, OrderInput
 from portal.refusals import Refused
 from portal.web import (
@@ -76,7 +76,9 @@ def _orders_page(request: Request, login: Login, **extra: Any) -> Response:
         ).all()
     context = {
         "orders": listed,
+        "tickets": _tickets_by_order(request, [order.id for order in listed]),
         "issuers": CARD_ISSUERS,
+        "acted": None,
         "form": {},
         "refused": None,
         "placed": None,
@@ -142,6 +144,59 @@ async def import_orders(request: Request) -> Response:
     return RedirectResponse(f"/bestallningar/import/{job.id}", status_code=303)
 
 
+def _tickets_by_order(request: Request, order_ids: list[int]) -> dict[int, Ticket]:
+    with database_of(request).session() as session:
+        tickets = session.scalars(
+            select(Ticket).where(Ticket.order_id.in_(order_ids)).order_by(Ticket.id)
+        ).all()
+    return {ticket.order_id: ticket for ticket in tickets}
+
+
+def _own_order(request: Request, login: Login, order_id: int) -> None:
+    """Refuse an order of another provider (or none) as not found."""
+    with database_of(request).session() as session:
+        order = session.get(Order, order_id)
+        if order is None or order.provider_org not in login.providers:
+            raise Refused("order_not_found", str(order_id))
+
+
+@router.post("/bestallningar/{order_id}/{action}")
+async def it_contact_action(request: Request, order_id: int, action: str) -> Response:
+    """Step 7 (``treserva``: the HSA-ID to Treserva by SCIM) and step 8's ticket
+    (``arende``)."""
+    form = await request.form()
+    try:
+        login = _it_contact(request)
+        check_csrf(request, form.get("csrf"))
+        if action not in ("treserva", "arende"):
+            raise Refused("not_found")
+        version = _version(form.get("version"))
+        await run_in_threadpool(_own_order, request, login, order_id)
+    except Refused as refused:
+        return refusal_page(request, refused)
+    database, settings = database_of(request), settings_of(request)
+
+    def act() -> str:
+        if action == "treserva":
+            treserva_steps.push_to_treserva(database, settings, order_id, version, login.actor)
+            return "treserva"
+        ticket = treserva_steps.raise_ticket(database, order_id, version, login.actor)
+        return f"T-{ticket.id}"
+
+    try:
+        done = await run_in_threadpool(act)
+    except Refused as refused:
+        return await run_in_threadpool(_orders_page, request, login, refused=refused)
+    return await run_in_threadpool(_orders_page, request, login, acted=done)
+
+
+def _version(value: object) -> int:
+    try:
+        return int(str(value or ""))
+    except ValueError as exc:
+        raise Refused("wrong_state", "no version") from exc
+
+
 @router.get("/bestallningar/import/{job_id}")
 async def import_progress(request: Request, job_id: str) -> Response:
     try:
@@ -161,7 +216,20 @@ def _eku_page(request: Request, **extra: Any) -> Response:
         if state in STATES:
             statement = statement.where(Order.state == state)
         listed = session.scalars(statement).all()
-    context = {"orders": listed, "refused": None, "done": None, "state": state, **extra}
+        open_tickets = session.scalars(
+            select(Ticket).where(Ticket.state == treserva_steps.OPEN).order_by(Ticket.id)
+        ).all()
+        ticket_orders = {t.order_id: session.get(Order, t.order_id) for t in open_tickets}
+    context = {
+        "orders": listed,
+        "tickets": open_tickets,
+        "ticket_orders": ticket_orders,
+        "refused": None,
+        "done": None,
+        "ticket_done": None,
+        "state": state,
+        **extra,
+    }
     status = 200 if context["refused"] is None else context["refused"].words.status_code
     return render(request, "eku.html", context, status)
 
@@ -189,10 +257,7 @@ async def eku_action(request: Request, order_id: int, action: str) -> Response:
         check_csrf(request, form.get("csrf"))
         if action not in (*ACTIONS, "vidarebefordra"):
             raise Refused("not_found")
-        try:
-            version = int(str(form.get("version", "")))
-        except ValueError as exc:
-            raise Refused("wrong_state", "no version") from exc
+        version = _version(form.get("version"))
     except Refused as refused:
         return refusal_page(request, refused)
     settings = settings_of(request)
@@ -208,3 +273,22 @@ async def eku_action(request: Request, order_id: int, action: str) -> Response:
     except Refused as refused:
         return await run_in_threadpool(_eku_page, request, refused=refused)
     return await run_in_threadpool(_eku_page, request, done=done)
+
+
+@router.post("/support/{ticket_id}/utfor")
+async def carry_out_ticket(request: Request, ticket_id: int) -> Response:
+    """Support carries out a ticket in Treserva (step 8)."""
+    form = await request.form()
+    try:
+        login = _eku_admin(request)
+        check_csrf(request, form.get("csrf"))
+    except Refused as refused:
+        return refusal_page(request, refused)
+    database, settings = database_of(request), settings_of(request)
+    try:
+        ticket = await run_in_threadpool(
+            treserva_steps.carry_out_ticket, database, settings, ticket_id, login.actor
+        )
+    except Refused as refused:
+        return await run_in_threadpool(_eku_page, request, refused=refused)
+    return await run_in_threadpool(_eku_page, request, ticket_done=ticket)

@@ -171,6 +171,33 @@ MESSAGES: dict[str, Words] = {
     "bad_request": Words(
         "Kortprogrammets begäran kunde inte läsas.", "The card software's request was unreadable."
     ),
+    "treserva_not_configured": Words(
+        "Portalen är inte kopplad till Treserva; lägg in HSA-ID:t på Treservas "
+        "administrationssida.",
+        "The portal is not connected to Treserva; add the HSA-ID on Treserva's administration "
+        "page.",
+        409,
+    ),
+    "treserva_unavailable": Words(
+        "Treserva går inte att nå just nu. Försök igen om en stund.",
+        "Treserva cannot be reached right now. Try again in a while.",
+        502,
+    ),
+    "treserva_refused": Words(
+        "Treserva godtog inte ändringen.", "Treserva did not accept the change.", 409
+    ),
+    "no_windows_account": Words(
+        "Beställningen saknar Windows-konto i Treserva; lägg in HSA-ID:t på Treservas "
+        "administrationssida.",
+        "The order has no Windows account in Treserva; add the HSA-ID on Treserva's "
+        "administration page.",
+        409,
+    ),
+    "ticket_open": Words(
+        "Det finns redan ett öppet ärende för flytt av behörigheter.",
+        "There is already an open ticket for moving the permissions.",
+        409,
+    ),
     "not_found": Words("Sidan finns inte.", "Page not found.", 404),
     "upload_too_large": Words(
         "Filen är för stor. Dela upp den.", "The file is too large. Split it.", 413

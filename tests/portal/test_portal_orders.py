@@ -247,14 +247,14 @@ def test_two_administrators_writing_at_the_same_moment(database: Database) -> No
     try:
         first.begin()
         second.begin()
-        a = orders._order_for_action(first, order_id, version, REQUESTED)
-        b = orders._order_for_action(second, order_id, version, REQUESTED)
+        a = orders.order_for_action(first, order_id, version, REQUESTED)
+        b = orders.order_for_action(second, order_id, version, REQUESTED)
         a.state = REGISTERED
-        orders._commit_step(first, a)
+        orders.commit_step(first, a)
         first.commit()
         b.state = REGISTERED
         with pytest.raises(Refused) as refused:
-            orders._commit_step(second, b)
+            orders.commit_step(second, b)
         assert refused.value.reason == "concurrent_change"
         second.rollback()
     finally:
