@@ -27,10 +27,11 @@ class PortalUnderTest:
 
 @contextmanager
 def running_portal(
-    idp: IdpUnderTest, work: Path, extra_env: dict[str, str] | None = None
+    idp: IdpUnderTest, work: Path, extra_env: dict[str, str] | None = None, port: int = 0
 ) -> Iterator[PortalUnderTest]:
+    """The portal on ``port`` (a free one if 0) with ``extra_env`` added to its settings."""
     sink = SmtpSink().start()
-    port = free_port()
+    port = port or free_port()
     base_url = f"https://localhost:{port}"
     env = {
         "PORTAL_BASE_URL": base_url,
