@@ -17,7 +17,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from portal import orders, treserva_steps
+from portal import orders, readiness, treserva_steps
+from portal.config import today
 from portal.models import STATES, Order, Ticket
 from portal.orders import CARD_ISSUERS, OrderInput
 from portal.refusals import Refused
@@ -85,6 +86,51 @@ def _orders_page(request: Request, login: Login, **extra: Any) -> Response:
         **extra,
     }
     return render(request, "orders.html", context, 200 if context["refused"] is None else 400)
+
+
+def _board(request: Request, login: Login) -> readiness.Board:
+    settings = settings_of(request)
+    providers = None if login.eku_admin else list(login.providers)
+    with database_of(request).session() as session:
+        return readiness.build_board(session, providers, settings.cutover_date, today())
+
+
+def _board_viewer(request: Request) -> Login:
+    login = current_login(request)
+    if login is None:
+        raise Refused("login_required")
+    if not login.eku_admin and not login.providers:
+        raise Refused("not_allowed", "beredskap")
+    return login
+
+
+@router.get("/beredskap")
+async def readiness_board(request: Request) -> Response:
+    """Per provider for an IT contact; for the whole city for an EKU administrator."""
+    try:
+        login = _board_viewer(request)
+    except Refused as refused:
+        return refusal_page(request, refused)
+    board = await run_in_threadpool(_board, request, login)
+    return render(
+        request,
+        "readiness.html",
+        {"board": board, "steps": readiness.STEPS, "city": login.eku_admin},
+    )
+
+
+@router.get("/beredskap.csv")
+async def readiness_csv(request: Request) -> Response:
+    try:
+        login = _board_viewer(request)
+    except Refused as refused:
+        return refusal_page(request, refused)
+    board = await run_in_threadpool(_board, request, login)
+    return Response(
+        readiness.board_csv(board),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="beredskap.csv"'},
+    )
 
 
 @router.get("/bestallningar")

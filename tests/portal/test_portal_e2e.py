@@ -257,6 +257,10 @@ def test_all_eight_steps_for_one_employee(
             support = eku.get(f"{url}/eku")
             done = act(eku, support, f"carry-out-{ticket}")
             assert 'id="ticket-done"' in done.text
+            # The city's readiness board counts her as ready.
+            board = eku.get(f"{url}/beredskap").text
+            assert '<strong id="ready-count">1</strong>' in board
+            assert '<span data-step="8">1 / 1</span>' in board
         final = it_contact.get(f"{url}/bestallningar").text
         assert 'data-state="permissions_moved"' in final
         assert 'data-ticket-state="done"' in final and "Hemtjänst Väst" in final

@@ -210,3 +210,44 @@ def test_eku_registers_confirms_forwards_and_mails_go_out(
     # The IT contact sees the case number and HSA-ID on the order.
     mine = it_contact.get("/bestallningar").text
     assert case_number in mine and hsa_id in mine
+
+
+def test_readiness_board_per_provider_and_for_the_city(
+    it_contact: TestClient, eku: TestClient
+) -> None:
+    for n in (11, 12, 13):
+        it_contact.post("/bestallningar", data=order_form(it_contact, n))
+    listed = eku.get("/eku").text
+    order_id = re.search(r'data-order="(\d+)"', listed).group(1)
+    form = listed[listed.index(f'action="/eku/{order_id}/registrera"') :]
+    version = re.search(r'name="version" value="(\d+)"', form).group(1)
+    eku.post(f"/eku/{order_id}/registrera", data={"csrf": csrf_of(listed), "version": version})
+    board = it_contact.get("/beredskap").text
+    assert '<strong id="total-count">3</strong>' in board
+    assert '<strong id="ready-count">0</strong>' in board
+    assert '<span data-step="1">3 / 3</span>' in board
+    assert '<span data-step="3">1 / 3</span>' in board
+    assert '<span data-step="4">0 / 3</span>' in board
+    assert 'id="providers"' not in board  # the city-wide table is the EKU administrator's
+    assert "Certifikat på kortet" in board  # named as missing
+    city = eku.get("/beredskap").text
+    assert (
+        '<tr data-provider="5567000010"><td><code>5567000010</code></td><td>3</td><td>0</td>'
+        in city
+    )
+    exported = it_contact.get("/beredskap.csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.strip().split("\r\n")
+    assert lines[0] == (
+        "provider_org,given_name,surname,mail,card_number,case_number,hsa_id,"
+        "steps_done,ready,missing"
+    )
+    assert len(lines) == 4
+    registered = next(line for line in lines if ",EKU-" in line)
+    assert registered.endswith(",3,no,4;5;6;7;8")
+
+
+def test_csv_export_defuses_formulas(it_contact: TestClient) -> None:
+    it_contact.post("/bestallningar", data=order_form(it_contact, 21, given_name="=HYPERLINK(1)"))
+    exported = it_contact.get("/beredskap.csv").text
+    assert ",'=HYPERLINK(1)," in exported
