@@ -191,7 +191,12 @@ async def readiness(request: Request) -> Response:
     return render(
         request,
         "admin/readiness.html",
-        {"report": report, "reasons": REASONS, "directory_error": directory_error},
+        {
+            "report": report,
+            "reasons": REASONS,
+            "directory_error": directory_error,
+            "portal_url": settings_of(request).portal_url,
+        },
     )
 
 

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # The bearer token of the SCIM 2.0 API (/scim/v2) and the permission-move integration
     # that the city's service portal uses. Unset: both are switched off (404).
     scim_token: str = ""
+    # The city's service portal, whose readiness board shows each employee's order (linked
+    # from the readiness report when set).
+    portal_url: str = ""
 
     # Signs the session cookie. When unset, one is generated once under var_dir so that a
     # restart does not log everybody out.
