@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import threading
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ from portal import card_client, mail, roles
 from portal.app import create_app
 from portal.config import Settings
 from portal.db import Database
+from portal.mail_sink import start_sink
 
 
 def cli_actor() -> str:
@@ -119,3 +121,19 @@ def enrol_command(
     except TokenError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"the card now carries {enrolled.hsa_id}")
+
+
+@main.command("mail-sink")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("var/mail"))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8025, show_default=True)
+def mail_sink_command(directory: Path, host: str, port: int) -> None:
+    """Run the demo's SMTP server: every mail becomes an .eml file in --dir."""
+    controller = start_sink(directory, host, port)
+    click.echo(f"SMTP on {host}:{port}; mails go to {directory}/", err=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()

@@ -8,6 +8,7 @@ page. Who may do what is checked here, on every request, from the portal's role 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter
@@ -19,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from portal import orders, readiness, treserva_steps
 from portal.config import today
-from portal.models import STATES, Order, Ticket
+from portal.models import STATES, Order, OutboxMail, Ticket
 from portal.orders import CARD_ISSUERS, OrderInput
 from portal.refusals import Refused
 from portal.web import (
@@ -33,6 +34,7 @@ from portal.web import (
 )
 
 router = APIRouter()
+LINK_IN_MAIL = re.compile(r"/hamta/\S+")
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 ORDER_FIELDS = ("card_issuer", "card_number", "valid_to", "given_name", "surname", "mail")
 
@@ -131,6 +133,42 @@ async def readiness_csv(request: Request) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="beredskap.csv"'},
     )
+
+
+@router.get("/utkorg")
+async def outbox_page(request: Request) -> Response:
+    """The EKU administrator's view of the portal's mail: sent, or waiting to be retried."""
+    try:
+        _eku_admin(request)
+    except Refused as refused:
+        return refusal_page(request, refused)
+
+    def load() -> list[OutboxMail]:
+        with database_of(request).session() as session:
+            return list(
+                session.scalars(select(OutboxMail).order_by(OutboxMail.id.desc()).limit(200))
+            )
+
+    return render(request, "outbox.html", {"mails": await run_in_threadpool(load)})
+
+
+@router.get("/utkorg/{mail_id}")
+async def outbox_mail(request: Request, mail_id: int) -> Response:
+    try:
+        _eku_admin(request)
+    except Refused as refused:
+        return refusal_page(request, refused)
+
+    def load() -> OutboxMail | None:
+        with database_of(request).session() as session:
+            return session.get(OutboxMail, mail_id)
+
+    found = await run_in_threadpool(load)
+    if found is None:
+        return refusal_page(request, Refused("not_found"))
+    # The recipient's link is theirs alone: an administrator sees that there is one, not it.
+    body = LINK_IN_MAIL.sub("/hamta/… (dold / hidden)", found.body)
+    return render(request, "mail.html", {"mail": found, "body": body})
 
 
 @router.get("/bestallningar")

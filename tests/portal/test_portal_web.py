@@ -207,6 +207,16 @@ def test_eku_registers_confirms_forwards_and_mails_go_out(
     assert case_number in to_contact["Subject"] and hsa_id in to_contact.get_content()
     to_recipient = sink.wait_for("fatima7@omsorgvast.example.invalid")[0]
     assert f"{BASE}/hamta/" in to_recipient.get_content()
+    # The outbox shows both mails as sent; the recipient's link is not shown to anyone else.
+    deadline = time.monotonic() + 10  # the sender marks a mail sent after the server took it
+    while (outbox := eku.get("/utkorg").text).count('data-sent="yes"') < 2:
+        assert time.monotonic() < deadline, outbox
+        time.sleep(0.1)
+    mail_id = re.search(r'href="/utkorg/(\d+)">Ditt certifikat', outbox).group(1)
+    shown = eku.get(f"/utkorg/{mail_id}").text
+    assert "Sätt i kortet" in shown and "/hamta/… (dold / hidden)" in shown
+    assert to_recipient.get_content().split("/hamta/")[1].split()[0] not in shown
+    assert it_contact.get("/utkorg").status_code == 403
     # The IT contact sees the case number and HSA-ID on the order.
     mine = it_contact.get("/bestallningar").text
     assert case_number in mine and hsa_id in mine
