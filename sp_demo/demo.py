@@ -244,7 +244,7 @@ def main() -> None:
     step("the service portal: OIDC client, roles, a demo employee with a card on SoftHSM2")
     prepare_portal()
 
-    step("starting the OCSP responder, the IdP and mock Treserva")
+    step("starting the OCSP responder, the IdP, mock Treserva, the portal and its SMTP sink")
     logs = VAR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with (
