@@ -35,9 +35,13 @@ class TreservaClient:
     def __init__(self, settings: Settings) -> None:
         if not settings.treserva_token:
             raise Refused("treserva_not_configured")
+        try:
+            verify = ssl.create_default_context(cafile=str(settings.tls_ca_file))
+        except OSError as exc:
+            raise Refused("treserva_unavailable", f"TLS CA {settings.tls_ca_file}: {exc}") from exc
         self._http = httpx.Client(
             base_url=settings.treserva_url,
-            verify=ssl.create_default_context(cafile=str(settings.tls_ca_file)),
+            verify=verify,
             timeout=15,
             follow_redirects=False,
             headers={"Authorization": f"Bearer {settings.treserva_token}"},
