@@ -10,6 +10,7 @@ import sqlite3
 
 import httpx
 import pytest
+from defusedxml import ElementTree
 from saml2 import BINDING_HTTP_REDIRECT, samlp
 from saml2.response import StatusError
 from saml2.saml import (
@@ -254,3 +255,47 @@ def test_another_browser_gets_no_way_back(idp: IdpUnderTest) -> None:
         refused = intruder.post(f"{idp.base_url}/login/cancel", data={"ref": ref})
         assert reason_code(refused.text) == "other_browser"
         assert "SAMLResponse" not in refused.text
+
+
+# --- what the IdP releases, published and warned about ---------------------------------------
+
+
+def test_metadata_lists_the_attributes_the_idp_releases(idp: IdpUnderTest) -> None:
+    xml = httpx.get(f"{idp.base_url}/saml/metadata", verify=tls_context(idp.ca_file)).text
+    root = ElementTree.fromstring(xml.encode())
+    descriptor = root.find("{urn:oasis:names:tc:SAML:2.0:metadata}IDPSSODescriptor")
+    published = {
+        attribute.get("Name"): attribute.get("FriendlyName")
+        for attribute in descriptor.findall("{urn:oasis:names:tc:SAML:2.0:assertion}Attribute")
+    }
+    assert published["urn:oid:1.2.752.29.6.2.1"] == "employeeHsaId"
+    assert published["http://sambi.se/attributes/1/employeeHsaId"] == "employeeHsaId"
+    assert published["urn:oid:2.5.4.4"] == "sn"
+    # Published attributes come last in the descriptor, as the metadata schema orders them.
+    assert descriptor[-1].tag == "{urn:oasis:names:tc:SAML:2.0:assertion}Attribute"
+
+
+def test_a_requested_attribute_that_is_never_released_is_warned_about(
+    idp: IdpUnderTest, tmp_path
+) -> None:
+    # pysaml2's default attribute map names employeeHsaId urn:oid:1.2.752.29.4.1: nothing has it.
+    sp = saml_sp.registered_service_provider(
+        tmp_path / "wrong-names",
+        "https://wrong-names.example.test/metadata",
+        idp.idp_metadata_file,
+        idp.sp_metadata_dir,
+        attributes=("urn:oid:1.2.752.29.4.1", "http://sambi.se/attributes/1/givenName"),
+    )
+    url, request_id = login_url(sp)
+    _action, fields = saml_form(card_login(idp, sp, url))
+    parsed = sp.parse(fields["SAMLResponse"], request_id)
+    assert "urn:oid:1.2.752.29.4.1" not in parsed.ava
+    with sqlite3.connect(idp.database_file()) as connection:
+        rows = connection.execute(
+            "SELECT detail FROM audit_events WHERE event = 'saml.requested_attribute_not_released'"
+        ).fetchall()
+    assert any(
+        "wrong-names.example.test" in detail and "urn:oid:1.2.752.29.4.1" in detail
+        for (detail,) in rows
+    ), rows
+    assert "requested attribute not released" in idp.server.log()

@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import threading
 import urllib.parse
@@ -67,6 +68,7 @@ from idp.saml.xmlsec_backend import SHA256 as DIGEST_SHA256
 from idp.saml.xmlsec_backend import shared_backend
 from idp.xml_schema_types import NotABoolean, xs_boolean
 
+logger = logging.getLogger("idp.saml")
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
 # How far an AuthnRequest's IssueInstant may be from our clock.
 ISSUE_INSTANT_PAST = dt.timedelta(minutes=5)
@@ -336,6 +338,7 @@ class SamlIdentityProvider:
             self._remote.refresh()
             self._remote.start(refresh_now=False)
         self._pairwise_secret = pairwise_secret
+        self._audit = audit
         self._lock = threading.Lock()
         self._stamp: tuple[object, ...] | None = None
         self._current: _Snapshot | None = None
@@ -381,7 +384,34 @@ class SamlIdentityProvider:
                     ResponseSigner.certificate_text(keys.cert_file),
                 )
                 self._current, self._stamp = _Snapshot(server, signer), stamp
+                self._report_unreleased_attributes(server)
             return self._current
+
+    def _report_unreleased_attributes(self, server: Server) -> None:
+        """Say, once per metadata load, which SP asks for an attribute it will not get (a name
+        of neither profile, or of the other profile): its logins would silently lack it."""
+        for entity_id in server.metadata.with_descriptor("spsso"):
+            sp = self._describe_sp(server, entity_id)
+            if sp is None:
+                continue
+            released = set(
+                attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
+            )
+            missing = [name for name in sp.requested_attributes if name not in released]
+            if not missing:
+                continue
+            detail = (
+                f"{entity_id}: requested attribute not released ({sp.profile.name} profile): "
+                + ", ".join(name[:100] for name in missing[:10])
+            )
+            logger.warning("%s", detail)
+            if self._audit is None:
+                continue
+            # The warning is logged already; a failed audit write must not stop SAML.
+            try:
+                self._audit("saml.requested_attribute_not_released", "warning", detail)
+            except Exception:
+                logger.exception("could not audit an unreleased attribute")
 
     # --- metadata ----------------------------------------------------------------------------
 
