@@ -33,6 +33,7 @@ from idp.pki.names import MS_SMARTCARD_LOGIN
 __all__ = [
     "AUTHENTICATION",
     "KEY_BITS",
+    "CardKey",
     "CardProfile",
     "Issuer",
     "KeyPool",
@@ -51,10 +52,14 @@ __all__ = [
 # RSA-2048 is what SITHS cards use and the smallest size the Web PKI verifier accepts.
 KEY_BITS = 2048
 
+# A card's key pair made in this process (the test PKI makes RSA-2048; tests make others,
+# including keys the IdP must refuse).
+CardKey = RSAPrivateKey | ec.EllipticCurvePrivateKey
+
 # The key a certificate is issued for. A key pair generated here is passed whole; a key that
 # lives on a token (PKCS#11), where the private half can never be read, is passed as its
-# public half. EC is accepted for the public half only: the test PKI itself makes RSA keys.
-SubjectKey = RSAPrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+# public half.
+SubjectKey = CardKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 def generate_key() -> RSAPrivateKey:
@@ -89,10 +94,16 @@ class Issuer:
 
 @dataclass(frozen=True)
 class CardProfile:
-    """Key usage and extended key usages of a card certificate."""
+    """Key usage, extended key usages and CA flag of a card certificate.
 
-    key_usage: x509.KeyUsage
-    extended_key_usages: tuple[x509.ObjectIdentifier, ...]
+    A good card has both extensions and ``ca`` false (:data:`AUTHENTICATION`). ``None`` leaves
+    the extension out and ``ca=True`` asserts basicConstraints cA: only the test PKI's bad
+    cards, which the IdP must refuse, are made so.
+    """
+
+    key_usage: x509.KeyUsage | None
+    extended_key_usages: tuple[x509.ObjectIdentifier, ...] | None
+    ca: bool = False
 
 
 def key_usage(
@@ -137,7 +148,9 @@ def add_years(moment: dt.datetime, years: int) -> dt.datetime:
 
 
 def _public(key: SubjectKey) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
-    return key.public_key() if isinstance(key, RSAPrivateKey) else key
+    if isinstance(key, RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return key.public_key()
+    return key
 
 
 def _ski(key: SubjectKey) -> x509.SubjectKeyIdentifier:
@@ -232,17 +245,24 @@ def card_certificate(
 
     ``key`` may be a public key only (a card whose private key lives on a token).
 
-    Carries basicConstraints CA=false, the profile's keyUsage (critical) and EKU, a
-    subjectAltName with the rfc822Name ``email`` (non-critical: the subject is not empty), SKI
-    and AKI, then ``extensions`` as non-critical extensions (the revocation pointers, see
+    Carries basicConstraints (CA=false unless the profile says otherwise), the profile's
+    keyUsage (critical) and EKU (each when the profile has one), a subjectAltName with the
+    rfc822Name ``email`` (non-critical: the subject is not empty), SKI and AKI, then
+    ``extensions`` as non-critical extensions (the revocation pointers, see
     :func:`idp.pki.revocation.revocation_extensions`).
     """
     builder = _builder(subject, issuer.certificate.subject, key, not_before, not_after)
+    builder = builder.add_extension(
+        x509.BasicConstraints(ca=profile.ca, path_length=None), critical=True
+    )
+    if profile.key_usage is not None:
+        builder = builder.add_extension(profile.key_usage, critical=True)
+    if profile.extended_key_usages is not None:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False
+        )
     builder = (
-        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(profile.key_usage, critical=True)
-        .add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+        builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
         .add_extension(_ski(key), critical=False)
         .add_extension(_aki(issuer), critical=False)
     )
