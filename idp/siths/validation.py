@@ -22,10 +22,9 @@ The certificate accepted is the SITHS e-id person authentication certificate wit
 Exactly that is enforced, for every channel alike:
 
 1. ``cryptography.x509.verification`` builds and checks the path (chain to a configured anchor,
-   validity, the Web PKI rules for the CAs and their keys) with a leaf policy of the Web PKI
-   end-entity defaults (which refuse basicConstraints cA=true) tightened so that keyUsage must
-   be present with digitalSignature and without keyCertSign, and extendedKeyUsage must be
-   present with clientAuth (the defaults let a certificate without it through);
+   validity, the Web PKI rules for the CAs and their keys) with the Web PKI end-entity policy
+   for the leaf, its basicConstraints, keyUsage and extendedKeyUsage rules replaced by the
+   ones above (the defaults let a certificate without extendedKeyUsage through);
 2. then the leaf's key (:func:`check_card_key`; the verifier checks only the CAs' keys);
 3. then the HSA-ID, and whether its organisation is accepted;
 4. then revocation, when a checker is configured.
@@ -188,11 +187,13 @@ def _enforce(
 
 
 def _leaf_policy() -> ExtensionPolicy:
-    # Replacing a default validator replaces all of it: the Web PKI keyUsage check (which
-    # refused keyCertSign) is gone once ours is set, so ours must refuse keyCertSign itself.
-    # basicConstraints keeps the default, which refuses cA=true on a leaf.
+    # Setting a validator replaces the default one entirely (the Web PKI keyUsage check, which
+    # refused keyCertSign, is gone once ours is set), so each rule above is complete in itself.
     return (
         ExtensionPolicy.webpki_defaults_ee()
+        .may_be_present(
+            x509.BasicConstraints, Criticality.AGNOSTIC, _enforce(_basic_constraints_problem)
+        )
         .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _enforce(_key_usage_problem))
         .require_present(
             x509.ExtendedKeyUsage,
@@ -357,6 +358,7 @@ def _diagnose(
             f"valid from {certificate.not_valid_before_utc.isoformat()}",
         )
     try:
+        # The verifier refuses no leaf for its key today; should a later version, say why.
         check_card_key(certificate.public_key())
     except CertificateRejected as weak:
         return weak
