@@ -2,12 +2,13 @@
 
 Pure functions from keys, names and times to signed ``x509.Certificate`` objects; nothing here
 touches the disk. The profiles are what ``cryptography.x509.verification``'s Web PKI defaults
-demand, which is what the IdP validates cards with:
+demand, which is what the IdP validates cards with, plus the IdP's own card rules:
 
 - every CA: basicConstraints CA=true **critical** and keyUsage with keyCertSign;
 - every end entity: authorityKeyIdentifier, and a subjectAltName (non-critical, since the
   subject is not empty);
-- a client certificate: if extendedKeyUsage is present it must contain clientAuth.
+- a card: keyUsage digitalSignature, extendedKeyUsage with clientAuth, not a CA, and an RSA-2048
+  or P-256/384/521 key (the SITHS person profile, see :mod:`idp.siths.validation`).
 
 SKI on CAs and AKI on issuing CAs are not demanded by the verifier but are added anyway: SITHS
 has them, and OpenSSL's strict mode (Python 3.13's default for TLS) does demand them.
@@ -49,7 +50,8 @@ __all__ = [
     "tls_server_certificate",
 ]
 
-# RSA-2048 is what SITHS cards use and the smallest size the Web PKI verifier accepts.
+# RSA-2048 is what SITHS cards use, the smallest size the IdP accepts for a card and the
+# smallest the Web PKI verifier accepts for a CA.
 KEY_BITS = 2048
 
 # A card's key pair made in this process (the test PKI makes RSA-2048; tests make others,
