@@ -25,8 +25,11 @@ import httpx
 import pytest
 
 from idp.app_simulator import AppApiError, ScanResult, SithsEidApp, SoftHsmCard
+from idp.ops.login_driver import PemCard
 from idp.pki.softhsm import WrongPin
+from idp.web.messages import message_for
 from tests import saml_sp
+from tests.card_defects import FINDINGS, Defect
 from tests.conftest import IdpUnderTest
 from tests.flows import follow, open_login, posted_form
 from tests.qr_reader import read_qr_image, read_qr_on_page
@@ -458,6 +461,24 @@ def test_card_failing_the_certificate_checks_is_refused(
         # The browser says why, in Swedish first.
         assert view["message"]["sv"].startswith("Kortet i appen kunde inte användas")
         assert words in view["message"]["sv"]
+
+
+@pytest.mark.parametrize("defect", FINDINGS, ids=lambda defect: defect.name)
+def test_card_with_a_weak_key_or_a_wrong_profile_is_refused(
+    idp: IdpUnderTest, tmp_path: Path, defect: Defect
+) -> None:
+    # Anna's HSA-ID, from the real CA, OCSP good, and a correct signature by the card's key:
+    # only the defect stands between the app and Anna's login.
+    issued = defect.issue(idp.pki, tmp_path)
+    card = PemCard(issued.cert, issued.key)
+    with other_device_login(idp) as login, SithsEidApp(idp.base_url, idp.ca_file, card) as app:
+        scan = app.scan(login.qr())
+        error = refused(lambda: app.sign(scan), "certificateErr", 400)
+        assert error.details.startswith(f"{defect.reason}: "), error
+        view = assert_signature_refused(login, scan, defect.reason)
+        page = message_for(defect.reason)
+        assert f"{page.title_sv}: {page.text_sv}" in view["message"]["sv"]
+        assert f"{page.title_en}: {page.text_en}" in view["message"]["en"]
 
 
 def test_completed_signature_replayed_into_another_order_is_refused(

@@ -64,6 +64,18 @@ MESSAGES: dict[str, UserMessage] = {
         "computer's clock.",
         status_code=403,
     ),
+    "weak_key": UserMessage(
+        "Kortets nyckel godkänns inte",
+        "Certifikatets nyckel är för svag eller av ett slag som inte får användas för "
+        "inloggning. Välj ett annat certifikat om kortet har flera, annars beställ ett nytt "
+        "kort via din IT-kontaktperson.",
+        "The card's key is not accepted",
+        "The certificate's key is too weak, or of a kind that may not be used to log in. "
+        "Choose another certificate if the card has several, otherwise order a new card "
+        "through your IT contact person.",
+        status_code=403,
+        can_retry=True,
+    ),
     "wrong_key_usage": UserMessage(
         "Fel certifikat valt",
         "Certifikatet får inte användas för inloggning. Välj kortets "
