@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import html
 import logging
 import time
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idp.audit import record_audit_event
 from idp.db import Database
+from idp.web.messages import MESSAGES
 from idp.web.render import error_page
 
 logger = logging.getLogger("idp.errors")
@@ -83,6 +85,23 @@ def failure_reason(exc: BaseException) -> str:
     """``service_unavailable`` for a database or disk that cannot serve now, else
     ``internal_error``."""
     return UNAVAILABLE if is_connection_error(exc) or is_disk_error(exc) else INTERNAL
+
+
+def bare_error_answer(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of a minimal bilingual error page (reason code included) for
+    a server that has no request to render the templates with."""
+    reason = failure_reason(exc)
+    message = MESSAGES[reason]
+    body = (
+        '<!doctype html><html lang="sv"><head><meta charset="utf-8">'
+        f"<title>{html.escape(message.title_sv)}</title></head><body>"
+        f"<h1>{html.escape(message.title_sv)}</h1><p>{html.escape(message.text_sv)}</p>"
+        f'<div lang="en"><h2>{html.escape(message.title_en)}</h2>'
+        f"<p>{html.escape(message.text_en)}</p></div>"
+        f'<p>Felkod / Error code: <code id="reason">{reason}</code></p></body></html>'
+    )
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
+    return message.status_code, headers, body.encode("utf-8")
 
 
 def _summary(exc: BaseException) -> str:
