@@ -132,7 +132,7 @@ def running_cluster(
         base_url = f"https://localhost:{https_port}"
         cert_login_url = f"https://localhost:{cert_port}"
         sp_metadata_dir = work / "sp-metadata"
-        sp_metadata_dir.mkdir()
+        sp_metadata_dir.mkdir(parents=True)
         common = {
             "IDP_DATABASE_URL": postgres.url,
             "IDP_BEHIND_PROXY": "true",
