@@ -16,8 +16,10 @@ What a caller may rely on:
   database can still take the row (when it cannot, the log line says so).
 - A request whose transaction hit a database *connection* error is run once more, after the
   database answers again (waiting at most :data:`RETRY_WAIT_SECONDS`), before the user is told
-  anything: a restart of PostgreSQL is invisible. Running a login step twice is safe: every step
-  is idempotent for the browser that owns the login (nginx retries them across nodes too).
+  anything: a restart of PostgreSQL is invisible. Running a step again is safe: each login step
+  is a conditional UPDATE, so one that had committed before the break is answered as a repeat
+  (a completed login gets its answer again, as when nginx retries a GET on the other node) or
+  refused with its own page (a SAML request already seen is a replay).
 - Anything else is ``internal_error`` (500) with the traceback in the log line.
 """
 
