@@ -145,9 +145,7 @@ class FailSafe:
             if started or not is_connection_error(exc) or not await self._database_answers():
                 await self._fail(scope, receive, send, exc, started)
                 return
-            logger.warning(
-                "database connection lost (%s); running the request again", _summary(exc)
-            )
+            logger.warning("database error (%s): running the request once more", _summary(exc))
         replay = list(received)
 
         async def replaying_receive() -> Message:
