@@ -10,6 +10,8 @@ are in ``tests/test_faults.py``.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import io
 import json
 import logging
@@ -28,10 +30,11 @@ from idp.app import create_app
 from idp.config import Settings
 from idp.db import Database, create_schema
 from idp.pki import TestPki
+from idp.server.cert_listener import CertificateListener
 from idp.server.logging_setup import JsonFormatter
 from idp.server.run import _uvicorn_config
 from idp.store.models import AuditEvent
-from tests.support import free_port, reason_code
+from tests.support import free_port, reason_code, tls_context
 
 
 @dataclass
@@ -153,3 +156,43 @@ def test_a_database_that_refuses_writes_is_a_try_again_page_after_one_more_try(
     lines = [line for line in served.log_lines() if line["logger"] == "idp.errors"]
     assert [line["message"].split(" on ")[0] for line in lines][-1] == "service_unavailable"
     assert all("exception" not in line for line in lines), "an outage is not a traceback"
+
+
+async def _close(listener: CertificateListener) -> None:
+    await listener.close()
+    connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in connections:
+        task.cancel()
+    await asyncio.gather(*connections, return_exceptions=True)
+
+
+def test_the_certificate_listeners_last_resort_is_the_bilingual_page(test_pki: TestPki) -> None:
+    """If the app itself raised (FailSafe is inside it, so only a broken app could), the card
+    listener still answers with a page and a reason code, not a bare "Internal error"."""
+
+    async def full_disk_app(_scope: dict, _receive: object, _send: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    port = free_port()
+    listener = CertificateListener(
+        full_disk_app,
+        host="127.0.0.1",
+        port=port,
+        cert_file=test_pki.tls_server_cert,
+        key_file=test_pki.tls_server_key,
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(listener.start(), loop).result(timeout=10)
+    try:
+        with httpx.Client(verify=tls_context(test_pki.tls_ca_cert)) as client:
+            answer = client.get(f"https://localhost:{port}/cert-login?ref=x")
+    finally:
+        asyncio.run_coroutine_threadsafe(_close(listener), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+    assert answer.status_code == 503
+    assert reason_code(answer.text) == "service_unavailable"
+    assert "Tjänsten är tillfälligt otillgänglig" in answer.text
+    assert "The service is temporarily unavailable" in answer.text
