@@ -187,15 +187,12 @@ class FailSafe:
             return
         request = Request(scope, receive)
         retry_url = None
-        if method == "GET" and reason == UNAVAILABLE:
-            # Loading the same step again is the way back: every login step can be repeated.
+        # Loading the same step again is the way back (see the module doc). Only a path of this
+        # origin: "//host/…" would be a link to another site.
+        if method == "GET" and reason == UNAVAILABLE and not path.startswith("//"):
             query = scope.get("query_string", b"").decode("latin-1")
             retry_url = path + (f"?{query}" if query else "")
-        response = error_page(
-            request,
-            reason,
-            retry_url=retry_url,
-        )
+        response = error_page(request, reason, retry_url=retry_url)
         await response(scope, receive, send)
 
     async def _audit(self, reason: str, detail: str) -> None:
