@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 CardKeyType = Literal["rsa", "ec"]
-# The curve of EC cards: P-256, which the Web PKI verifier (and so the IdP) accepts.
+# The curve of EC cards: P-256, one the IdP accepts (idp.siths.validation.CARD_CURVES).
 EC_CURVE = "secp256r1"
 
 
