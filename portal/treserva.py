@@ -63,7 +63,8 @@ class TreservaClient:
     def _refused(response: httpx.Response) -> Refused:
         try:
             body = response.json()
-            detail = str(body.get("detail") or body.get("en") or body)
+            # Treserva's own words: Swedish where it has them (the ticket shows them).
+            detail = str(body.get("sv") or body.get("detail") or body)
         except ValueError:
             detail = response.text[:200]
         return Refused("treserva_refused", f"{response.status_code}: {detail}"[:300])

@@ -14,10 +14,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from idp.app_simulator import SithsEidApp, SoftHsmCard
-from portal import card_client
+from portal import audit, card_client, orders, treserva_steps
 from portal.config import today
+from portal.models import IN_TRESERVA, ISSUED, Order
+from portal.orders import OrderInput
+from portal.refusals import Refused
+from portal.treserva import TRESERVA_SCHEMA
 from sp_demo import saml
 from sp_demo.config import Settings as TreservaSettings
 from sp_demo.db import LOGIN_WINDOWS, Permission, User
@@ -126,6 +131,7 @@ def treserva(
         idp.ca_file,
         work / "treserva.log",
     )
+    server.database_url = settings.database_url  # type: ignore[attr-defined]
     yield server
     server.stop()
 
@@ -288,3 +294,70 @@ def test_all_eight_steps_for_one_employee(
     assert f'<code id="hsa-id">{new_hsa_id}</code>' in me.text
     for role, unit in PERMISSIONS:
         assert f"<td>{role}</td><td>{unit}</td>" in me.text
+
+
+def test_a_ticket_treserva_cannot_carry_out_fails_with_its_reason(
+    idp: IdpUnderTest, portal: PortalUnderTest, treserva: RunningServer
+) -> None:
+    """Step 7 creates an account Treserva did not have (SCIM POST); before support gets to
+    the ticket the account is renamed in Treserva, so the move is refused: the ticket says why
+    and the order stays at step 7."""
+    settings = portal.settings.model_copy(
+        update={
+            "treserva_url": treserva.base_url.removesuffix("/"),
+            "treserva_token": SCIM_TOKEN,
+            "tls_ca_file": idp.ca_file,
+        }
+    )
+    account = "OMSORGVAST\\nils.nyberg"
+    with portal.database.session() as session:
+        order = orders.place_order(
+            session,
+            OrderInput(
+                "Inera AB",
+                "9752000000000000888",
+                (today() + dt.timedelta(days=100)).isoformat(),
+                "Nils",
+                "Nyberg",
+                "nils.nyberg@omsorgvast.example.invalid",
+                account,
+            ),
+            "5567000010",
+            IT_HSA_ID,
+        )
+        order = orders.register_case(session, order.id, order.version, EKU_HSA_ID)
+        order = orders.confirm_order(session, order.id, order.version, EKU_HSA_ID)
+        order = orders.forward_order(session, settings, order.id, order.version, EKU_HSA_ID)
+        # Step 6 is the other test's subject; here it is taken as done.
+        order.state, order.card_hsa_id, order.idp_directory_done = (
+            ISSUED,
+            "SE5567000010-P0888",
+            True,
+        )
+        order_id, version = order.id, order.version + 1
+    pushed = treserva_steps.push_to_treserva(
+        portal.database, settings, order_id, version, IT_HSA_ID
+    )
+    with httpx.Client(verify=tls_context(idp.ca_file)) as http:
+        found = http.get(
+            f"{treserva.base_url.removesuffix('/')}/scim/v2/Users/{pushed.scim_id}",
+            headers={"Authorization": f"Bearer {SCIM_TOKEN}"},
+        ).json()
+    assert found["userName"] == account and found[TRESERVA_SCHEMA] == {"hsaId": pushed.hsa_id}
+    ticket = treserva_steps.raise_ticket(portal.database, order_id, pushed.version, IT_HSA_ID)
+    with pytest.raises(Refused) as twice:
+        treserva_steps.raise_ticket(portal.database, order_id, pushed.version, IT_HSA_ID)
+    assert twice.value.reason == "ticket_open"
+    database = TreservaDatabase(treserva.database_url)  # type: ignore[attr-defined]
+    with database.session() as session:
+        session.execute(
+            update(User).where(User.windows_account == account).values(windows_account="X\\y")
+        )
+    database.dispose()
+    carried = treserva_steps.carry_out_ticket(portal.database, settings, ticket.id, EKU_HSA_ID)
+    assert carried.state == "failed"
+    assert "finns inte i Treserva" in carried.outcome
+    with portal.database.session() as session:
+        assert session.get(Order, order_id).state == IN_TRESERVA
+        actions = [e.action for e in audit.events_for(session, order_id)]
+    assert actions[-3:] == ["treserva_hsa_id", "ticket_raised", "ticket_failed"]

@@ -54,12 +54,22 @@ class People:
         self.idp, self.lab, self.count = idp, lab, 40
 
     def card(
-        self, given: str, surname: str, *, not_after: dt.datetime | None = None
+        self,
+        given: str,
+        surname: str,
+        *,
+        not_after: dt.datetime | None = None,
+        in_directory: bool = False,
     ) -> tuple[str, str]:
-        """(card number, HSA-ID at the provider) of a new card for a new person."""
+        """(card number, HSA-ID at the provider) of a new card for a new person; the IdP's
+        directory learns of the person only if ``in_directory`` (the refusals never get that
+        far)."""
         self.count += 1
         hsa_id = f"SE{PROVIDER}-P{self.count:04d}"
         card_number = f"9752{self.count + 500:015d}"
+        self.lab.card(card_number, hsa_id, given, surname, not_after=not_after)
+        if not in_directory:
+            return card_number, hsa_id
         added = self.idp.idp_cli(
             "people",
             "add",
@@ -73,7 +83,6 @@ class People:
             "Omsorgsbolaget Väst AB",
         )
         assert added.returncode == 0, added.stderr
-        self.lab.card(card_number, hsa_id, given, surname, not_after=not_after)
         return card_number, hsa_id
 
 
@@ -118,7 +127,7 @@ def enrol(lab: TokenLab, link: str, card_number: str) -> card_client.Enrolled:
 def test_certificate_is_issued_onto_the_same_card(
     idp: IdpUnderTest, portal: PortalUnderTest, lab: TokenLab, people: People
 ) -> None:
-    card_number, own_hsa_id = people.card("Fatima", "Fors")
+    card_number, own_hsa_id = people.card("Fatima", "Fors", in_directory=True)
     order_id, link = order_and_link(portal, card_number, "Fatima", "Fors")
     page = httpx.get(link, verify=tls_context(idp.ca_file))
     assert page.status_code == 200 and card_number in page.text

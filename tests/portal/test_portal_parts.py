@@ -69,6 +69,7 @@ def test_roles_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert [e.action for e in session.scalars(select(AuditEvent))] == ["role_granted"]
 
 
+@pytest.mark.integration  # a real SMTP server on a socket
 def test_demo_mail_sink_keeps_each_mail_as_eml(tmp_path: Path) -> None:
     port = free_port()
     sink = start_sink(tmp_path / "mail", "127.0.0.1", port)
