@@ -163,3 +163,17 @@ def test_treserva_unreachable_leaves_the_order_where_it_was(
     with database.session() as session:
         assert session.get(Order, order_id).state == ISSUED
     assert json.dumps(refused.value.as_dict(), ensure_ascii=False)
+
+
+@pytest.mark.integration  # the PKCS#11 worker process
+def test_card_enrol_command_reports_a_missing_card(tmp_path: Path) -> None:
+    runner = CliRunner()
+    answer = runner.invoke(
+        portal_cli,
+        [
+            "card", "enrol", "https://localhost:1/hamta/x", "--token", "9752000000000000001",
+            "--pin", "1234", "--softhsm-conf", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert answer.exit_code == 1
+    assert "9752000000000000001" in answer.output

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from portal import roles
+from portal import orders, roles
 from portal.app import create_app
 from portal.config import Settings, today
 from portal.models import EKU_ADMIN, IT_CONTACT
+from portal.orders import OrderInput
 from tests.conftest import IdpUnderTest
 from tests.portal.smtp_sink import SmtpSink
 from tests.portal.web_support import csrf_of, log_in, register_oidc_client
@@ -261,3 +262,32 @@ def test_csv_export_defuses_formulas(it_contact: TestClient) -> None:
     it_contact.post("/bestallningar", data=order_form(it_contact, 21, given_name="=HYPERLINK(1)"))
     exported = it_contact.get("/beredskap.csv").text
     assert ",'=HYPERLINK(1)," in exported
+
+
+def test_an_it_contact_cannot_act_on_another_providers_order(
+    app, it_contact: TestClient, eku: TestClient
+) -> None:  # type: ignore[no-untyped-def]
+    with app.state.database.session() as session:
+        other = orders.place_order(
+            session,
+            OrderInput(
+                "Inera AB", "9752000000000000999", IN_A_YEAR, "Olle", "Annan", "o@x.example"
+            ),
+            "5590000001",
+            "SE5590000001-X0001",
+        )
+        other_id = other.id
+    assert "9752000000000000999" not in it_contact.get("/bestallningar").text
+    csrf = csrf_of(it_contact.get("/bestallningar").text)
+    for action in ("treserva", "arende"):
+        answer = it_contact.post(
+            f"/bestallningar/{other_id}/{action}", data={"csrf": csrf, "version": "1"}
+        )
+        assert answer.status_code == 404 and reason_code(answer.text) == "order_not_found"
+    # The city's board shows it; the provider's does not.
+    assert "Olle Annan" in eku.get("/beredskap").text
+    assert "Olle Annan" not in it_contact.get("/beredskap").text
+    missing = eku.post(
+        "/eku/99999/registrera", data={"csrf": csrf_of(eku.get("/eku").text), "version": "1"}
+    )
+    assert reason_code(missing.text) == "order_not_found"
