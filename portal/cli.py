@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import click
+import httpx
 import uvicorn
 
 from idp.pki.softhsm import TokenError
@@ -110,7 +111,7 @@ def enrol_command(
     """Prove possession of the card and fetch the Göteborg certificate onto it."""
     try:
         enrolled = card_client.enrol(
-            link.rstrip("/"),
+            link.strip().rstrip("/"),
             token_label=token_label,
             pin=pin,
             config=softhsm_conf,
@@ -120,6 +121,8 @@ def enrol_command(
         raise click.ClickException(str(refused)) from refused
     except TokenError as exc:
         raise click.ClickException(str(exc)) from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise click.ClickException(f"cannot reach the portal at {link.strip()}: {exc}") from exc
     click.echo(f"the card now carries {enrolled.hsa_id}")
 
 

@@ -285,3 +285,18 @@ def test_a_card_that_does_not_prove_possession_is_refused(
     assert order.state == "forwarded" and order.link_used_at is None
     assert refusals[0].startswith(reason)
     assert token not in " ".join(refusals)
+
+
+def test_a_refused_card_keeps_nothing_of_the_attempt(
+    portal: PortalUnderTest, lab: TokenLab, people: People
+) -> None:
+    """The card software made the new key pair before the portal said no: it is removed."""
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=20)
+    card_number, _ = people.card("Lisa", "Lind", not_after=soon)
+    _order_id, link = order_and_link(portal, card_number, "Lisa", "Lind")
+    before = sorted((o.kind, o.label) for o in token_objects(lab.config, card_number, PIN))
+    with pytest.raises(card_client.EnrolmentRefused) as refused:
+        enrol(lab, link, card_number)
+    assert (refused.value.status_code, refused.value.reason) == (409, "card_expires_first")
+    after = sorted((o.kind, o.label) for o in token_objects(lab.config, card_number, PIN))
+    assert after == before

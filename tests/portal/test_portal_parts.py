@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from sqlalchemy import inspect, select
 
 from idp.pki import TestPki
+from idp.pki.tokens import token_objects
 from portal import audit, idp_directory, orders, roles, treserva_steps
 from portal.cli import main as portal_cli
 from portal.config import Settings
@@ -27,6 +28,7 @@ from portal.refusals import Refused
 from tests.portal.conftest import EKU, IT, PROVIDER
 from tests.portal.test_portal_orders import good
 from tests.support import VENV_BIN, free_port, run_cli
+from tests.token_cards import PIN, TokenLab
 
 
 def test_models_and_migrations_agree_and_run_both_ways(database: Database) -> None:
@@ -166,7 +168,7 @@ def test_treserva_unreachable_leaves_the_order_where_it_was(
 
 
 @pytest.mark.integration  # the PKCS#11 worker process
-def test_card_enrol_command_reports_a_missing_card(tmp_path: Path) -> None:
+def test_card_enrol_command_reports_a_missing_card(tmp_path: Path, test_pki: TestPki) -> None:
     runner = CliRunner()
     answer = runner.invoke(
         portal_cli,
@@ -177,3 +179,18 @@ def test_card_enrol_command_reports_a_missing_card(tmp_path: Path) -> None:
     )  # fmt: skip
     assert answer.exit_code == 1
     assert "9752000000000000001" in answer.output
+    # A link pasted with a line ending still works; one that names no reachable portal is said.
+    lab = TokenLab(test_pki, tmp_path)
+    lab.card("9752000000000000001", "SE5567000010-P0555")
+    answer = runner.invoke(
+        portal_cli,
+        [
+            "card", "enrol", f"https://127.0.0.1:{free_port()}/hamta/x\r\n", "--token",
+            "9752000000000000001", "--pin", PIN, "--softhsm-conf", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert answer.exit_code == 1, answer.output
+    assert "cannot reach the portal" in answer.output
+    # Nothing of the attempt stays on the card.
+    objects = token_objects(lab.config, "9752000000000000001", PIN)
+    assert sorted(o.kind for o in objects) == ["certificate", "private_key", "public_key"]
