@@ -188,6 +188,15 @@ def test_expired_and_unknown_links(
     assert objects_on(lab, card_number) == before
     unknown = httpx.get(link[:-4] + "AAAA", verify=tls_context(idp.ca_file))
     assert unknown.status_code == 404 and "link_unknown" in unknown.text
+    # What the card software sends is read with care: not JSON, fields missing, too large.
+    with httpx.Client(verify=tls_context(idp.ca_file)) as http:
+        for body, status, reason in (
+            (b"not json", 400, "bad_request"),
+            (b'{"challenge": "x"}', 400, "bad_request"),
+            (b'{"signature": "' + b"A" * 70_000 + b'"}', 413, "upload_too_large"),
+        ):
+            answer = http.post(f"{link}/certifikat", content=body)
+            assert (answer.status_code, answer.json()["reason"]) == (status, reason)
 
 
 @pytest.mark.parametrize(
