@@ -114,7 +114,7 @@ def create_schema(engine: Engine) -> None:
     Base.metadata.create_all(engine)
     if "active" not in {column["name"] for column in inspect(engine).get_columns("users")}:
         with engine.begin() as connection:
-            connection.execute(text("ALTER TABLE users ADD COLUMN active BOOLEAN DEFAULT 1"))
+            connection.execute(text("ALTER TABLE users ADD COLUMN active BOOLEAN DEFAULT TRUE"))
     columns = {column["name"] for column in inspect(engine).get_columns("permissions")}
     if "login" in columns:
         return

@@ -4,6 +4,7 @@ portal's end-to-end test drives the same endpoints over real TLS."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 from sp_demo import audit
 from sp_demo.app import create_app
 from sp_demo.config import Settings
-from sp_demo.db import seed_demo_users
+from sp_demo.db import Database, find_user_by_windows_account, seed_demo_users
 from sp_demo.scim import HSA_ID_PATH, PATCH_SCHEMA, TRESERVA_SCHEMA
 
 TOKEN = "scim-test-token-" + "t" * 24
@@ -169,3 +170,22 @@ def test_permission_move_for_a_ticket(treserva: TestClient) -> None:
     with treserva.app.state.database.session() as session:
         event = next(e for e in audit.recent_events(session) if e.action == "move_permissions")
     assert event.actor == "support ticket T-1"
+
+
+def test_a_register_made_before_deactivation_existed_gets_active_accounts(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            """
+            CREATE TABLE users (id INTEGER PRIMARY KEY, windows_account VARCHAR(100) UNIQUE,
+                display_name VARCHAR(200), hsa_id VARCHAR(31) UNIQUE);
+            CREATE TABLE permissions (id INTEGER PRIMARY KEY, user_id INTEGER, role VARCHAR(100),
+                unit VARCHAR(200), login VARCHAR(10));
+            INSERT INTO users VALUES (1, 'GBGSTAD\\old', 'Olle Old', NULL);
+            """
+        )
+    database = Database(f"sqlite:///{path}")
+    with database.session() as session:
+        user = find_user_by_windows_account(session, "GBGSTAD\\old")
+        assert user is not None and user.active is True
+    database.dispose()
