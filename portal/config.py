@@ -102,9 +102,18 @@ class Settings(BaseSettings):
         path = self.var_dir / "portal-session-secret"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Written to a private temporary file and linked into place: link() fails if the
+            # name exists, so two processes starting at once agree on one complete secret.
+            temporary = path.with_name(f"{path.name}.{secrets.token_hex(8)}")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(secrets.token_hex(32))
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
         return path.read_text().strip()
 
 

@@ -194,3 +194,12 @@ def test_card_enrol_command_reports_a_missing_card(tmp_path: Path, test_pki: Tes
     # Nothing of the attempt stays on the card.
     objects = token_objects(lab.config, "9752000000000000001", PIN)
     assert sorted(o.kind for o in objects) == ["certificate", "private_key", "public_key"]
+
+
+def test_session_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path)
+    first = settings.session_secret_value()
+    assert first == Settings(var_dir=tmp_path).session_secret_value() and len(first) == 64
+    secret_file = tmp_path / "portal-session-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["portal-session-secret"]
