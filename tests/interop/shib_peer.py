@@ -87,6 +87,14 @@ class ShibbolethPeer:
     shibd: subprocess.Popen
     metadata_xml: str
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
+    def acs_url(self) -> str:
+        return f"{self.base_url}/Shibboleth.sso/SAML2/POST"
+
     def login_url(self, **parameters: str) -> str:
         """The SessionInitiator URL that starts a login and ends on the Session page.
 

@@ -1,7 +1,9 @@
 """Shibboleth SP 3 (Debian's shibd + mod_shib behind a private Apache) against the IdP.
 
-The peer knows the IdP only from its signed metadata; the browser is the httpx stand-in
-presenting a SITHS card to the IdP's certificate listener and posting the forms it is given.
+The peer knows the IdP only from its signed metadata; the IdP knows the peer from the
+metadata it generates plus the RequestedAttributes of the integration page. The browser is
+the httpx stand-in presenting a SITHS card to the IdP's certificate listener and posting the
+forms it is given. The peer uses Shibboleth's ``blockUnsolicited`` policy.
 """
 
 from __future__ import annotations
@@ -12,9 +14,21 @@ import httpx
 import pytest
 
 from tests.conftest import IdpUnderTest
-from tests.flows import choose_this_device, posted_form
+from tests.flows import choose_this_device
 from tests.interop.shib_peer import ShibbolethPeer, session_page_values, start_shibboleth_peer
+from tests.interop.sp_peer_steps import (
+    back_to_service,
+    cancel_on_chooser,
+    follow_redirects,
+    post_saml_form,
+    saml_form,
+)
 from tests.support import browser
+
+EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa"
+TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+RESPONDER = "urn:oasis:names:tc:SAML:2.0:status:Responder"
 
 
 @pytest.fixture(scope="module")
@@ -33,34 +47,151 @@ def shib_peer(idp: IdpUnderTest) -> Iterator[ShibbolethPeer]:
         peer.stop()
 
 
-def shib_follow(client: httpx.Client, response: httpx.Response) -> httpx.Response:
-    """Follow redirects between the SP and the IdP (both on localhost, any port)."""
-    while response.status_code in (302, 303):
-        response = client.get(response.url.join(response.headers["location"]))
-    return response
+def shib_open(client: httpx.Client, peer: ShibbolethPeer, **params: str) -> httpx.Response:
+    """Start a login at the SP and land on whatever the IdP shows first."""
+    return follow_redirects(client, client.get(peer.login_url(**params)))
 
 
-def shib_post_back(client: httpx.Client, page: httpx.Response) -> httpx.Response:
-    """Post the page's (first) form, as the browser does with the IdP's auto-posting form."""
-    action, fields = posted_form(page)
-    return shib_follow(client, client.post(action, data=fields))
-
-
-def shib_card_login(client: httpx.Client, peer: ShibbolethPeer, idp: IdpUnderTest, **params):
-    chooser = shib_follow(client, client.get(peer.login_url(**params)))
-    assert chooser.status_code == 200, chooser.text
+def shib_card_login(
+    client: httpx.Client, peer: ShibbolethPeer, idp: IdpUnderTest, **params: str
+) -> httpx.Response:
+    """A whole login through "SITHS eID på denna enhet"; returns the SP's Session page."""
+    chooser = shib_open(client, peer, **params)
     assert "Välj legitimeringsmetod" in chooser.text, chooser.text[:2000]
-    return choose_this_device(client, chooser, idp.base_url)
+    answer = choose_this_device(client, chooser, idp.base_url)
+    return post_saml_form(client, answer, peer.acs_url)
+
+
+def shib_error(page: httpx.Response) -> dict[str, str]:
+    """Status and Sub-Status from Shibboleth's error page (sessionError.html)."""
+    assert page.status_code >= 400 or "Status" in page.text, page.text[:2000]
+    values = session_page_values(page.text)
+    return {"status": values.get("Status", ""), "sub_status": values.get("Sub-Status", "")}
 
 
 def test_shib_login_with_card_shows_attributes(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
     with browser(idp.ca_file, idp.card("anna")) as client:
-        answer = shib_card_login(client, shib_peer, idp)
-        action, _ = posted_form(answer)
-        assert action == f"{shib_peer.base_url}/Shibboleth.sso/SAML2/POST"
-        session = shib_post_back(client, answer)
+        session = shib_card_login(client, shib_peer, idp)
     assert session.status_code == 200, shib_peer.log()[-3000:]
     values = session_page_values(session.text)
-    assert values.get("employeeHsaId") == "SE2120001355-E0001", session.text
+    # Released because the registered metadata carries the integration page's
+    # RequestedAttributes, and named because the attribute map has its entries.
+    assert values["employeeHsaId"] == "SE2120001355-E0001", session.text
     assert values["displayName"] == "Anna Andersson"
-    assert values["Authentication Context Class"] == "http://id.elegnamnden.se/loa/1.0/loa3"
+    assert values["givenName"] == "Anna"
+    assert values["sn"] == "Andersson"
+    assert values["Identity Provider"] == f"{idp.base_url}/saml/metadata"
+    assert values["Authentication Context Class"] == f"{EID_LOA}3"
+    # The eID profile's default NameID: pairwise persistent, not the HSA-ID.
+    assert "SE2120001355" not in values["persistent-id"]
+    assert "transient-id" not in values
+
+
+def test_shib_single_logout_round_trips(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
+    with browser(idp.ca_file, idp.card("bertil")) as client:
+        session = shib_card_login(client, shib_peer, idp)
+        assert session_page_values(session.text)["employeeHsaId"] == "SE2120001355-E0002"
+        page = follow_redirects(client, client.get(shib_peer.logout_url()))
+        # The IdP answers with a LogoutResponse, by redirect or by an auto-posting form.
+        while saml_form(page) is not None:
+            page = post_saml_form(client, page)
+        assert page.url.port == shib_peer.port, (page.url, page.text[:2000])
+        assert "A valid session was not found" in page.text, page.text[:2000]
+        # Both ends forgot the session: a new login goes to the chooser again.
+        chooser = shib_open(client, shib_peer)
+        assert "Välj legitimeringsmetod" in chooser.text
+
+
+def test_shib_cancel_on_chooser_comes_back_as_error(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        chooser = shib_open(client, shib_peer)
+        idp_page = cancel_on_chooser(client, chooser)
+        assert 'lang="sv"' in idp_page.text and 'lang="en"' in idp_page.text
+        sp_page = back_to_service(client, idp_page, shib_peer.acs_url)
+    assert shib_error(sp_page) == {
+        "status": RESPONDER,
+        "sub_status": "http://id.elegnamnden.se/status/1.0/cancel",
+    }
+
+
+def test_shib_refused_card_comes_back_as_error(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
+    with browser(idp.ca_file, idp.card("expired")) as client:
+        chooser = shib_open(client, shib_peer)
+        idp_page = choose_this_device(client, chooser, idp.base_url)
+        assert "certificate_expired" in idp_page.text, idp_page.text[:2000]
+        sp_page = back_to_service(client, idp_page, shib_peer.acs_url)
+    assert shib_error(sp_page) == {
+        "status": RESPONDER,
+        "sub_status": "urn:oasis:names:tc:SAML:2.0:status:AuthnFailed",
+    }
+
+
+@pytest.mark.parametrize(
+    ("requested", "comparison"), [(f"{EID_LOA}3", "exact"), (f"{EID_LOA}2", "minimum")]
+)
+def test_shib_loa_met(idp: IdpUnderTest, shib_peer: ShibbolethPeer, requested, comparison):
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        session = shib_card_login(
+            client,
+            shib_peer,
+            idp,
+            authnContextClassRef=requested,
+            authnContextComparison=comparison,
+        )
+    values = session_page_values(session.text)
+    assert values["Authentication Context Class"] == f"{EID_LOA}3", session.text
+    assert values["employeeHsaId"] == "SE2120001355-E0001"
+
+
+@pytest.mark.parametrize(
+    ("requested", "comparison"),
+    [
+        (f"{EID_LOA}4", "exact"),
+        (f"{EID_LOA}4", "minimum"),
+        (f"{EID_LOA}3", "better"),
+        ("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport", "exact"),
+    ],
+)
+def test_shib_loa_not_met_comes_back_as_no_authn_context(
+    idp: IdpUnderTest, shib_peer: ShibbolethPeer, requested: str, comparison: str
+):
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        answer = shib_open(
+            client, shib_peer, authnContextClassRef=requested, authnContextComparison=comparison
+        )
+        # Answered at once, before any card: an auto-posting form to the SP's ACS.
+        sp_page = post_saml_form(client, answer, shib_peer.acs_url)
+    assert shib_error(sp_page) == {
+        "status": RESPONDER,
+        "sub_status": "urn:oasis:names:tc:SAML:2.0:status:NoAuthnContext",
+    }
+
+
+def test_shib_transient_name_id_differs_per_login(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
+    seen = []
+    for _ in range(2):
+        with browser(idp.ca_file, idp.card("anna")) as client:
+            values = session_page_values(
+                shib_card_login(client, shib_peer, idp, NameIDFormat=TRANSIENT).text
+            )
+        assert "persistent-id" not in values, values
+        seen.append(values["transient-id"])
+    assert seen[0] != seen[1]
+    assert all("SE2120001355" not in value for value in seen)
+
+
+def test_shib_persistent_name_id_is_stable_and_pairwise(
+    idp: IdpUnderTest, shib_peer: ShibbolethPeer
+):
+    seen = []
+    for card in ("anna", "anna", "bertil"):
+        with browser(idp.ca_file, idp.card(card)) as client:
+            values = session_page_values(
+                shib_card_login(client, shib_peer, idp, NameIDFormat=PERSISTENT).text
+            )
+        assert "transient-id" not in values, values
+        seen.append(values["persistent-id"])
+    # IdP!SP!value: qualified by both entity IDs, stable for Anna, another value for Bertil.
+    assert seen[0] == seen[1] != seen[2]
+    assert seen[0].startswith(f"{idp.base_url}/saml/metadata!{shib_peer.entity_id}!")
+    assert "SE2120001355" not in seen[0]

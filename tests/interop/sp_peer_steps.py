@@ -1,0 +1,70 @@
+"""Browser steps shared by the Shibboleth and SimpleSAMLphp peer tests.
+
+The peers and the IdP all listen on localhost (different ports), so a browser stand-in
+follows every redirect and posts the forms it is given, as a browser does.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.support import parse_page
+
+BACK_TO_SERVICE = "Tillbaka till tjänsten"
+CANCEL = "Avbryt"
+
+
+def follow_redirects(client: httpx.Client, response: httpx.Response) -> httpx.Response:
+    """Follow redirects between the SP and the IdP (both on localhost, any port)."""
+    while response.status_code in (301, 302, 303):
+        response = client.get(response.url.join(response.headers["location"]))
+    return response
+
+
+def form_with_text(page: httpx.Response, text: str) -> tuple[str, str, dict[str, str]]:
+    """(method, absolute action, fields) of the first form whose markup contains ``text``."""
+    for markup in re.findall(r"<form\b.*?</form>", page.text, re.S | re.I):
+        if text in markup:
+            method = re.search(r'method="([^"]*)"', markup, re.I)
+            form = parse_page(markup).forms[0]
+            action = str(page.url.join(form["action"])) if form["action"] else str(page.url)
+            return (method.group(1).lower() if method else "get"), action, form["fields"]
+    raise AssertionError(f"no form with {text!r} on {page.url}: {page.text[:3000]}")
+
+
+def saml_form(page: httpx.Response) -> dict | None:
+    """The page's form carrying a SAMLResponse or SAMLRequest, if any."""
+    for form in parse_page(page.text).forms:
+        if {"SAMLResponse", "SAMLRequest"} & set(form["fields"]):
+            return form
+    return None
+
+
+def post_saml_form(
+    client: httpx.Client, page: httpx.Response, expected_action: str | None = None
+) -> httpx.Response:
+    """Post the page's SAML form (the IdP's auto-posting form), checking where it goes."""
+    form = saml_form(page)
+    assert form is not None, f"no SAML form on {page.url}: {page.text[:3000]}"
+    action = str(page.url.join(form["action"]))
+    if expected_action is not None:
+        assert action == expected_action, action
+    return follow_redirects(client, client.post(action, data=form["fields"]))
+
+
+def cancel_on_chooser(client: httpx.Client, chooser: httpx.Response) -> httpx.Response:
+    """Press "Avbryt" on the IdP's chooser; returns the IdP's page that follows."""
+    method, action, fields = form_with_text(chooser, CANCEL)
+    assert method == "post", method
+    return follow_redirects(client, client.post(action, data=fields))
+
+
+def back_to_service(client: httpx.Client, idp_page: httpx.Response, acs_url: str) -> httpx.Response:
+    """Press "Tillbaka till tjänsten" on an IdP error page: it must post the signed error
+    Response to ``acs_url``, the SP's ACS from its metadata. Returns the SP's page."""
+    method, action, fields = form_with_text(idp_page, BACK_TO_SERVICE)
+    assert (method, action) == ("post", acs_url), (method, action)
+    assert "SAMLResponse" in fields, fields
+    return follow_redirects(client, client.post(action, data=fields))
