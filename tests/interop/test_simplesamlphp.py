@@ -1,25 +1,41 @@
 """SimpleSAMLphp 1.19 (Debian) as a saml:SP, under mod_php in a private Apache, against the IdP.
 
-The peer knows the IdP only from its signed metadata, converted by its own metarefresh; the
-browser is the httpx stand-in presenting a SITHS card to the IdP's certificate listener.
+The peer knows the IdP only from its signed metadata, converted by its own metarefresh; its
+authsource is the integration page's snippet. The browser is the httpx stand-in presenting a
+SITHS card to the IdP's certificate listener; what the peer received is read off its own test
+page (module.php/core/authenticate.php), or off its error page when the IdP said no.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import IdpUnderTest
-from tests.flows import choose_this_device, posted_form
+from tests.flows import choose_this_device
 from tests.interop.php_peer import (
     SimpleSamlPhpPeer,
     shown_attributes,
     shown_auth_data,
     start_simplesamlphp_peer,
 )
+from tests.interop.sp_peer_steps import (
+    back_to_service,
+    cancel_on_chooser,
+    follow_redirects,
+    post_saml_form,
+    saml_form,
+)
 from tests.support import browser
+
+SAMBI_LOA = "http://id.sambi.se/loa/loa"
+EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa"
+TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +54,144 @@ def php_peer(idp: IdpUnderTest) -> Iterator[SimpleSamlPhpPeer]:
         peer.stop()
 
 
-def php_follow(client: httpx.Client, response: httpx.Response) -> httpx.Response:
-    """Follow redirects between the SP and the IdP (both on localhost, any port)."""
-    while response.status_code in (302, 303):
-        response = client.get(response.url.join(response.headers["location"]))
-    return response
+def php_open(client: httpx.Client, url: str) -> httpx.Response:
+    """Start a login at the SP and land on whatever the IdP shows first."""
+    return follow_redirects(client, client.get(url))
 
 
-def php_post_form(client: httpx.Client, page: httpx.Response) -> httpx.Response:
-    action, fields = posted_form(page)
-    return php_follow(client, client.post(action, data=fields))
+def php_card_login(
+    client: httpx.Client, peer: SimpleSamlPhpPeer, idp: IdpUnderTest, url: str | None = None
+) -> tuple[httpx.Response, str]:
+    """A whole login through "SITHS eID på denna enhet": the SP's test page and the
+    Response XML the IdP had the browser post."""
+    chooser = php_open(client, url or peer.test_page_url())
+    assert "Välj legitimeringsmetod" in chooser.text, chooser.text[:2000]
+    answer = choose_this_device(client, chooser, idp.base_url)
+    form = saml_form(answer)
+    assert form is not None, answer.text[:2000]
+    response_xml = base64.b64decode(form["fields"]["SAMLResponse"]).decode()
+    page = post_saml_form(client, answer, peer.acs_url)
+    assert page.status_code == 200, peer.log()[-3000:]
+    return page, response_xml
+
+
+def php_error(page: httpx.Response, status: str) -> None:
+    """SimpleSAMLphp's error page names the Response's status as ``Responder/<second level>``
+    (its saml:Error, with the urn:oasis:names:tc:SAML:2.0:status: prefix shortened)."""
+    assert page.status_code >= 400 or "SimpleSAML\\Module\\saml\\Error" in page.text
+    assert f"Responder/{status}" in page.text, page.text[:4000]
+    assert HSA_ID not in page.text
 
 
 def test_php_login_with_card_shows_attributes(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
     with browser(idp.ca_file, idp.card("anna")) as client:
-        chooser = php_follow(client, client.get(php_peer.test_page_url()))
-        assert "Välj legitimeringsmetod" in chooser.text, chooser.text[:2000]
-        answer = choose_this_device(client, chooser, idp.base_url)
-        action, _ = posted_form(answer)
-        assert action == php_peer.acs_url
-        page = php_post_form(client, answer)
-    assert page.status_code == 200, php_peer.log()[-3000:]
-    attributes = shown_attributes(page.text)
-    assert attributes["http://sambi.se/attributes/1/employeeHsaId"] == ["SE2120001355-E0001"]
-    assert attributes["http://sambi.se/attributes/1/givenName"] == ["Anna"]
+        page, _ = php_card_login(client, php_peer, idp)
+    shown = shown_attributes(page.text)
+    assert shown[HSA_ID] == ["SE2120001355-E0001"], page.text
+    assert shown["http://sambi.se/attributes/1/givenName"] == ["Anna"]
+    assert shown["http://sambi.se/attributes/1/surname"] == ["Andersson"]
+    # The Sambi profile's default NameID, for this SP and from this IdP.
+    assert shown["Format"] == [TRANSIENT]
+    assert shown["SPNameQualifier"] == [php_peer.entity_id]
+    assert shown["NameQualifier"] == [f"{idp.base_url}/saml/metadata"]
     auth_data = shown_auth_data(page.text)
-    assert auth_data["saml:sp:AuthnContext"] == "http://id.sambi.se/loa/loa3"
+    assert auth_data["saml:sp:AuthnContext"] == f"{SAMBI_LOA}3"
+    assert auth_data["saml:sp:IdP"] == f"{idp.base_url}/saml/metadata"
+
+
+def test_php_assertion_is_encrypted_and_decrypted(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
+    """The SP's metadata has an encryption key (SimpleSAMLphp publishes its certificate for
+    both uses): the Assertion travels encrypted and SimpleSAMLphp decrypts it."""
+    with browser(idp.ca_file, idp.card("bertil")) as client:
+        page, response_xml = php_card_login(client, php_peer, idp)
+    assert "EncryptedAssertion" in response_xml
+    assert "SE2120001355-E0002" not in response_xml
+    assert shown_attributes(page.text)[HSA_ID] == ["SE2120001355-E0002"]
+
+
+def test_php_cancel_on_chooser_comes_back_as_error(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        chooser = php_open(client, php_peer.test_page_url())
+        idp_page = cancel_on_chooser(client, chooser)
+        assert 'lang="sv"' in idp_page.text and 'lang="en"' in idp_page.text
+        sp_page = back_to_service(client, idp_page, php_peer.acs_url)
+    php_error(sp_page, "http://id.elegnamnden.se/status/1.0/cancel")
+
+
+def test_php_refused_card_comes_back_as_error(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
+    with browser(idp.ca_file, idp.card("wrong_eku")) as client:
+        chooser = php_open(client, php_peer.test_page_url())
+        idp_page = choose_this_device(client, chooser, idp.base_url)
+        assert "wrong_extended_key_usage" in idp_page.text, idp_page.text[:2000]
+        sp_page = back_to_service(client, idp_page, php_peer.acs_url)
+    php_error(sp_page, "AuthnFailed")
+
+
+@pytest.mark.parametrize(
+    ("requested", "comparison", "asserted"),
+    [
+        (f"{SAMBI_LOA}3", "exact", f"{SAMBI_LOA}3"),
+        (f"{SAMBI_LOA}2", "minimum", f"{SAMBI_LOA}3"),
+        (f"{SAMBI_LOA}3", "maximum", f"{SAMBI_LOA}3"),
+        # The other ladder's loa3, asked by a Sambi SP, is answered in that ladder.
+        (f"{EID_LOA}3", "exact", f"{EID_LOA}3"),
+    ],
+)
+def test_php_loa_met(
+    idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer, requested: str, comparison: str, asserted: str
+):
+    url = php_peer.login_url(loa=requested, comparison=comparison)
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        page, _ = php_card_login(client, php_peer, idp, url)
+    assert shown_auth_data(page.text)["saml:sp:AuthnContext"] == asserted
+    assert shown_attributes(page.text)[HSA_ID] == ["SE2120001355-E0001"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "comparison"),
+    [(f"{SAMBI_LOA}4", "exact"), (f"{SAMBI_LOA}4", "minimum"), (f"{SAMBI_LOA}3", "better")],
+)
+def test_php_loa_not_met_comes_back_as_no_authn_context(
+    idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer, requested: str, comparison: str
+):
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        answer = php_open(client, php_peer.login_url(loa=requested, comparison=comparison))
+        # Answered at once, before any card: an auto-posting form to the SP's ACS.
+        sp_page = post_saml_form(client, answer, php_peer.acs_url)
+    php_error(sp_page, "NoAuthnContext")
+
+
+def test_php_transient_name_id_differs_per_login(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
+    seen = []
+    for _ in range(2):
+        with browser(idp.ca_file, idp.card("anna")) as client:
+            page, _ = php_card_login(client, php_peer, idp, php_peer.login_url(nameid=TRANSIENT))
+        shown = shown_attributes(page.text)
+        assert shown["Format"] == [TRANSIENT]
+        seen.append(shown["NameId"][0])
+    assert seen[0] != seen[1]
+
+
+def test_php_persistent_name_id_is_stable_and_pairwise(
+    idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer
+):
+    seen = []
+    for card in ("anna", "anna", "bertil"):
+        with browser(idp.ca_file, idp.card(card)) as client:
+            page, _ = php_card_login(client, php_peer, idp, php_peer.login_url(nameid=PERSISTENT))
+        shown = shown_attributes(page.text)
+        assert shown["Format"] == [PERSISTENT], page.text
+        assert shown["SPNameQualifier"] == [php_peer.entity_id]
+        seen.append(shown["NameId"][0])
+    assert seen[0] == seen[1] != seen[2]
+    assert "SE2120001355" not in seen[0]
+
+
+def test_php_unsupported_name_id_format_comes_back_as_invalid_name_id_policy(
+    idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer
+):
+    email = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        answer = php_open(client, php_peer.login_url(nameid=email))
+        sp_page = post_saml_form(client, answer, php_peer.acs_url)
+    assert "Requester/InvalidNameIDPolicy" in sp_page.text, sp_page.text[:4000]
