@@ -195,3 +195,29 @@ def test_shib_persistent_name_id_is_stable_and_pairwise(
     assert seen[0] == seen[1] != seen[2]
     assert seen[0].startswith(f"{idp.base_url}/saml/metadata!{shib_peer.entity_id}!")
     assert "SE2120001355" not in seen[0]
+
+
+def test_shib_force_authn_brings_the_chooser_back(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
+    """Shibboleth writes ForceAuthn as xs:boolean "1"; the IdP honours it over its session."""
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        shib_card_login(client, shib_peer, idp)
+        again = shib_open(client, shib_peer)  # the IdP's session answers at once
+        assert saml_form(again) is not None, again.text[:2000]
+        forced = shib_open(client, shib_peer, forceAuthn="true")
+        assert "Välj legitimeringsmetod" in forced.text, forced.text[:2000]
+
+
+def test_shib_response_posted_by_another_browser_is_refused(
+    idp: IdpUnderTest, shib_peer: ShibbolethPeer
+):
+    """blockUnsolicited: a Response is accepted only in the browser whose login asked for it."""
+    with browser(idp.ca_file, idp.card("anna")) as client, browser(idp.ca_file) as other:
+        chooser = shib_open(client, shib_peer)
+        answer = choose_this_device(client, chooser, idp.base_url)
+        refused = post_saml_form(other, answer, shib_peer.acs_url)
+        assert refused.status_code == 500
+        assert "Response correlation failed" in refused.text, refused.text[:3000]
+        assert "SE2120001355-E0001" not in refused.text
+        # The same Response in the browser that asked for it: a valid login.
+        session = post_saml_form(client, answer, shib_peer.acs_url)
+        assert session_page_values(session.text)["employeeHsaId"] == "SE2120001355-E0001"
