@@ -99,6 +99,20 @@ def test_php_login_with_card_shows_attributes(idp: IdpUnderTest, php_peer: Simpl
     assert auth_data["saml:sp:IdP"] == f"{idp.base_url}/saml/metadata"
 
 
+def test_php_single_logout_round_trips(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
+    with browser(idp.ca_file, idp.card("bertil")) as client:
+        php_card_login(client, php_peer, idp)
+        page = php_open(client, f"{php_peer.test_page_url()}&logout")
+        # The IdP answers with a LogoutResponse, by redirect or by an auto-posting form.
+        while saml_form(page) is not None:
+            page = post_saml_form(client, page)
+        assert str(page.url) == f"{php_peer.base_url}/simplesaml/logout.php", page.url
+        assert page.status_code == 200, php_peer.log()[-3000:]
+        # Both ends forgot the session: the test page sends the browser to the chooser again.
+        chooser = php_open(client, php_peer.test_page_url())
+        assert "Välj legitimeringsmetod" in chooser.text
+
+
 def test_php_assertion_is_encrypted_and_decrypted(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
     """The SP's metadata has an encryption key (SimpleSAMLphp publishes its certificate for
     both uses): the Assertion travels encrypted and SimpleSAMLphp decrypts it."""
