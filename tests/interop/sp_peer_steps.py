@@ -6,21 +6,37 @@ follows every redirect and posts the forms it is given, as a browser does.
 
 from __future__ import annotations
 
+import base64
 import re
+import zlib
 
 import httpx
+from defusedxml import ElementTree
 
 from tests.support import parse_page
 
 BACK_TO_SERVICE = "Tillbaka till tjänsten"
 CANCEL = "Avbryt"
+SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 
 
-def follow_redirects(client: httpx.Client, response: httpx.Response) -> httpx.Response:
-    """Follow redirects between the SP and the IdP (both on localhost, any port)."""
+def follow_redirects(
+    client: httpx.Client, response: httpx.Response, requests_seen: list[str] | None = None
+) -> httpx.Response:
+    """Follow redirects between the SP and the IdP (both on localhost, any port); the
+    SAMLRequests of HTTP-Redirect binding URLs passed on the way go into ``requests_seen``."""
     while response.status_code in (301, 302, 303):
-        response = client.get(response.url.join(response.headers["location"]))
+        url = response.url.join(response.headers["location"])
+        if requests_seen is not None and "SAMLRequest" in url.params:
+            requests_seen.append(redirect_binding_xml(url.params["SAMLRequest"]))
+        response = client.get(url)
     return response
+
+
+def redirect_binding_xml(value: str) -> str:
+    """The XML of an HTTP-Redirect binding parameter (base64 of raw DEFLATE)."""
+    return zlib.decompress(base64.b64decode(value), -15).decode()
 
 
 def form_with_text(page: httpx.Response, text: str) -> tuple[str, str, dict[str, str]]:
@@ -68,3 +84,13 @@ def back_to_service(client: httpx.Client, idp_page: httpx.Response, acs_url: str
     assert (method, action) == ("post", acs_url), (method, action)
     assert "SAMLResponse" in fields, fields
     return follow_redirects(client, client.post(action, data=fields))
+
+
+def requested_authn_context(authn_request_xml: str) -> tuple[str, list[str]]:
+    """(Comparison, AuthnContextClassRefs) of an AuthnRequest; Comparison defaults to exact."""
+    root = ElementTree.fromstring(authn_request_xml.encode())
+    requested = root.find(f"{{{SAMLP}}}RequestedAuthnContext")
+    if requested is None:
+        return "", []
+    refs = [ref.text or "" for ref in requested.findall(f"{{{SAML}}}AuthnContextClassRef")]
+    return requested.get("Comparison", "exact"), refs

@@ -8,6 +8,7 @@ forms it is given. The peer uses Shibboleth's ``blockUnsolicited`` policy.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import httpx
@@ -21,6 +22,7 @@ from tests.interop.sp_peer_steps import (
     cancel_on_chooser,
     follow_redirects,
     post_saml_form,
+    requested_authn_context,
     saml_form,
 )
 from tests.support import browser
@@ -49,17 +51,37 @@ def shib_peer(idp: IdpUnderTest) -> Iterator[ShibbolethPeer]:
 
 def shib_open(client: httpx.Client, peer: ShibbolethPeer, **params: str) -> httpx.Response:
     """Start a login at the SP and land on whatever the IdP shows first."""
-    return follow_redirects(client, client.get(peer.login_url(**params)))
+    return shib_open_seen(client, peer, **params)[0]
+
+
+def shib_open_seen(
+    client: httpx.Client, peer: ShibbolethPeer, **params: str
+) -> tuple[httpx.Response, str]:
+    """:func:`shib_open`, and the AuthnRequest XML Shibboleth sent."""
+    requests: list[str] = []
+    page = follow_redirects(client, client.get(peer.login_url(**params)), requests)
+    assert len(requests) == 1, requests
+    return page, requests[0]
 
 
 def shib_card_login(
     client: httpx.Client, peer: ShibbolethPeer, idp: IdpUnderTest, **params: str
 ) -> httpx.Response:
     """A whole login through "SITHS eID på denna enhet"; returns the SP's Session page."""
+    return shib_card_login_seen(client, peer, idp, **params)[0]
+
+
+def shib_card_login_seen(
+    client: httpx.Client, peer: ShibbolethPeer, idp: IdpUnderTest, **params: str
+) -> tuple[httpx.Response, str]:
+    """:func:`shib_card_login`, and the Response XML the browser carried to the SP."""
     chooser = shib_open(client, peer, **params)
     assert "Välj legitimeringsmetod" in chooser.text, chooser.text[:2000]
     answer = choose_this_device(client, chooser, idp.base_url)
-    return post_saml_form(client, answer, peer.acs_url)
+    form = saml_form(answer)
+    assert form is not None, answer.text[:2000]
+    response_xml = base64.b64decode(form["fields"]["SAMLResponse"]).decode()
+    return post_saml_form(client, answer, peer.acs_url), response_xml
 
 
 def shib_error(page: httpx.Response) -> dict[str, str]:
@@ -85,6 +107,16 @@ def test_shib_login_with_card_shows_attributes(idp: IdpUnderTest, shib_peer: Shi
     # The eID profile's default NameID: pairwise persistent, not the HSA-ID.
     assert "SE2120001355" not in values["persistent-id"]
     assert "transient-id" not in values
+
+
+def test_shib_assertion_is_encrypted_and_decrypted(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
+    """The generated metadata has an encryption key: the Assertion travels encrypted and
+    Shibboleth decrypts it."""
+    with browser(idp.ca_file, idp.card("bertil")) as client:
+        session, response_xml = shib_card_login_seen(client, shib_peer, idp)
+    assert "EncryptedAssertion" in response_xml
+    assert "SE2120001355-E0002" not in response_xml
+    assert session_page_values(session.text)["employeeHsaId"] == "SE2120001355-E0002"
 
 
 def test_shib_single_logout_round_trips(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
@@ -156,9 +188,10 @@ def test_shib_loa_not_met_comes_back_as_no_authn_context(
     idp: IdpUnderTest, shib_peer: ShibbolethPeer, requested: str, comparison: str
 ):
     with browser(idp.ca_file, idp.card("anna")) as client:
-        answer = shib_open(
+        answer, request = shib_open_seen(
             client, shib_peer, authnContextClassRef=requested, authnContextComparison=comparison
         )
+        assert requested_authn_context(request) == (comparison, [requested]), request
         # Answered at once, before any card: an auto-posting form to the SP's ACS.
         sp_page = post_saml_form(client, answer, shib_peer.acs_url)
     assert shib_error(sp_page) == {
@@ -221,3 +254,38 @@ def test_shib_response_posted_by_another_browser_is_refused(
         # The same Response in the browser that asked for it: a valid login.
         session = post_saml_form(client, answer, shib_peer.acs_url)
         assert session_page_values(session.text)["employeeHsaId"] == "SE2120001355-E0001"
+
+
+def test_shib_unspecified_name_id_gets_the_profile_default(
+    idp: IdpUnderTest, shib_peer: ShibbolethPeer
+):
+    unspecified = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        values = session_page_values(
+            shib_card_login(client, shib_peer, idp, NameIDFormat=unspecified).text
+        )
+    # The eID profile's default: pairwise persistent.
+    assert values["persistent-id"].startswith(f"{idp.base_url}/saml/metadata!"), values
+    assert "transient-id" not in values
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"NameIDFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"},
+        {"NameIDFormat": PERSISTENT, "SPNameQualifier": "https://other-sp.example.test/sp"},
+    ],
+    ids=["emailAddress", "other-SPNameQualifier"],
+)
+def test_shib_unsupported_name_id_policy_comes_back_as_error(
+    idp: IdpUnderTest, shib_peer: ShibbolethPeer, params: dict[str, str]
+):
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        answer, request = shib_open_seen(client, shib_peer, **params)
+        assert all(value in request for value in params.values()), request
+        # Answered at once, before any card: an auto-posting form to the SP's ACS.
+        sp_page = post_saml_form(client, answer, shib_peer.acs_url)
+    assert shib_error(sp_page) == {
+        "status": "urn:oasis:names:tc:SAML:2.0:status:Requester",
+        "sub_status": "urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy",
+    }

@@ -27,6 +27,7 @@ from tests.interop.sp_peer_steps import (
     cancel_on_chooser,
     follow_redirects,
     post_saml_form,
+    requested_authn_context,
     saml_form,
 )
 from tests.support import browser
@@ -56,7 +57,15 @@ def php_peer(idp: IdpUnderTest) -> Iterator[SimpleSamlPhpPeer]:
 
 def php_open(client: httpx.Client, url: str) -> httpx.Response:
     """Start a login at the SP and land on whatever the IdP shows first."""
-    return follow_redirects(client, client.get(url))
+    return php_open_seen(client, url)[0]
+
+
+def php_open_seen(client: httpx.Client, url: str) -> tuple[httpx.Response, str]:
+    """:func:`php_open`, and the AuthnRequest XML SimpleSAMLphp sent."""
+    requests: list[str] = []
+    page = follow_redirects(client, client.get(url), requests)
+    assert len(requests) == 1, requests
+    return page, requests[0]
 
 
 def php_card_login(
@@ -169,7 +178,10 @@ def test_php_loa_not_met_comes_back_as_no_authn_context(
     idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer, requested: str, comparison: str
 ):
     with browser(idp.ca_file, idp.card("anna")) as client:
-        answer = php_open(client, php_peer.login_url(loa=requested, comparison=comparison))
+        answer, request = php_open_seen(
+            client, php_peer.login_url(loa=requested, comparison=comparison)
+        )
+        assert requested_authn_context(request) == (comparison, [requested]), request
         # Answered at once, before any card: an auto-posting form to the SP's ACS.
         sp_page = post_saml_form(client, answer, php_peer.acs_url)
     php_error(sp_page, "NoAuthnContext")
@@ -206,6 +218,7 @@ def test_php_unsupported_name_id_format_comes_back_as_invalid_name_id_policy(
 ):
     email = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
     with browser(idp.ca_file, idp.card("anna")) as client:
-        answer = php_open(client, php_peer.login_url(nameid=email))
+        answer, request = php_open_seen(client, php_peer.login_url(nameid=email))
+        assert f'Format="{email}"' in request, request
         sp_page = post_saml_form(client, answer, php_peer.acs_url)
     assert "Requester/InvalidNameIDPolicy" in sp_page.text, sp_page.text[:4000]
