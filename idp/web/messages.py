@@ -64,6 +64,18 @@ MESSAGES: dict[str, UserMessage] = {
         "computer's clock.",
         status_code=403,
     ),
+    "weak_key": UserMessage(
+        "Kortets nyckel godkänns inte",
+        "Certifikatets nyckel är för svag eller av ett slag som inte får användas för "
+        "inloggning. Välj ett annat certifikat om kortet har flera, annars beställ ett nytt "
+        "kort via din IT-kontaktperson.",
+        "The card's key is not accepted",
+        "The certificate's key is too weak, or of a kind that may not be used to log in. "
+        "Choose another certificate if the card has several, otherwise order a new card "
+        "through your IT contact person.",
+        status_code=403,
+        can_retry=True,
+    ),
     "wrong_key_usage": UserMessage(
         "Fel certifikat valt",
         "Certifikatet får inte användas för inloggning. Välj kortets "
@@ -173,6 +185,22 @@ MESSAGES: dict[str, UserMessage] = {
         "from the system you want to use.",
         status_code=403,
     ),
+    "user_cancelled": UserMessage(
+        "Inloggningen avbröts",
+        "Du avbröt inloggningen. Gå tillbaka till tjänsten med knappen nedan, eller stäng "
+        "fönstret.",
+        "The login was cancelled",
+        "You cancelled the login. Go back to the service with the button below, or close the "
+        "window.",
+        status_code=200,
+    ),
+    "login_cancelled": UserMessage(
+        "Inloggningen är avbruten",
+        "Den här inloggningen avbröts tidigare. Gå tillbaka till systemet och logga in igen.",
+        "This login was cancelled",
+        "This login was cancelled earlier. Go back to the system and log in again.",
+        status_code=409,
+    ),
     "expired_login": UserMessage(
         "Inloggningen tog för lång tid",
         "Tiden för inloggningen har gått ut. Gå tillbaka till systemet och logga in igen.",
@@ -265,6 +293,28 @@ MESSAGES: dict[str, UserMessage] = {
         "Invalid choice",
         "Choose one of the service IDs shown.",
         can_retry=True,
+    ),
+    "request_header_too_large": UserMessage(
+        "För mycket data från webbläsaren",
+        "Webbläsaren skickade för mycket data med sidanropet, oftast för många eller för stora "
+        "kakor (cookies). Rensa kakorna för den här webbplatsen och försök igen.",
+        "Too much data from the browser",
+        "The browser sent too much data with the request, usually too many or too large "
+        "cookies. Clear the cookies for this site and try again.",
+        status_code=431,
+    ),
+    "request_timeout": UserMessage(
+        "Tiden gick ut",
+        "Webbläsaren skickade inte hela sidanropet i tid. Försök igen.",
+        "The request timed out",
+        "The browser did not send the whole request in time. Try again.",
+        status_code=408,
+    ),
+    "malformed_request": UserMessage(
+        "Felaktigt sidanrop",
+        "Webbläsaren skickade ett sidanrop som inte kunde läsas. Försök igen.",
+        "Malformed request",
+        "The browser sent a request that could not be read. Try again.",
     ),
     "directory_entry_unusable": UserMessage(
         "Dina uppgifter kan inte skickas",
