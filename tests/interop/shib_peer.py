@@ -1,11 +1,10 @@
 """Shibboleth SP 3 (Debian's shibd and mod_shib) as a peer SP, run privately for the tests.
 
 Configured the way an integrator would: the IdP's signed metadata (checked against the IdP's
-metadata signing certificate), the stock attribute-map.xml plus the entries of
-docs/integration/shibboleth-attribute-map.xml, and the SP's generated metadata plus the
-AttributeConsumingService of docs/integration/shibboleth-requested-attributes.xml registered
-at the IdP. Every path is absolute, into the peer's own directory: shibd resolves relative
-paths against /etc/shibboleth, whose stock files (security-policy.xml with its
+metadata signing certificate), the stock attribute-map.xml plus the entries of the IdP's
+integration guide, and the SP's generated metadata plus the guide's AttributeConsumingService
+registered at the IdP. Every path is absolute, into the peer's own directory: shibd resolves
+relative paths against /etc/shibboleth, whose stock files (security-policy.xml with its
 ``blockUnsolicited`` policy, protocols.xml, the error templates) are used as packaged.
 """
 
@@ -31,9 +30,8 @@ from tests.interop.private_apache import (
     start_apache,
 )
 from tests.saml_sp import make_self_signed
-from tests.support import REPO_ROOT, RunningServer, free_port, tls_context
+from tests.support import RunningServer, free_port, tls_context
 
-INTEGRATION_DOCS = REPO_ROOT / "docs" / "integration"
 STOCK_ATTRIBUTE_MAP = Path("/etc/shibboleth/attribute-map.xml")
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 ATTRIBUTE_MAP = "urn:mace:shibboleth:2.0:attribute-map"
@@ -124,22 +122,31 @@ class ShibbolethPeer:
         remove_peer_directory(self.directory)
 
 
-def attribute_map() -> str:
-    """The stock attribute-map.xml with the integration page's entries appended."""
+# Not for integrators: lets the tests read a transient NameID off the Session page (the stock
+# map has persistent-id only).
+TRANSIENT_ID = """<Attribute name="urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+    id="transient-id"><AttributeDecoder xsi:type="NameIDAttributeDecoder" formatter="$Name"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/></Attribute>"""
+
+
+def attribute_map(guide_entries: str) -> str:
+    """The stock attribute-map.xml with the guide's entries (and :data:`TRANSIENT_ID`)."""
     stock = etree.parse(str(STOCK_ATTRIBUTE_MAP)).getroot()
-    snippet = etree.parse(str(INTEGRATION_DOCS / "shibboleth-attribute-map.xml")).getroot()
-    for entry in snippet.findall(f"{{{ATTRIBUTE_MAP}}}Attribute"):
+    added = etree.fromstring(
+        f'<Attributes xmlns="{ATTRIBUTE_MAP}">{guide_entries}{TRANSIENT_ID}</Attributes>'
+    )
+    for entry in added.findall(f"{{{ATTRIBUTE_MAP}}}Attribute"):
         stock.append(entry)
     return etree.tostring(stock, encoding="unicode")
 
 
-def with_requested_attributes(sp_metadata: str) -> str:
-    """The SP's generated metadata with the integration page's AttributeConsumingService."""
+def with_requested_attributes(sp_metadata: str, guide_service: str) -> str:
+    """The SP's generated metadata with the guide's AttributeConsumingService after the last
+    AssertionConsumerService, as the guide says."""
     root = etree.fromstring(sp_metadata.encode())
     descriptor = root.find(f"{{{MD}}}SPSSODescriptor")
-    service = etree.parse(str(INTEGRATION_DOCS / "shibboleth-requested-attributes.xml")).getroot()
-    last_acs = descriptor.findall(f"{{{MD}}}AssertionConsumerService")[-1]
-    last_acs.addnext(service)
+    service = etree.fromstring(f'<wrapper xmlns:md="{MD}">{guide_service}</wrapper>')[0]
+    descriptor.findall(f"{{{MD}}}AssertionConsumerService")[-1].addnext(service)
     return etree.tostring(root, encoding="unicode")
 
 
@@ -160,12 +167,17 @@ def start_shibboleth_peer(
     *,
     idp_metadata_xml: str,
     idp_metadata_signer: Path,
+    guide_attribute_map: str,
+    guide_requested_attributes: str,
     sp_metadata_dir: Path,
     tls_cert: Path,
     tls_key: Path,
     ca_file: Path,
 ) -> ShibbolethPeer:
-    """Start shibd and a private Apache with mod_shib; register the SP's metadata at the IdP."""
+    """Start shibd and a private Apache with mod_shib; register the SP's metadata at the IdP.
+
+    ``guide_attribute_map`` and ``guide_requested_attributes`` are the integration guide's
+    Shibboleth snippets."""
     directory = peer_directory("shib-peer-")
     port, shibd_port = free_port(), free_port()
     base_url = f"https://localhost:{port}"
@@ -174,7 +186,9 @@ def start_shibboleth_peer(
     key, cert = make_self_signed(directory, "shib-sp")
     (directory / "idp-metadata.xml").write_text(idp_metadata_xml, encoding="utf-8")
     (directory / "idp-metadata-signer.pem").write_bytes(idp_metadata_signer.read_bytes())
-    (directory / "attribute-map.xml").write_text(attribute_map(), encoding="utf-8")
+    (directory / "attribute-map.xml").write_text(
+        attribute_map(guide_attribute_map), encoding="utf-8"
+    )
     (directory / "shibboleth2.xml").write_text(
         SHIBBOLETH2_XML.format(
             dir=directory,
@@ -232,7 +246,7 @@ ShibCompatValidUser Off
         shibd.kill()
         raise
     generated = httpx.get(metadata_url, verify=tls_context(ca_file), timeout=10).text
-    metadata_xml = with_requested_attributes(generated)
+    metadata_xml = with_requested_attributes(generated, guide_requested_attributes)
     (sp_metadata_dir / "shib-peer.xml").write_text(metadata_xml, encoding="utf-8")
     return ShibbolethPeer(base_url, entity_id, directory, apache, shibd, metadata_xml)
 

@@ -1,4 +1,5 @@
-"""Browser steps shared by the Shibboleth and SimpleSAMLphp peer tests.
+"""Browser steps shared by the Shibboleth and SimpleSAMLphp peer tests, and the snippets of
+the IdP's integration guide they are configured with.
 
 The peers and the IdP all listen on localhost (different ports), so a browser stand-in
 follows every redirect and posts the forms it is given, as a browser does.
@@ -9,16 +10,32 @@ from __future__ import annotations
 import base64
 import re
 import zlib
+from html import unescape
+from pathlib import Path
 
 import httpx
 from defusedxml import ElementTree
 
-from tests.support import parse_page
+from tests.support import parse_page, tls_context
 
 BACK_TO_SERVICE = "Tillbaka till tjänsten"
 CANCEL = "Avbryt"
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+
+
+def integration_snippets(idp_base_url: str, ca_file: Path) -> dict[str, list[str]]:
+    """The code blocks of the IdP's served integration guide (``/saml/integration``), by the
+    heading of their section (``"Shibboleth SP 3"``, ``"SimpleSAMLphp"``…), as an integrator
+    copies them."""
+    page = httpx.get(f"{idp_base_url}/saml/integration", verify=tls_context(ca_file), timeout=10)
+    assert page.status_code == 200, page.text[:2000]
+    snippets: dict[str, list[str]] = {}
+    for section in page.text.split("<h2>")[1:]:
+        heading = unescape(re.sub(r"<[^>]+>", "", section.split("</h2>", 1)[0])).strip()
+        blocks = re.findall(r"<pre><code>(.*?)</code></pre>", section, re.S)
+        snippets[heading] = [unescape(block) for block in blocks]
+    return snippets
 
 
 def follow_redirects(

@@ -21,6 +21,7 @@ from tests.interop.sp_peer_steps import (
     back_to_service,
     cancel_on_chooser,
     follow_redirects,
+    integration_snippets,
     post_saml_form,
     requested_authn_context,
     saml_form,
@@ -35,9 +36,14 @@ RESPONDER = "urn:oasis:names:tc:SAML:2.0:status:Responder"
 
 @pytest.fixture(scope="module")
 def shib_peer(idp: IdpUnderTest) -> Iterator[ShibbolethPeer]:
+    attribute_map, requested_attributes = integration_snippets(idp.base_url, idp.ca_file)[
+        "Shibboleth SP 3"
+    ]
     peer = start_shibboleth_peer(
         idp_metadata_xml=idp.idp_metadata_file.read_text(encoding="utf-8"),
         idp_metadata_signer=idp.pki.idp_signing_cert,
+        guide_attribute_map=attribute_map,
+        guide_requested_attributes=requested_attributes,
         sp_metadata_dir=idp.sp_metadata_dir,
         tls_cert=idp.pki.tls_server_cert,
         tls_key=idp.pki.tls_server_key,
@@ -96,8 +102,8 @@ def test_shib_login_with_card_shows_attributes(idp: IdpUnderTest, shib_peer: Shi
         session = shib_card_login(client, shib_peer, idp)
     assert session.status_code == 200, shib_peer.log()[-3000:]
     values = session_page_values(session.text)
-    # Released because the registered metadata carries the integration page's
-    # RequestedAttributes, and named because the attribute map has its entries.
+    # Released because the registered metadata carries the integration guide's
+    # RequestedAttributes, and named because the attribute map has the guide's entries.
     assert values["employeeHsaId"] == "SE2120001355-E0001", session.text
     assert values["displayName"] == "Anna Andersson"
     assert values["givenName"] == "Anna"
