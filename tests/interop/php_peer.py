@@ -2,10 +2,11 @@
 
 It runs under mod_php in a private Apache (:mod:`tests.interop.private_apache`), its
 configuration directory (``SIMPLESAMLPHP_CONFIG_DIR``) in the peer's own directory:
-config.php is Debian's with the paths of this instance, authsources.php is
-docs/integration/simplesamlphp-authsources.php with this instance's URLs and keys, and the IdP
-metadata is what SimpleSAMLphp's own converter (metarefresh) makes of the IdP's signed
-metadata, after checking its signature.
+config.php is Debian's with the paths of this instance, authsources.php holds the IdP's
+integration guide's authsource with this SP's entityID (its key pair is ``sp.key``/``sp.crt``
+in the certificate directory, as the guide names them), and the IdP metadata is what
+SimpleSAMLphp's own converter (metarefresh) makes of the IdP's signed metadata, after checking
+its signature.
 """
 
 from __future__ import annotations
@@ -30,16 +31,18 @@ from tests.interop.private_apache import (
     start_apache,
 )
 from tests.saml_sp import make_self_signed
-from tests.support import REPO_ROOT, RunningServer, free_port, tls_context
+from tests.support import RunningServer, free_port, tls_context
 
 SIMPLESAMLPHP = Path("/usr/share/simplesamlphp")
-AUTHSOURCES_SNIPPET = REPO_ROOT / "docs" / "integration" / "simplesamlphp-authsources.php"
+# The guide's placeholder for the SP's own entityID.
+GUIDE_SP_ENTITY_ID = "https://sp.example.org/metadata"
 AUTH_SOURCE = "default-sp"
 
 CONFIG_PHP = """<?php
 // Debian's configuration, with this instance's URL, paths and secrets.
 require '/etc/simplesamlphp/config.php';
 $config['baseurlpath'] = '{base_url}/simplesaml/';
+$config['certdir'] = '{dir}/cert/';
 $config['loggingdir'] = '{dir}/logs/';
 $config['logging.handler'] = 'file';
 $config['logging.level'] = SimpleSAML\\Logger::DEBUG;
@@ -113,18 +116,11 @@ class SimpleSamlPhpPeer:
         remove_peer_directory(self.directory)
 
 
-def authsources(*, base_url: str, idp_entity_id: str, key: Path, cert: Path) -> str:
-    """The integration page's authsources.php with this instance's values."""
-    text = AUTHSOURCES_SNIPPET.read_text(encoding="utf-8")
-    for placeholder, value in (
-        ("https://sp.example.org", base_url),
-        ("https://idp.example.org/saml/metadata", idp_entity_id),
-        ("/etc/simplesamlphp/cert/sp.key.pem", str(key)),
-        ("/etc/simplesamlphp/cert/sp.crt.pem", str(cert)),
-    ):
-        assert placeholder in text, placeholder
-        text = text.replace(placeholder, value)
-    return text
+def authsources(guide_authsource: str, entity_id: str) -> str:
+    """config/authsources.php holding the guide's authsource, with this SP's entityID."""
+    assert GUIDE_SP_ENTITY_ID in guide_authsource, guide_authsource
+    entry = guide_authsource.replace(GUIDE_SP_ENTITY_ID, entity_id)
+    return f"<?php\n$config = [\n{entry}\n];\n"
 
 
 def convert_idp_metadata(config_dir: Path, idp_metadata: Path, signer: Path, out: Path) -> None:
@@ -151,16 +147,22 @@ def start_simplesamlphp_peer(
     *,
     idp_metadata_xml: str,
     idp_metadata_signer: Path,
+    guide_authsource: str,
     sp_metadata_dir: Path,
     tls_cert: Path,
     tls_key: Path,
     ca_file: Path,
 ) -> SimpleSamlPhpPeer:
-    """Configure and serve SimpleSAMLphp; register its SP metadata at the IdP."""
+    """Configure and serve SimpleSAMLphp; register its SP metadata at the IdP.
+
+    ``guide_authsource`` is the integration guide's SimpleSAMLphp snippet (an authsources.php
+    entry named ``default-sp``)."""
     directory = peer_directory("php-peer-")
     port = free_port()
     base_url = f"https://localhost:{port}"
+    # The guide is written for this IdP: its snippet names the entityID of the metadata.
     idp_entity_id = etree.fromstring(idp_metadata_xml.encode()).get("entityID")
+    assert f"'idp' => '{idp_entity_id}'" in guide_authsource, guide_authsource
     config_dir = directory / "config"
     config_dir.mkdir()
     for name in ("metadata", "tmp", "sessions"):
@@ -169,16 +171,20 @@ def start_simplesamlphp_peer(
     log_file = directory / "logs" / "simplesamlphp.log"
     log_file.touch()
     give_to_apache(log_file)
-    key, cert = make_self_signed(directory, "php-sp")
+    cert_dir = directory / "cert"
+    cert_dir.mkdir()
+    key, cert = make_self_signed(cert_dir, "php-sp")
+    key = key.rename(cert_dir / "sp.key")
+    cert.rename(cert_dir / "sp.crt")
     give_to_apache(key)
     key.chmod(0o600)
+    entity_id = f"{base_url}/simplesaml/module.php/saml/sp/metadata.php/{AUTH_SOURCE}"
     (config_dir / "config.php").write_text(
         CONFIG_PHP.format(base_url=base_url, dir=directory, salt=secrets.token_hex(16), port=port),
         encoding="utf-8",
     )
     (config_dir / "authsources.php").write_text(
-        authsources(base_url=base_url, idp_entity_id=idp_entity_id, key=key, cert=cert),
-        encoding="utf-8",
+        authsources(guide_authsource, entity_id), encoding="utf-8"
     )
     idp_metadata = directory / "idp-metadata.xml"
     idp_metadata.write_text(idp_metadata_xml, encoding="utf-8")
@@ -206,7 +212,6 @@ Alias /simplesaml {SIMPLESAMLPHP}/www
 </FilesMatch>
 """,
     )
-    entity_id = f"{base_url}/simplesaml/module.php/saml/sp/metadata.php/{AUTH_SOURCE}"
     apache = start_apache(directory, config, entity_id, ca_file)
     metadata_xml = httpx.get(entity_id, verify=tls_context(ca_file), timeout=10).text
     (sp_metadata_dir / "php-peer.xml").write_text(metadata_xml, encoding="utf-8")

@@ -1,9 +1,11 @@
 """SimpleSAMLphp 1.19 (Debian) as a saml:SP, under mod_php in a private Apache, against the IdP.
 
 The peer knows the IdP only from its signed metadata, converted by its own metarefresh; its
-authsource is the integration page's snippet. The browser is the httpx stand-in presenting a
-SITHS card to the IdP's certificate listener; what the peer received is read off its own test
-page (module.php/core/authenticate.php), or off its error page when the IdP said no.
+authsource is the snippet of the IdP's integration guide (Swedish eID Framework profile,
+persistent NameID, loa3, encrypted Assertions required). The browser is the httpx stand-in
+presenting a SITHS card to the IdP's certificate listener; what the peer received is read off
+its own test page (module.php/core/authenticate.php), or off its error page when the IdP said
+no.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.interop.sp_peer_steps import (
     back_to_service,
     cancel_on_chooser,
     follow_redirects,
+    integration_snippets,
     post_saml_form,
     requested_authn_context,
     saml_form,
@@ -36,14 +39,18 @@ SAMBI_LOA = "http://id.sambi.se/loa/loa"
 EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
-HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
+HSA_ID = "urn:oid:1.2.752.29.6.2.1"
 
 
 @pytest.fixture(scope="module")
 def php_peer(idp: IdpUnderTest) -> Iterator[SimpleSamlPhpPeer]:
+    [authsource] = integration_snippets(idp.base_url, idp.ca_file)[
+        "SimpleSAMLphp (config/authsources.php)"
+    ]
     peer = start_simplesamlphp_peer(
         idp_metadata_xml=idp.idp_metadata_file.read_text(encoding="utf-8"),
         idp_metadata_signer=idp.pki.idp_signing_cert,
+        guide_authsource=authsource,
         sp_metadata_dir=idp.sp_metadata_dir,
         tls_cert=idp.pki.tls_server_cert,
         tls_key=idp.pki.tls_server_key,
@@ -96,15 +103,18 @@ def test_php_login_with_card_shows_attributes(idp: IdpUnderTest, php_peer: Simpl
     with browser(idp.ca_file, idp.card("anna")) as client:
         page, _ = php_card_login(client, php_peer, idp)
     shown = shown_attributes(page.text)
+    # Released because its metadata requests them (the authsource's 'attributes').
     assert shown[HSA_ID] == ["SE2120001355-E0001"], page.text
-    assert shown["http://sambi.se/attributes/1/givenName"] == ["Anna"]
-    assert shown["http://sambi.se/attributes/1/surname"] == ["Andersson"]
-    # The Sambi profile's default NameID, for this SP and from this IdP.
-    assert shown["Format"] == [TRANSIENT]
+    assert shown["urn:oid:2.16.840.1.113730.3.1.241"] == ["Anna Andersson"]
+    assert shown["urn:oid:2.5.4.42"] == ["Anna"]
+    assert shown["urn:oid:2.5.4.4"] == ["Andersson"]
+    assert shown["urn:oid:0.9.2342.19200300.100.1.3"] == ["anna.andersson@example.invalid"]
+    # The NameID the authsource asks for, for this SP and from this IdP.
+    assert shown["Format"] == [PERSISTENT]
     assert shown["SPNameQualifier"] == [php_peer.entity_id]
     assert shown["NameQualifier"] == [f"{idp.base_url}/saml/metadata"]
     auth_data = shown_auth_data(page.text)
-    assert auth_data["saml:sp:AuthnContext"] == f"{SAMBI_LOA}3"
+    assert auth_data["saml:sp:AuthnContext"] == f"{EID_LOA}3"
     assert auth_data["saml:sp:IdP"] == f"{idp.base_url}/saml/metadata"
 
 
@@ -124,7 +134,8 @@ def test_php_single_logout_round_trips(idp: IdpUnderTest, php_peer: SimpleSamlPh
 
 def test_php_assertion_is_encrypted_and_decrypted(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
     """The SP's metadata has an encryption key (SimpleSAMLphp publishes its certificate for
-    both uses): the Assertion travels encrypted and SimpleSAMLphp decrypts it."""
+    both uses): the Assertion travels encrypted and SimpleSAMLphp, which the guide's
+    'assertion.encryption' makes insist on it, decrypts it."""
     with browser(idp.ca_file, idp.card("bertil")) as client:
         page, response_xml = php_card_login(client, php_peer, idp)
     assert "EncryptedAssertion" in response_xml
@@ -153,11 +164,11 @@ def test_php_refused_card_comes_back_as_error(idp: IdpUnderTest, php_peer: Simpl
 @pytest.mark.parametrize(
     ("requested", "comparison", "asserted"),
     [
-        (f"{SAMBI_LOA}3", "exact", f"{SAMBI_LOA}3"),
-        (f"{SAMBI_LOA}2", "minimum", f"{SAMBI_LOA}3"),
-        (f"{SAMBI_LOA}3", "maximum", f"{SAMBI_LOA}3"),
-        # The other ladder's loa3, asked by a Sambi SP, is answered in that ladder.
         (f"{EID_LOA}3", "exact", f"{EID_LOA}3"),
+        (f"{EID_LOA}2", "minimum", f"{EID_LOA}3"),
+        (f"{EID_LOA}3", "maximum", f"{EID_LOA}3"),
+        # The other ladder's loa3, asked by an eID SP, is answered in that ladder.
+        (f"{SAMBI_LOA}3", "exact", f"{SAMBI_LOA}3"),
     ],
 )
 def test_php_loa_met(
@@ -172,7 +183,7 @@ def test_php_loa_met(
 
 @pytest.mark.parametrize(
     ("requested", "comparison"),
-    [(f"{SAMBI_LOA}4", "exact"), (f"{SAMBI_LOA}4", "minimum"), (f"{SAMBI_LOA}3", "better")],
+    [(f"{EID_LOA}4", "exact"), (f"{EID_LOA}4", "minimum"), (f"{SAMBI_LOA}3", "better")],
 )
 def test_php_loa_not_met_comes_back_as_no_authn_context(
     idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer, requested: str, comparison: str
