@@ -24,6 +24,7 @@ import httpx
 from lxml import etree
 
 from tests.interop.private_apache import (
+    MODULES,
     apache_config,
     give_to_apache,
     peer_directory,
@@ -116,6 +117,12 @@ class SimpleSamlPhpPeer:
         remove_peer_directory(self.directory)
 
 
+def php_apache_module() -> str:
+    """The file of Debian's mod_php (libphp8.2.so on bookworm)."""
+    [module] = MODULES.glob("libphp*.so")
+    return module.name
+
+
 def authsources(guide_authsource: str, entity_id: str) -> str:
     """config/authsources.php holding the guide's authsource, with this SP's entityID."""
     assert GUIDE_SP_ENTITY_ID in guide_authsource, guide_authsource
@@ -158,6 +165,33 @@ def start_simplesamlphp_peer(
     ``guide_authsource`` is the integration guide's SimpleSAMLphp snippet (an authsources.php
     entry named ``default-sp``)."""
     directory = peer_directory("php-peer-")
+    try:
+        return _serve_in(
+            directory,
+            idp_metadata_xml=idp_metadata_xml,
+            idp_metadata_signer=idp_metadata_signer,
+            guide_authsource=guide_authsource,
+            sp_metadata_dir=sp_metadata_dir,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            ca_file=ca_file,
+        )
+    except BaseException:
+        remove_peer_directory(directory)
+        raise
+
+
+def _serve_in(
+    directory: Path,
+    *,
+    idp_metadata_xml: str,
+    idp_metadata_signer: Path,
+    guide_authsource: str,
+    sp_metadata_dir: Path,
+    tls_cert: Path,
+    tls_key: Path,
+    ca_file: Path,
+) -> SimpleSamlPhpPeer:
     port = free_port()
     base_url = f"https://localhost:{port}"
     # The guide is written for this IdP: its snippet names the entityID of the metadata.
@@ -197,7 +231,7 @@ def start_simplesamlphp_peer(
         port=port,
         tls_cert=tls_cert,
         tls_key=tls_key,
-        modules=(("php_module", "libphp8.2.so"),),
+        modules=(("php_module", php_apache_module()),),
         body=f"""
 SetEnv SIMPLESAMLPHP_CONFIG_DIR {config_dir}
 Alias /simplesaml {SIMPLESAMLPHP}/www
@@ -213,7 +247,11 @@ Alias /simplesaml {SIMPLESAMLPHP}/www
 """,
     )
     apache = start_apache(directory, config, entity_id, ca_file)
-    metadata_xml = httpx.get(entity_id, verify=tls_context(ca_file), timeout=10).text
+    try:
+        metadata_xml = httpx.get(entity_id, verify=tls_context(ca_file), timeout=10).text
+    except BaseException:
+        apache.stop()
+        raise
     (sp_metadata_dir / "php-peer.xml").write_text(metadata_xml, encoding="utf-8")
     acs_url = f"{base_url}/simplesaml/module.php/saml/sp/saml2-acs.php/{AUTH_SOURCE}"
     return SimpleSamlPhpPeer(base_url, entity_id, acs_url, directory, apache, metadata_xml)

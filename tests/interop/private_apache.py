@@ -53,9 +53,11 @@ def peer_directory(prefix: str) -> Path:
 
 
 def give_to_apache(path: Path) -> None:
-    """Let Apache's children write into ``path`` (a log or session directory)."""
-    user = pwd.getpwnam(APACHE_USER)
-    os.chown(path, user.pw_uid, user.pw_gid)
+    """Let Apache's children write into ``path`` (a log or session directory). Started by
+    another user than root, Apache keeps that user (``User`` has no effect) and owns all."""
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(APACHE_USER)
+        os.chown(path, user.pw_uid, user.pw_gid)
 
 
 def remove_peer_directory(directory: Path) -> None:

@@ -179,11 +179,41 @@ def start_shibboleth_peer(
     ``guide_attribute_map`` and ``guide_requested_attributes`` are the integration guide's
     Shibboleth snippets."""
     directory = peer_directory("shib-peer-")
+    try:
+        return _start_in(
+            directory,
+            idp_metadata_xml=idp_metadata_xml,
+            idp_metadata_signer=idp_metadata_signer,
+            guide_attribute_map=guide_attribute_map,
+            guide_requested_attributes=guide_requested_attributes,
+            sp_metadata_dir=sp_metadata_dir,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            ca_file=ca_file,
+        )
+    except BaseException:
+        remove_peer_directory(directory)
+        raise
+
+
+def _start_in(
+    directory: Path,
+    *,
+    idp_metadata_xml: str,
+    idp_metadata_signer: Path,
+    guide_attribute_map: str,
+    guide_requested_attributes: str,
+    sp_metadata_dir: Path,
+    tls_cert: Path,
+    tls_key: Path,
+    ca_file: Path,
+) -> ShibbolethPeer:
     port, shibd_port = free_port(), free_port()
     base_url = f"https://localhost:{port}"
     entity_id = f"{base_url}/shibboleth"
     idp_entity_id = etree.fromstring(idp_metadata_xml.encode()).get("entityID")
     key, cert = make_self_signed(directory, "shib-sp")
+    key.chmod(0o600)  # read by shibd (root) only
     (directory / "idp-metadata.xml").write_text(idp_metadata_xml, encoding="utf-8")
     (directory / "idp-metadata-signer.pem").write_bytes(idp_metadata_signer.read_bytes())
     (directory / "attribute-map.xml").write_text(
@@ -245,10 +275,15 @@ ShibCompatValidUser Off
     except BaseException:
         shibd.kill()
         raise
-    generated = httpx.get(metadata_url, verify=tls_context(ca_file), timeout=10).text
-    metadata_xml = with_requested_attributes(generated, guide_requested_attributes)
-    (sp_metadata_dir / "shib-peer.xml").write_text(metadata_xml, encoding="utf-8")
-    return ShibbolethPeer(base_url, entity_id, directory, apache, shibd, metadata_xml)
+    peer = ShibbolethPeer(base_url, entity_id, directory, apache, shibd, "")
+    try:
+        generated = httpx.get(metadata_url, verify=tls_context(ca_file), timeout=10).text
+        peer.metadata_xml = with_requested_attributes(generated, guide_requested_attributes)
+    except BaseException:
+        peer.stop()
+        raise
+    (sp_metadata_dir / "shib-peer.xml").write_text(peer.metadata_xml, encoding="utf-8")
+    return peer
 
 
 def session_page_values(page: str) -> dict[str, str]:

@@ -242,7 +242,8 @@ def test_shib_force_authn_brings_the_chooser_back(idp: IdpUnderTest, shib_peer: 
         shib_card_login(client, shib_peer, idp)
         again = shib_open(client, shib_peer)  # the IdP's session answers at once
         assert saml_form(again) is not None, again.text[:2000]
-        forced = shib_open(client, shib_peer, forceAuthn="true")
+        forced, request = shib_open_seen(client, shib_peer, forceAuthn="true")
+        assert 'ForceAuthn="1"' in request, request
         assert "Välj legitimeringsmetod" in forced.text, forced.text[:2000]
 
 

@@ -33,7 +33,7 @@ from tests.interop.sp_peer_steps import (
     requested_authn_context,
     saml_form,
 )
-from tests.support import browser
+from tests.support import browser, reason_code
 
 SAMBI_LOA = "http://id.sambi.se/loa/loa"
 EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa"
@@ -158,11 +158,16 @@ def test_php_cancel_on_chooser_comes_back_as_error(idp: IdpUnderTest, php_peer: 
     php_error(sp_page, "http://id.elegnamnden.se/status/1.0/cancel")
 
 
-def test_php_refused_card_comes_back_as_error(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
-    with browser(idp.ca_file, idp.card("wrong_eku")) as client:
+@pytest.mark.parametrize(
+    ("card", "reason"), [("wrong_eku", "wrong_extended_key_usage"), ("doris", "unknown_person")]
+)
+def test_php_refused_card_comes_back_as_error(
+    idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer, card: str, reason: str
+):
+    with browser(idp.ca_file, idp.card(card)) as client:
         chooser = php_open(client, php_peer.test_page_url())
         idp_page = choose_this_device(client, chooser, idp.base_url)
-        assert "wrong_extended_key_usage" in idp_page.text, idp_page.text[:2000]
+        assert reason_code(idp_page.text) == reason, idp_page.text[:2000]
         sp_page = back_to_service(client, idp_page, php_peer.acs_url)
     php_error(sp_page, "AuthnFailed")
 
