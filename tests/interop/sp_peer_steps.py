@@ -87,9 +87,10 @@ def post_saml_form(
     return follow_redirects(client, client.post(action, data=form["fields"]))
 
 
-def cancel_on_chooser(client: httpx.Client, chooser: httpx.Response) -> httpx.Response:
-    """Press "Avbryt" on the IdP's chooser; returns the IdP's page that follows."""
-    method, action, fields = form_with_text(chooser, CANCEL)
+def press_cancel(client: httpx.Client, idp_page: httpx.Response) -> httpx.Response:
+    """Press "Avbryt" on an IdP page (the chooser, the choice of tjänste-id); returns the IdP's
+    page that follows."""
+    method, action, fields = form_with_text(idp_page, CANCEL)
     assert method == "post", method
     return follow_redirects(client, client.post(action, data=fields))
 

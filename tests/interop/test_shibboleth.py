@@ -19,10 +19,10 @@ from tests.flows import choose_this_device
 from tests.interop.shib_peer import ShibbolethPeer, session_page_values, start_shibboleth_peer
 from tests.interop.sp_peer_steps import (
     back_to_service,
-    cancel_on_chooser,
     follow_redirects,
     integration_snippets,
     post_saml_form,
+    press_cancel,
     requested_authn_context,
     saml_form,
 )
@@ -140,11 +140,26 @@ def test_shib_single_logout_round_trips(idp: IdpUnderTest, shib_peer: Shibboleth
         assert "Välj legitimeringsmetod" in chooser.text
 
 
-def test_shib_cancel_on_chooser_comes_back_as_error(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
+def test_shib_press_cancel_comes_back_as_error(idp: IdpUnderTest, shib_peer: ShibbolethPeer):
     with browser(idp.ca_file, idp.card("anna")) as client:
         chooser = shib_open(client, shib_peer)
-        idp_page = cancel_on_chooser(client, chooser)
+        idp_page = press_cancel(client, chooser)
         assert 'lang="sv"' in idp_page.text and 'lang="en"' in idp_page.text
+        sp_page = back_to_service(client, idp_page, shib_peer.acs_url)
+    assert shib_error(sp_page) == {
+        "status": RESPONDER,
+        "sub_status": "http://id.elegnamnden.se/status/1.0/cancel",
+    }
+
+
+def test_shib_cancel_on_service_id_choice_comes_back_as_error(
+    idp: IdpUnderTest, shib_peer: ShibbolethPeer
+):
+    with browser(idp.ca_file, idp.card("erik")) as client:
+        chooser = shib_open(client, shib_peer)
+        choice = choose_this_device(client, chooser, idp.base_url)
+        assert "Välj tjänste-id" in choice.text, choice.text[:2000]
+        idp_page = press_cancel(client, choice)
         sp_page = back_to_service(client, idp_page, shib_peer.acs_url)
     assert shib_error(sp_page) == {
         "status": RESPONDER,

@@ -26,10 +26,10 @@ from tests.interop.php_peer import (
 )
 from tests.interop.sp_peer_steps import (
     back_to_service,
-    cancel_on_chooser,
     follow_redirects,
     integration_snippets,
     post_saml_form,
+    press_cancel,
     requested_authn_context,
     saml_form,
 )
@@ -149,10 +149,10 @@ def test_php_assertion_is_encrypted_and_decrypted(idp: IdpUnderTest, php_peer: S
     assert shown_auth_data(page.text)["Attributes"][HSA_ID] == ["SE2120001355-E0002"]
 
 
-def test_php_cancel_on_chooser_comes_back_as_error(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
+def test_php_press_cancel_comes_back_as_error(idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer):
     with browser(idp.ca_file, idp.card("anna")) as client:
         chooser = php_open(client, php_peer.test_page_url())
-        idp_page = cancel_on_chooser(client, chooser)
+        idp_page = press_cancel(client, chooser)
         assert 'lang="sv"' in idp_page.text and 'lang="en"' in idp_page.text
         sp_page = back_to_service(client, idp_page, php_peer.acs_url)
     php_error(sp_page, "http://id.elegnamnden.se/status/1.0/cancel")
