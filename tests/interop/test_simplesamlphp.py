@@ -20,6 +20,7 @@ from tests.conftest import IdpUnderTest
 from tests.flows import choose_this_device
 from tests.interop.php_peer import (
     SimpleSamlPhpPeer,
+    convert_idp_metadata,
     shown_attributes,
     shown_auth_data,
     start_simplesamlphp_peer,
@@ -244,3 +245,18 @@ def test_php_unsupported_name_id_format_comes_back_as_invalid_name_id_policy(
         assert f'Format="{email}"' in request, request
         sp_page = post_saml_form(client, answer, php_peer.acs_url)
     assert "Requester/InvalidNameIDPolicy" in sp_page.text, sp_page.text[:4000]
+
+
+def test_php_metadata_converter_refuses_tampered_idp_metadata(
+    idp: IdpUnderTest, php_peer: SimpleSamlPhpPeer
+):
+    """The peer trusts the IdP's metadata because metarefresh checked its signature: the same
+    conversion of a tampered copy yields nothing."""
+    genuine = idp.idp_metadata_file.read_text(encoding="utf-8")
+    tampered = php_peer.directory / "tampered-idp-metadata.xml"
+    tampered.write_text(genuine.replace("/saml/sso/post", "/saml/sso/evil"), encoding="utf-8")
+    out = php_peer.directory / "tampered-out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="could not verify signature"):
+        convert_idp_metadata(php_peer.directory / "config", tampered, idp.pki.idp_signing_cert, out)
+    assert not any(out.iterdir())
