@@ -105,6 +105,27 @@ class ShibbolethPeer:
         back = urllib.parse.quote(f"{self.base_url}/Shibboleth.sso/Session", safe="")
         return f"{self.base_url}/Shibboleth.sso/Logout?return={back}"
 
+    def mdquery(self, entity_id: str, idp_metadata: Path | None = None):
+        """Shibboleth's mdquery for ``entity_id`` through this peer's configuration, which it
+        loads afresh, filters and all; with ``idp_metadata``, on a copy reading that file
+        instead of the IdP metadata the running peer uses."""
+        config = self.directory / "shibboleth2.xml"
+        if idp_metadata is not None:
+            variant = self.directory / f"mdquery-{idp_metadata.stem}.xml"
+            text = config.read_text(encoding="utf-8")
+            original = f'path="{self.directory}/idp-metadata.xml"'
+            assert original in text
+            variant.write_text(text.replace(original, f'path="{idp_metadata}"'), encoding="utf-8")
+            config = variant
+        return subprocess.run(
+            ["/usr/bin/mdquery", "-e", entity_id],
+            env={"SHIBSP_CONFIG": str(config), "PATH": "/usr/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
     def log(self) -> str:
         return "\n".join(
             path.read_text(errors="replace")

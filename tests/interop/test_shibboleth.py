@@ -311,3 +311,21 @@ def test_shib_unsupported_name_id_policy_comes_back_as_error(
         "status": "urn:oasis:names:tc:SAML:2.0:status:Requester",
         "sub_status": "urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy",
     }
+
+
+def test_shib_metadata_filter_refuses_tampered_idp_metadata(
+    idp: IdpUnderTest, shib_peer: ShibbolethPeer
+):
+    """The peer trusts the IdP's metadata because its Signature filter checked it: Shibboleth's
+    own mdquery, on the peer's configuration, finds the IdP in a copy of the genuine metadata
+    and nothing in a tampered copy."""
+    idp_entity_id = f"{idp.base_url}/saml/metadata"
+    genuine_xml = idp.idp_metadata_file.read_text(encoding="utf-8")
+    genuine = shib_peer.directory / "genuine-idp-metadata.xml"
+    genuine.write_text(genuine_xml, encoding="utf-8")
+    tampered = shib_peer.directory / "tampered-idp-metadata.xml"
+    tampered.write_text(genuine_xml.replace("/saml/sso/post", "/saml/sso/evil"), encoding="utf-8")
+    found = shib_peer.mdquery(idp_entity_id, genuine)
+    assert found.returncode == 0 and "IDPSSODescriptor" in found.stdout, found
+    refused = shib_peer.mdquery(idp_entity_id, tampered)
+    assert "IDPSSODescriptor" not in refused.stdout, refused
