@@ -36,10 +36,18 @@ from saml2.time_util import str_to_time
 
 from idp.authn import Authentication
 from idp.config import Settings
+from idp.federation.acs import acs_location_problem
 from idp.federation.idp_metadata import build_idp_metadata
 from idp.federation.remote import AuditHook, RemoteAggregate
 from idp.federation.rollover import signing_keys, state_stamp
 from idp.saml import attributes
+from idp.saml.encryption import (
+    EncryptionError,
+    Recipient,
+    choose_recipient,
+    encryption_refusal,
+    offers_from_descriptor,
+)
 from idp.saml.messages import (
     MessageRejected,
     decode_post_message,
@@ -91,6 +99,14 @@ class ServiceProvider:
     requested_attributes: tuple[str, ...]
     entity_categories: tuple[str, ...]
     profile: attributes.AttributeProfile = field(compare=False)
+    # Why Responses may not go to this SP's ACS locations (idp/federation/acs.py), the rule
+    # `idp metadata validate` applies too; any problem makes the SP unusable, as there.
+    acs_problems: tuple[str, ...] = ()
+    # The SP's usable encryption key and algorithms: its Assertions are sent only encrypted.
+    encryption: Recipient | None = field(default=None, compare=False)
+    # Why no login may be answered for this SP (its profile requires encryption, and it has
+    # no usable encryption key), or None.
+    encryption_refusal: str | None = None
 
     def default_acs(self) -> str | None:
         if not self.acs_post_urls:
@@ -264,6 +280,12 @@ class SamlIdentityProvider:
             self._remote.refresh()
             self._remote.start(refresh_now=False)
         self._pairwise_secret = pairwise_secret
+        unknown = set(settings.require_encryption_profiles) - {p.name for p in attributes.PROFILES}
+        if unknown:
+            raise ValueError(
+                f"IDP_REQUIRE_ENCRYPTION_PROFILES names unknown profiles {sorted(unknown)}; "
+                f"known: {[profile.name for profile in attributes.PROFILES]}"
+            )
         self._lock = threading.Lock()
         self._stamp: tuple[object, ...] | None = None
         self._current: _Snapshot | None = None
@@ -309,6 +331,10 @@ class SamlIdentityProvider:
                     ResponseSigner.certificate_text(keys.cert_file),
                 )
                 self._current, self._stamp = _Snapshot(server, signer), stamp
+                # Read every SP once now, so that an unusable encryption key or ACS is logged
+                # when the metadata is loaded, not first when somebody tries to log in.
+                for entity_id in server.metadata.service_providers():
+                    self._describe_sp(server, entity_id)
             return self._current
 
     # --- metadata ----------------------------------------------------------------------------
@@ -343,6 +369,15 @@ class SamlIdentityProvider:
             for service in descriptor.get("assertion_consumer_service", [])
             if service.get("binding") == BINDING_HTTP_POST
         )
+        acs_problems = tuple(
+            problem
+            for location, _index, _default in acs
+            if (
+                problem := acs_location_problem(
+                    location, allow_http_loopback=self._settings.allow_http_loopback_acs
+                )
+            )
+        )
         requirement = metadata.attribute_requirement(entity_id) or {}
         requested = tuple(
             attribute["name"]
@@ -358,6 +393,8 @@ class SamlIdentityProvider:
             except ValueError:
                 continue
         display_name = _display_name(metadata, entity_id, descriptor)
+        profile = attributes.choose_profile(requested, categories)
+        encryption = choose_recipient(entity_id, offers_from_descriptor(descriptor))
         return ServiceProvider(
             entity_id=entity_id,
             display_name=display_name,
@@ -367,7 +404,12 @@ class SamlIdentityProvider:
             signing_certificates=tuple(certificates),
             requested_attributes=requested,
             entity_categories=categories,
-            profile=attributes.choose_profile(requested, categories),
+            profile=profile,
+            acs_problems=acs_problems,
+            encryption=encryption.recipient,
+            encryption_refusal=encryption_refusal(
+                profile.name, self._settings.require_encryption_profiles, encryption
+            ),
         )
 
     # --- requests ----------------------------------------------------------------------------
@@ -412,6 +454,7 @@ class SamlIdentityProvider:
         sp = self._describe_sp(server, issuer)
         if sp is None:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {issuer}")
+        self._check_usable(sp)
 
         if binding == BINDING_HTTP_REDIRECT:
             signed = self._verify_redirect_signature(raw_query, sp)
@@ -436,6 +479,14 @@ class SamlIdentityProvider:
             is_passive=str(message.is_passive).lower() == "true",
         )
         return info, sp
+
+    @staticmethod
+    def _check_usable(sp: ServiceProvider) -> None:
+        """Refuse, before anybody logs in, an SP that could never be answered safely."""
+        if sp.acs_problems:
+            raise SamlRequestRejected("insecure_acs", "; ".join(sp.acs_problems))
+        if sp.encryption_refusal:
+            raise SamlRequestRejected("encryption_required", sp.encryption_refusal)
 
     def _verify_redirect_signature(self, raw_query: str, sp: ServiceProvider) -> bool:
         """Verify the HTTP-Redirect signature; True if signed and valid, False if unsigned."""
@@ -511,22 +562,34 @@ class SamlIdentityProvider:
     def build_authn_response(
         self, request: AuthnRequestInfo, authentication: Authentication
     ) -> BuiltResponse:
-        """A signed Response with a signed Assertion for the SP that sent ``request``."""
+        """A signed Response with a signed Assertion for the SP that sent ``request``.
+
+        The Assertion is encrypted for an SP with a usable encryption key. Raises
+        :class:`SamlRequestRejected` when the SP's metadata no longer allows an answer (gone,
+        an ACS that may not receive one, encryption required but no key) or encryption fails:
+        the Assertion is never sent in clear instead.
+        """
         snapshot = self._snapshot()
         sp = self._describe_sp(snapshot.server, request.sp_entity_id)
         if sp is None:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {request.sp_entity_id}")
+        # The metadata may have changed since the request was accepted.
+        self._check_usable(sp)
         names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
-        return build_login_response(
-            Addressing(self._settings.entity_id, request.acs_url, request.request_id),
-            audience=sp.entity_id,
-            name_id=self._name_id(sp, authentication),
-            authn_instant=authentication.authn_instant,
-            authn_context_class=sp.profile.loa,
-            attributes=attributes.released_attributes(sp.profile, names, authentication),
-            lifetime=ASSERTION_LIFETIME,
-            signer=snapshot.signer,
-        )
+        try:
+            return build_login_response(
+                Addressing(self._settings.entity_id, request.acs_url, request.request_id),
+                audience=sp.entity_id,
+                name_id=self._name_id(sp, authentication),
+                authn_instant=authentication.authn_instant,
+                authn_context_class=sp.profile.loa,
+                attributes=attributes.released_attributes(sp.profile, names, authentication),
+                lifetime=ASSERTION_LIFETIME,
+                signer=snapshot.signer,
+                encrypt_for=sp.encryption,
+            )
+        except EncryptionError as exc:
+            raise SamlRequestRejected("encryption_failed", str(exc)) from exc
 
     def build_error_response(
         self, request: AuthnRequestInfo, status: str, message: str
