@@ -35,7 +35,7 @@ from typing import Any
 import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
 from idp.saml.xmlsec_backend import DSIG_NS, SHA256, SHA512
@@ -152,7 +152,12 @@ def key_problem(certificate: x509.Certificate) -> str | None:
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         # Key agreement (ECDH-ES) is not offered: only RSA key transport is.
-        return f"{_subject(certificate)} has a {type(key).__name__}, not an RSA key"
+        kind = (
+            f"an EC key ({key.curve.name})"
+            if isinstance(key, ec.EllipticCurvePublicKey)
+            else f"a {type(key).__name__}"
+        )
+        return f"{_subject(certificate)} has {kind}, not an RSA key (RSA-OAEP only)"
     if key.key_size < MIN_RSA_BITS:
         return f"{_subject(certificate)} has a {key.key_size}-bit RSA key (minimum {MIN_RSA_BITS})"
     return None
