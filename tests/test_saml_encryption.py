@@ -30,6 +30,7 @@ from saml2 import BINDING_HTTP_REDIRECT
 from saml2.xml.schema import validate as validate_with_saml_schemas
 
 from idp.config import Settings
+from idp.federation.checks import validate_metadata
 from idp.pki import TestPki
 from idp.saml import encryption
 from idp.saml.encryption import (
@@ -435,3 +436,48 @@ def test_an_unknown_profile_name_stops_the_start(test_pki: TestPki, tmp_path: Pa
     )
     with pytest.raises(ValueError, match=r"unknown profiles \['eid'\].*'swedish-eid'"):
         SamlIdentityProvider(settings, b"pairwise secret")
+
+
+# --- the validator reports the same choice -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case", ["no-preference", "xmlenc11-oaep-sha512-mgf1sha256", "only-refused"]
+)
+def test_the_validator_reports_the_choice_the_runtime_makes(
+    case: str, encrypting, tmp_path: Path
+) -> None:
+    idp, sps = encrypting
+    sp = sps[sp_id(case)]
+    path = tmp_path / "sp.xml"
+    path.write_text(sp.metadata_xml, encoding="utf-8")
+    report = validate_metadata(str(path))
+    (check,) = [check for check in report.checks if check.name == "encryption"]
+    content, transport, digest, mgf = algorithms_of(
+        idp.build_authn_response(request_to(sp), anna()).xml
+    )
+    assert check.passed
+    assert check.detail.startswith("Assertions encrypted for CN=")
+    assert f"with {content}, key transport {transport} ({digest}" in check.detail
+    assert (f", {mgf})" in check.detail) is (mgf is not None)
+    assert ("never used here" in check.detail) is (case == "only-refused")
+    assert report.ok, [line.line() for line in report.failed()]
+
+
+def test_the_validator_fails_an_sp_whose_encryption_key_cannot_be_used(
+    encrypting, tmp_path: Path
+) -> None:
+    _idp, sps = encrypting
+    for entity_id, passed, detail in (
+        (PLAIN_SP, True, "no encryption key: Assertions are signed, not encrypted"),
+        (
+            WEAK_SP,
+            False,
+            "no usable encryption key; CN=weak-key.example.test-encryption has a 1024-bit "
+            "RSA key (minimum 2048)",
+        ),
+    ):
+        path = tmp_path / "sp.xml"
+        path.write_text(sps[entity_id].metadata_xml, encoding="utf-8")
+        (check,) = [c for c in validate_metadata(str(path)).checks if c.name == "encryption"]
+        assert (check.passed, check.detail) == (passed, detail)

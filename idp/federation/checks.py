@@ -44,6 +44,7 @@ from idp.federation.signing import (
     verify_metadata_signature,
 )
 from idp.saml import attributes
+from idp.saml.encryption import choose_recipient, offers_from_element
 
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
@@ -241,6 +242,30 @@ def certificate_check(entity: etree._Element, now: dt.datetime) -> tuple[bool, s
     return True, f"{len(found)} certificate(s) usable ({'; '.join(summaries)})"
 
 
+def encryption_check(entity_id: str, sp_descriptor: etree._Element) -> tuple[bool, str]:
+    """(passed, detail): how the IdP will encrypt Assertions for this SP, by the same choice
+    the running IdP makes (:func:`idp.saml.encryption.choose_recipient`).
+
+    Fails when the SP publishes encryption keys and none is usable: it expects encrypted
+    Assertions and would not get them.
+    """
+    offers = offers_from_element(sp_descriptor)
+    if not offers:
+        return True, "no encryption key: Assertions are signed, not encrypted"
+    choice = choose_recipient(entity_id, offers)
+    notes = "".join(f"; {note}" for note in choice.problems)
+    if choice.recipient is None:
+        return False, "no usable encryption key" + notes
+    chosen = choice.recipient.algorithms
+    transport = f"{chosen.key_transport} ({chosen.oaep_digest}" + (
+        f", {chosen.mgf})" if chosen.mgf else ")"
+    )
+    return True, (
+        f"Assertions encrypted for {choice.recipient.subject} with {chosen.content}, "
+        f"key transport {transport}{notes}"
+    )
+
+
 def requested_attribute_problems(
     entity: etree._Element, known: Iterable[str] | None = None
 ) -> tuple[list[str], list[str]]:
@@ -410,7 +435,9 @@ def validate_metadata(
     if errors:
         report.add("schema", False, f"invalid against {METADATA_XSD}: " + "; ".join(errors))
     else:
-        report.add("schema", True, f"valid against {METADATA_XSD} (with mdui, algsupport, mdattr)")
+        report.add(
+            "schema", True, f"valid against {METADATA_XSD} (with mdui, algsupport, mdattr, xenc11)"
+        )
     _check_signature(report, data, root, federation_cert)
     _check_valid_until(report, root, now)
     duplicates = duplicate_entity_ids(entities)
@@ -453,6 +480,9 @@ def _check_entity(
         )
     passed, detail = certificate_check(entity, now)
     report.add("certificates", passed, detail, entity_id)
+    for sp_descriptor in entity.findall(_md("SPSSODescriptor")):
+        passed, detail = encryption_check(entity_id, sp_descriptor)
+        report.add("encryption", passed, detail, entity_id)
     requested, unknown = requested_attribute_problems(entity)
     if unknown:
         report.add(
