@@ -50,6 +50,7 @@ from idp.saml.encryption import (
     MethodOffer,
     choose_recipient,
 )
+from idp.saml.response import Addressing, NameId, build_login_response
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider, SamlRequestRejected
 from idp.saml.xmlsec_backend import SHA256, SHA512, shared_backend
 from tests.saml_sp import TestServiceProvider as ServiceProvider
@@ -148,24 +149,28 @@ def algorithms_of(xml: bytes) -> tuple[str, str, str, str | None]:
     )
 
 
-def decrypt_independently(xml: bytes, private_key_file: Path) -> bytes:
-    """The EncryptedAssertion's plaintext, by ``cryptography`` alone, following only what the
-    XML states: RSA-OAEP with its DigestMethod and MGF (MGF1-SHA1 for rsa-oaep-mgf1p), then
-    AES-GCM over IV (96 bits) ‖ ciphertext ‖ tag (128 bits), as XML Encryption 1.1 defines."""
-    root = etree.fromstring(xml)
-    data = root.find("saml:EncryptedAssertion/xenc:EncryptedData", NS)
-    method = key_transport(data)
+def unwrap_content_key(xml: bytes, private_key_file: Path) -> bytes:
+    """The AES key, by ``cryptography`` alone, following only what the EncryptedKey states:
+    RSA-OAEP with its DigestMethod and MGF (MGF1-SHA1 for rsa-oaep-mgf1p)."""
+    method = key_transport(etree.fromstring(xml).find(".//xenc:EncryptedData", NS))
     mgf = method.find("xenc11:MGF", NS)
     digest = HASHES[method.find("ds:DigestMethod", NS).get("Algorithm")]()
     mask = HASHES[mgf.get("Algorithm")]() if mgf is not None else hashes.SHA1()  # noqa: S303 (MGF1 padding)
     key = serialization.load_pem_private_key(private_key_file.read_bytes(), password=None)
-    wrapped = data.findtext("ds:KeyInfo/xenc:EncryptedKey/xenc:CipherData/xenc:CipherValue", "", NS)
-    session_key = key.decrypt(
+    wrapped = method.getparent().findtext("xenc:CipherData/xenc:CipherValue", "", NS)
+    return key.decrypt(
         base64.b64decode(wrapped),
         padding.OAEP(mgf=padding.MGF1(mask), algorithm=digest, label=None),
     )
+
+
+def decrypt_independently(xml: bytes, private_key_file: Path) -> bytes:
+    """The EncryptedAssertion's plaintext, by ``cryptography`` alone: the unwrapped key, then
+    AES-GCM over IV (96 bits) ‖ ciphertext ‖ tag (128 bits), as XML Encryption 1.1 defines."""
+    data = etree.fromstring(xml).find("saml:EncryptedAssertion/xenc:EncryptedData", NS)
     blob = base64.b64decode(data.findtext("xenc:CipherData/xenc:CipherValue", "", NS))
-    return AESGCM(session_key).decrypt(blob[:12], blob[12:], None)
+    content_key = unwrap_content_key(xml, private_key_file)
+    return AESGCM(content_key).decrypt(blob[:12], blob[12:], None)
 
 
 def assert_signed_assertion(plaintext: bytes, test_pki: TestPki) -> etree._Element:
@@ -222,12 +227,38 @@ def test_the_sps_preferences_choose_the_algorithms_and_anyone_can_decrypt(
 def test_each_response_has_its_own_content_key(encrypting) -> None:
     idp, sps = encrypting
     sp = sps[sp_id("no-preference")]
-    first, second = (idp.build_authn_response(request_to(sp), anna()) for _ in range(2))
-    wrapped = [
-        etree.fromstring(built.xml).findtext(".//xenc:EncryptedKey//xenc:CipherValue", "", NS)
-        for built in (first, second)
-    ]
-    assert wrapped[0] != wrapped[1]
+    keys = {
+        unwrap_content_key(idp.build_authn_response(request_to(sp), anna()).xml, sp.encryption_key)
+        for _ in range(3)
+    }
+    assert len(keys) == 3 and all(len(key) == 32 for key in keys)
+
+
+def test_an_encryption_failure_sends_nothing(encrypting) -> None:
+    """libxmlsec failing (here: a recipient key that cannot wrap a key) is an error, never a
+    Response with the Assertion in clear."""
+    idp, sps = encrypting
+    sp = sps[sp_id("no-preference")]
+    good = idp.describe_sp(sp.entity_id).encryption
+    broken = dataclasses.replace(
+        good,
+        key=xmlsec.Key.generate(
+            xmlsec.constants.KeyDataAes, 128, xmlsec.constants.KeyDataTypeSession
+        ),
+    )
+    snapshot = idp._snapshot()
+    with pytest.raises(encryption.EncryptionError, match="encrypting the Assertion for CN="):
+        build_login_response(
+            Addressing("https://idp.example.test/saml/metadata", sp.acs_url, "_broken"),
+            audience=sp.entity_id,
+            name_id=NameId("n", "urn:oasis:names:tc:SAML:2.0:nameid-format:transient", "", ""),
+            authn_instant=0,
+            authn_context_class="http://id.sambi.se/loa/loa3",
+            attributes=(),
+            lifetime=dt.timedelta(minutes=5),
+            signer=snapshot.signer,
+            encrypt_for=broken,
+        )
 
 
 def test_the_xmlsec1_program_decrypts_what_pysaml2_sps_get(

@@ -4,7 +4,9 @@ pysaml2 reads SP metadata, parses requests and verifies their enveloped signatur
 the in-process backend, :mod:`idp.saml.xmlsec_backend`). This module adds what pysaml2 leaves
 to its caller or gets too loose for an IdP: per-SP signed-request policy read from the SP's
 metadata, redirect-binding signatures verified over the exact query octets received, ACS URLs
-only from metadata, tight IssueInstant checks, and attribute release per profile. Responses
+only from metadata and only https (idp/federation/acs.py, the rule `idp metadata validate`
+applies), tight IssueInstant checks, attribute release per profile, and the Assertion
+encrypted for an SP that publishes an encryption key (idp/saml/encryption.py). Responses
 are built and signed by :mod:`idp.saml.response`, with the signing key of the same
 configuration snapshot as the metadata.
 
@@ -313,8 +315,8 @@ class SamlIdentityProvider:
         with self._lock:
             if self._current is None or stamp != self._stamp:
                 files = [name for name, _mtime, _size in directory] + remote
-                # Sign and verify in-process (see xmlsec_backend); xmlsec1 stays only for
-                # encryption, which the backend delegates and the IdP does not use.
+                # Sign and verify in-process (see xmlsec_backend); Assertions are encrypted
+                # in-process too (idp/saml/encryption.py), never through pysaml2's hooks.
                 crypto = shared_backend(XMLSEC_BINARY)
                 server = Server(config=_pysaml2_config(self._settings, files, crypto))
                 # Entity.__init__ built server.sec with pysaml2's xmlsec1 backend: replace it.
