@@ -22,7 +22,7 @@ import pytest
 import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 from lxml import etree
@@ -235,16 +235,16 @@ def test_each_response_has_its_own_content_key(encrypting) -> None:
 
 
 def test_an_encryption_failure_sends_nothing(encrypting) -> None:
-    """libxmlsec failing (here: a recipient key that cannot wrap a key) is an error, never a
-    Response with the Assertion in clear."""
+    """Encryption failing (here: RSA-OAEP with SHA-512 cannot wrap anything under a 1024-bit
+    key, which choose_recipient would never let through) is an error, never a Response with
+    the Assertion in clear."""
     idp, sps = encrypting
     sp = sps[sp_id("no-preference")]
     good = idp.describe_sp(sp.entity_id).encryption
     broken = dataclasses.replace(
         good,
-        key=xmlsec.Key.generate(
-            xmlsec.constants.KeyDataAes, 128, xmlsec.constants.KeyDataTypeSession
-        ),
+        public_key=rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key(),  # noqa: S505 (too small on purpose)
+        algorithms=dataclasses.replace(good.algorithms, oaep_digest=SHA512),
     )
     snapshot = idp._snapshot()
     with pytest.raises(encryption.EncryptionError, match="encrypting the Assertion for CN="):

@@ -18,8 +18,9 @@ may rely on:
   eID Framework makes mandatory "for interoperability reasons" (Deployment Profile §8.4), the
   one every SP library decrypts (xmlseclibs in SimpleSAMLphp, the ``xmlsec1`` 1.2 program that
   pysaml2 runs). SHA-1 there only pads; it is not a signature digest.
-- :func:`encrypt_assertion` encrypts an already signed Assertion with the python ``xmlsec``
-  bindings, in process, under a fresh random content key each time.
+- :func:`encrypt_assertion` encrypts an already signed Assertion in process: the content with
+  the python ``xmlsec`` bindings, under a fresh random key each time, which is wrapped with
+  ``cryptography``'s RSA-OAEP (why: see there).
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ import base64
 import copy
 import functools
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import xmlsec
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from lxml import etree
 
 from idp.saml.xmlsec_backend import DSIG_NS, SHA256, SHA512
@@ -87,6 +89,16 @@ KEY_TRANSPORT_FAMILY = frozenset({*KEY_TRANSPORTS, RSA_1_5})
 OAEP_DIGESTS = (SHA1, SHA256, SHA384, SHA512)
 MGFS = (MGF1_SHA1, MGF1_SHA256, MGF1_SHA384, MGF1_SHA512)
 MIN_RSA_BITS = 2048
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    SHA1: hashes.SHA1,
+    SHA256: hashes.SHA256,
+    SHA384: hashes.SHA384,
+    SHA512: hashes.SHA512,
+    MGF1_SHA1: hashes.SHA1,
+    MGF1_SHA256: hashes.SHA256,
+    MGF1_SHA384: hashes.SHA384,
+    MGF1_SHA512: hashes.SHA512,
+}
 
 DEFAULT_CONTENT = AES256_GCM
 DEFAULT_KEY_TRANSPORT = RSA_OAEP_MGF1P
@@ -124,10 +136,11 @@ class Algorithms:
 
 @dataclass(frozen=True)
 class Recipient:
-    """The SP's key, ready for libxmlsec, and the algorithms chosen for it."""
+    """The SP's public key and certificate, and the algorithms chosen for it."""
 
     subject: str
-    key: xmlsec.Key
+    public_key: rsa.RSAPublicKey
+    certificate_base64: str
     algorithms: Algorithms
 
 
@@ -237,33 +250,45 @@ def choose_recipient(entity_id: str, offers: tuple[KeyOffer, ...]) -> Choice:
             continue
         algorithms, notes = choose_algorithms(offer.methods)
         problems.extend(notes)
-        pem = certificate.public_bytes(serialization.Encoding.PEM)
-        try:
-            key = xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatCertPem, None)
-        except xmlsec.Error:
-            problems.append(f"libxmlsec cannot load {_subject(certificate)}")
-            continue
         for note in problems:
             logger.warning("SP %s, encryption: %s", entity_id, note)
-        return Choice(Recipient(_subject(certificate), key, algorithms), tuple(problems))
+        public_key = certificate.public_key()
+        assert isinstance(public_key, rsa.RSAPublicKey)  # key_problem() saw to that
+        recipient = Recipient(
+            _subject(certificate),
+            public_key,
+            base64.b64encode(offer.certificate_der).decode("ascii"),
+            algorithms,
+        )
+        return Choice(recipient, tuple(problems))
     for note in problems:
         logger.warning("SP %s, encryption key unusable: %s", entity_id, note)
     return Choice(None, tuple(problems))
 
 
-def _template(document_node: etree._Element, recipient: Recipient) -> etree._Element:
-    """The EncryptedData template: content algorithm, then the EncryptedKey in its KeyInfo
-    with the key transport's parameters and the SP's certificate (so that an SP holding
-    several decryption keys during a rollover knows which one to use)."""
+def _wrap(content_key: bytes, recipient: Recipient) -> bytes:
+    """``content_key`` encrypted for the SP: RSA-OAEP with the chosen digest and MGF1 hash."""
     algorithms = recipient.algorithms
-    transform, _bits = CONTENT_ALGORITHMS[algorithms.content]
-    template = xmlsec.template.encrypted_data_create(
-        document_node, transform, type=xmlsec.constants.TypeEncElement, ns="xenc"
+    return recipient.public_key.encrypt(
+        content_key,
+        padding.OAEP(
+            mgf=padding.MGF1(_HASHES[algorithms.mgf or MGF1_SHA1]()),
+            algorithm=_HASHES[algorithms.oaep_digest](),
+            label=None,
+        ),
     )
-    xmlsec.template.encrypted_data_ensure_cipher_value(template)
-    key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="ds")
-    # The bindings name only rsa-oaep-mgf1p; libxmlsec finds the transform by the Algorithm
-    # URI when it reads the template, so xmlenc11#rsa-oaep is set on the same element.
+
+
+def _add_encrypted_key(
+    encrypted_data: etree._Element, wrapped: bytes, recipient: Recipient
+) -> None:
+    """The EncryptedKey in the EncryptedData's KeyInfo: the key transport's parameters, the
+    SP's certificate (so that an SP holding several decryption keys during a rollover knows
+    which one to use), and the wrapped content key."""
+    algorithms = recipient.algorithms
+    key_info = xmlsec.template.encrypted_data_ensure_key_info(encrypted_data, ns="ds")
+    # The bindings name only rsa-oaep-mgf1p; the URI is what the SP reads, so xmlenc11#rsa-oaep
+    # is set on the same element.
     encrypted_key = xmlsec.template.add_encrypted_key(key_info, xmlsec.constants.TransformRsaOaep)
     method = encrypted_key.find(f"{{{XENC_NS}}}EncryptionMethod")
     method.set("Algorithm", algorithms.key_transport)
@@ -274,30 +299,41 @@ def _template(document_node: etree._Element, recipient: Recipient) -> etree._Ele
         )
     certificate_info = etree.Element(f"{{{DSIG_NS}}}KeyInfo")
     method.addnext(certificate_info)
-    xmlsec.template.add_x509_data(certificate_info)
-    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
-    return template
+    x509_data = etree.SubElement(certificate_info, f"{{{DSIG_NS}}}X509Data")
+    etree.SubElement(x509_data, f"{{{DSIG_NS}}}X509Certificate").text = recipient.certificate_base64
+    cipher_value = xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
+    cipher_value.text = base64.b64encode(wrapped).decode("ascii")
 
 
 def encrypt_assertion(assertion: etree._Element, recipient: Recipient) -> etree._Element:
     """``xenc:EncryptedData`` holding ``assertion`` (signed, left untouched), for the SP.
 
     The Assertion is encrypted as a copy that declares every namespace it uses, so that it
-    parses on its own once decrypted, wherever the SP puts it. Raises :class:`EncryptionError`.
+    parses on its own once decrypted, wherever the SP puts it; under a fresh random content
+    key each time. Raises :class:`EncryptionError`.
+
+    libxmlsec encrypts the content. The content key is wrapped with ``cryptography``'s RSA-OAEP,
+    not libxmlsec's: libxmlsec wraps a key only through a keys manager, and creating one loads
+    the system's CA store (23 ms and 0.9 MB each on the development machine), which would cost
+    more than the rest of the Response or a manager kept per SP; the bindings cannot run a
+    context on an EncryptedKey alone. libxmlsec decrypts what this writes (see the tests).
     """
     standalone = copy.deepcopy(assertion)
-    _transform, bits = CONTENT_ALGORITHMS[recipient.algorithms.content]
+    transform, bits = CONTENT_ALGORITHMS[recipient.algorithms.content]
+    content_key = secrets.token_bytes(bits // 8)
     try:
-        template = _template(standalone, recipient)
-        manager = xmlsec.KeysManager()
-        manager.add_key(recipient.key)
-        context = xmlsec.EncryptionContext(manager)
-        context.key = xmlsec.Key.generate(
-            xmlsec.constants.KeyDataAes, bits, xmlsec.constants.KeyDataTypeSession
+        template = xmlsec.template.encrypted_data_create(
+            standalone, transform, type=xmlsec.constants.TypeEncElement, ns="xenc"
         )
-        return context.encrypt_xml(template, standalone)
-    except xmlsec.Error as exc:
+        xmlsec.template.encrypted_data_ensure_cipher_value(template)
+        context = xmlsec.EncryptionContext()
+        context.key = xmlsec.Key.from_binary_data(xmlsec.constants.KeyDataAes, content_key)
+        encrypted_data = context.encrypt_xml(template, standalone)
+        wrapped = _wrap(content_key, recipient)
+    except (xmlsec.Error, ValueError) as exc:
         raise EncryptionError(f"encrypting the Assertion for {recipient.subject} failed") from exc
+    _add_encrypted_key(encrypted_data, wrapped, recipient)
+    return encrypted_data
 
 
 def certificate_der(text: str) -> bytes | None:
