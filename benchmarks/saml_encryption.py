@@ -137,8 +137,15 @@ def main() -> int:
         print(
             f"{label:24}{median * 1000:>9.2f} ms{min(measured) * 1000:>9.2f} ms{1 / median:>14.1f}"
         )
-    extra = statistics.median(rounds["signed + encrypted"]) - statistics.median(rounds["signed"])
-    print(f"encryption adds {extra * 1000:.2f} ms a Response (medians)")
+    encrypted, signed = rounds["signed + encrypted"], rounds["signed"]
+    by_median = statistics.median(encrypted) - statistics.median(signed)
+    by_best = min(encrypted) - min(signed)
+    # On a loaded machine the medians move by more than encryption costs: the best rounds,
+    # closest to an idle core, are the better estimate then.
+    print(
+        f"encryption adds {by_best * 1000:.2f} ms a Response (best rounds), "
+        f"{by_median * 1000:.2f} ms (medians)"
+    )
     return 0
 
 
