@@ -18,6 +18,7 @@ from saml2 import BINDING_HTTP_REDIRECT
 from idp.config import Settings
 from idp.federation.checks import validate_metadata
 from idp.pki import TestPki
+from idp.saml.bindings import read_redirect_query
 from idp.saml.server import SamlIdentityProvider, SamlRequestRejected
 from tests.saml_sp import TestServiceProvider as ServiceProvider
 from tests.saml_sp import registered_service_provider
@@ -96,11 +97,9 @@ def federation(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> F
 def runtime_accepts(idp: SamlIdentityProvider, sp: ServiceProvider) -> tuple[bool, str]:
     """Whether the IdP takes a signed AuthnRequest from ``sp`` for its first ACS."""
     url, _request_id = sp.login_url()
-    query = urllib.parse.urlsplit(url).query
-    params = dict(urllib.parse.parse_qsl(query))
     try:
         idp.parse_authn_request(
-            BINDING_HTTP_REDIRECT, params["SAMLRequest"], params["RelayState"], query
+            BINDING_HTTP_REDIRECT, read_redirect_query(urllib.parse.urlsplit(url).query)
         )
     except SamlRequestRejected as exc:
         return False, f"{exc.reason}: {exc.detail}"

@@ -52,12 +52,15 @@ from idp.ops.login_driver import (
 from idp.ops.sweeper import sweep_expired
 from idp.pki import TestPki
 from tests import saml_sp
+from tests.card_defects import FINDINGS, Defect
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
+from tests.flows import login_with_card
 from tests.support import (
     VENV_BIN,
     RunningServer,
     free_port,
     parse_page,
+    reason_code,
     run_cli,
     start_server,
     tls_context,
@@ -354,6 +357,56 @@ def test_certificate_header_is_believed_only_from_nginx(cluster: Cluster) -> Non
         # The login is still pending: none of that authenticated anybody.
         state = cluster.query("SELECT state FROM pending_logins WHERE id = %s", ref)
         assert state == [("pending",)]
+
+
+def _refusals(cluster: Cluster, reason: str) -> int:
+    return cluster.query(
+        "SELECT count(*) FROM audit_events WHERE event = 'login.method' AND reason = %s", reason
+    )[0][0]
+
+
+@pytest.mark.parametrize("defect", FINDINGS, ids=lambda defect: defect.name)
+def test_weak_key_or_wrong_profile_card_is_refused_behind_the_proxy(
+    cluster: Cluster, tmp_path: Path, defect: Defect
+) -> None:
+    """Issue 14, findings 2 and 3, in proxy mode: a node applies the same validator to the
+    certificate nginx forwards as the card listener does to its own handshake."""
+    card = defect.issue(cluster.pki, tmp_path)
+    before = _refusals(cluster, defect.reason)
+    with cluster.browser() as client:
+        ref = _pending_login(cluster, client)
+        cookies = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        # What nginx sends a node for this card: its escaped PEM, from the trusted address.
+        answer = httpx.get(
+            f"{cluster.nodes['a'].url}/cert-login?ref={ref}",
+            headers={
+                "X-SSL-Client-Cert": urllib.parse.quote(card.cert.read_text()),
+                "Cookie": cookies,
+            },
+        )
+    assert reason_code(answer.text) == defect.reason, answer.text[:2000]
+    assert answer.status_code == 403 and "location" not in answer.headers
+    assert cluster.query("SELECT state FROM pending_logins WHERE id = %s", ref) == [("pending",)]
+    assert _refusals(cluster, defect.reason) == before + 1
+
+
+# TLS has no signature algorithm for a P-192 key: a client cannot present that card to nginx.
+PRESENTABLE_OVER_TLS = [defect for defect in FINDINGS if defect.name != "ec_p192"]
+
+
+@pytest.mark.parametrize("defect", PRESENTABLE_OVER_TLS, ids=lambda defect: defect.name)
+def test_weak_key_or_wrong_profile_card_is_refused_through_nginx(
+    cluster: Cluster, tmp_path: Path, defect: Defect
+) -> None:
+    card = defect.issue(cluster.pki, tmp_path)
+    before = _refusals(cluster, defect.reason)
+    login_url, _ = cluster.sp.login_url()
+    context = tls_context(cluster.ca_file, card.cert, card.key, any_card_key=True)
+    with httpx.Client(verify=context, timeout=30) as client:
+        page = login_with_card(client, login_url, cluster.base_url)
+    assert reason_code(page.text) == defect.reason, page.text[:2000]
+    assert page.status_code == 403 and "SAMLResponse" not in page.text
+    assert _refusals(cluster, defect.reason) == before + 1
 
 
 # --- operations -------------------------------------------------------------------------------

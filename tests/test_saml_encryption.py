@@ -33,6 +33,7 @@ from idp.config import Settings
 from idp.federation.checks import validate_metadata
 from idp.pki import TestPki
 from idp.saml import encryption
+from idp.saml.bindings import read_redirect_query
 from idp.saml.encryption import (
     AES128_CBC,
     AES128_GCM,
@@ -430,11 +431,8 @@ def requiring(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory):
 
 def parse_request(idp: SamlIdentityProvider, sp: ServiceProvider):
     url, _request_id = sp.login_url()
-    query = urllib.parse.urlsplit(url).query
-    params = dict(urllib.parse.parse_qsl(query))
-    return idp.parse_authn_request(
-        BINDING_HTTP_REDIRECT, params["SAMLRequest"], params.get("RelayState", ""), query
-    )
+    received = read_redirect_query(urllib.parse.urlsplit(url).query)
+    return idp.parse_authn_request(BINDING_HTTP_REDIRECT, received)
 
 
 def test_required_encryption_refuses_an_sp_without_a_usable_key(requiring) -> None:

@@ -64,6 +64,18 @@ MESSAGES: dict[str, UserMessage] = {
         "computer's clock.",
         status_code=403,
     ),
+    "weak_key": UserMessage(
+        "Kortets nyckel godkänns inte",
+        "Certifikatets nyckel är för svag eller av ett slag som inte får användas för "
+        "inloggning. Välj ett annat certifikat om kortet har flera, annars beställ ett nytt "
+        "kort via din IT-kontaktperson.",
+        "The card's key is not accepted",
+        "The certificate's key is too weak, or of a kind that may not be used to log in. "
+        "Choose another certificate if the card has several, otherwise order a new card "
+        "through your IT contact person.",
+        status_code=403,
+        can_retry=True,
+    ),
     "wrong_key_usage": UserMessage(
         "Fel certifikat valt",
         "Certifikatet får inte användas för inloggning. Välj kortets "
@@ -172,6 +184,22 @@ MESSAGES: dict[str, UserMessage] = {
         "For security, a login must be finished in the browser that started it. Start again "
         "from the system you want to use.",
         status_code=403,
+    ),
+    "user_cancelled": UserMessage(
+        "Inloggningen avbröts",
+        "Du avbröt inloggningen. Gå tillbaka till tjänsten med knappen nedan, eller stäng "
+        "fönstret.",
+        "The login was cancelled",
+        "You cancelled the login. Go back to the service with the button below, or close the "
+        "window.",
+        status_code=200,
+    ),
+    "login_cancelled": UserMessage(
+        "Inloggningen är avbruten",
+        "Den här inloggningen avbröts tidigare. Gå tillbaka till systemet och logga in igen.",
+        "This login was cancelled",
+        "This login was cancelled earlier. Go back to the system and log in again.",
+        status_code=409,
     ),
     "expired_login": UserMessage(
         "Inloggningen tog för lång tid",
