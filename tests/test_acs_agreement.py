@@ -3,11 +3,13 @@
 One rule (idp/federation/acs.py) and one setting (``IDP_ALLOW_HTTP_LOOPBACK_ACS``): https
 always; http only for 127.0.0.1, localhost and [::1], and only with the setting. The same SP
 metadata files go through the validator and through the IdP's AuthnRequest handling, with the
-setting off and on, and the decisions are compared file by file.
+setting off and on, and the decisions are compared file by file; the remote aggregate loader's
+per-entity check (`entity_problems`) must agree too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 from saml2 import BINDING_HTTP_REDIRECT
 
 from idp.config import Settings
-from idp.federation.checks import validate_metadata
+from idp.federation.checks import entity_problems, validate_metadata
+from idp.federation.document import entity_descriptors, parse_metadata
 from idp.pki import TestPki
 from idp.saml.bindings import read_redirect_query
 from idp.saml.server import SamlIdentityProvider, SamlRequestRejected
@@ -118,6 +121,10 @@ def test_validator_and_runtime_decide_alike(federation: Federation, name: str, a
     accepted, why = runtime_accepts(federation.idps[allow], federation.sps[name])
 
     assert acs_check.passed is accepted is expected, (acs_check.detail, why)
+    # The remote aggregate loader trusts the entity on the same terms.
+    (entity,) = entity_descriptors(parse_metadata(path.read_bytes()))
+    trusted = not entity_problems(entity, dt.datetime.now(dt.UTC), allow_http_loopback_acs=allow)
+    assert trusted is expected
     # The SP's metadata is otherwise fine: the ACS alone decides, for both.
     assert report.ok is expected, [check.line() for check in report.failed()]
     if not expected:
