@@ -153,15 +153,15 @@ class Choice:
 
 
 class EncryptionError(Exception):
-    """libxmlsec could not encrypt: nothing may be sent instead."""
+    """The Assertion could not be encrypted: nothing may be sent instead."""
 
 
 def _subject(certificate: x509.Certificate) -> str:
     return certificate.subject.rfc4514_string() or "(empty subject)"
 
 
-def key_problem(certificate: x509.Certificate) -> str | None:
-    """Why the certificate's key cannot receive an encrypted Assertion, or None."""
+def usable_key(certificate: x509.Certificate) -> rsa.RSAPublicKey | str:
+    """The certificate's key if it can receive an encrypted Assertion, else why not."""
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         # Key agreement (ECDH-ES) is not offered: only RSA key transport is.
@@ -173,7 +173,7 @@ def key_problem(certificate: x509.Certificate) -> str | None:
         return f"{_subject(certificate)} has {kind}, not an RSA key (RSA-OAEP only)"
     if key.key_size < MIN_RSA_BITS:
         return f"{_subject(certificate)} has a {key.key_size}-bit RSA key (minimum {MIN_RSA_BITS})"
-    return None
+    return key
 
 
 def _acceptable_transport(offer: MethodOffer) -> bool:
@@ -244,16 +244,14 @@ def choose_recipient(entity_id: str, offers: tuple[KeyOffer, ...]) -> Choice:
         except ValueError:
             problems.append("an encryption certificate is not a valid DER X.509 certificate")
             continue
-        problem = key_problem(certificate)
-        if problem:
-            problems.append(problem)
+        public_key = usable_key(certificate)
+        if isinstance(public_key, str):
+            problems.append(public_key)
             continue
         algorithms, notes = choose_algorithms(offer.methods)
         problems.extend(notes)
         for note in problems:
             logger.warning("SP %s, encryption: %s", entity_id, note)
-        public_key = certificate.public_key()
-        assert isinstance(public_key, rsa.RSAPublicKey)  # key_problem() saw to that
         recipient = Recipient(
             _subject(certificate),
             public_key,
