@@ -28,6 +28,7 @@ from idp.saml.bindings import (
     read_post_form,
     read_redirect_query,
 )
+from idp.saml.integration_guide import integration_guide
 from idp.saml.participants import record_participant
 from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import (
@@ -53,6 +54,14 @@ REPLAY_WINDOW = dt.timedelta(minutes=15)
 async def metadata(request: Request) -> Response:
     xml = await run_in_threadpool(services_of(request).saml.metadata_xml)
     return Response(xml, media_type="application/samlmetadata+xml")
+
+
+@router.get("/integration")
+async def integration(request: Request) -> Response:
+    """What an integrator needs beside the metadata (attribute names, LoA, NameID, statuses,
+    snippets for common SPs), from the tables the IdP acts on."""
+    guide = integration_guide(services_of(request).settings.entity_id)
+    return render_page(request, "idp/integration.html", {"guide": guide})
 
 
 @router.get("/sso/redirect")

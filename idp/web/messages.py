@@ -294,6 +294,28 @@ MESSAGES: dict[str, UserMessage] = {
         "Choose one of the service IDs shown.",
         can_retry=True,
     ),
+    "request_header_too_large": UserMessage(
+        "För mycket data från webbläsaren",
+        "Webbläsaren skickade för mycket data med sidanropet, oftast för många eller för stora "
+        "kakor (cookies). Rensa kakorna för den här webbplatsen och försök igen.",
+        "Too much data from the browser",
+        "The browser sent too much data with the request, usually too many or too large "
+        "cookies. Clear the cookies for this site and try again.",
+        status_code=431,
+    ),
+    "request_timeout": UserMessage(
+        "Tiden gick ut",
+        "Webbläsaren skickade inte hela sidanropet i tid. Försök igen.",
+        "The request timed out",
+        "The browser did not send the whole request in time. Try again.",
+        status_code=408,
+    ),
+    "malformed_request": UserMessage(
+        "Felaktigt sidanrop",
+        "Webbläsaren skickade ett sidanrop som inte kunde läsas. Försök igen.",
+        "Malformed request",
+        "The browser sent a request that could not be read. Try again.",
+    ),
     "directory_entry_unusable": UserMessage(
         "Dina uppgifter kan inte skickas",
         "Du är identifierad, men dina uppgifter i katalogen innehåller tecken som inte kan "
