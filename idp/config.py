@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # Key for per-SP pseudonymous NameIDs; generated under var_dir when unset.
     pairwise_secret: str = ""
 
+    # How far a SAML request's IssueInstant may be from this server's clock, in either
+    # direction (AuthnRequest and LogoutRequest/Response).
+    saml_clock_skew_seconds: int = 180
+
     pending_login_ttl_seconds: int = 600
     sso_session_ttl_seconds: int = 8 * 3600
 

@@ -340,6 +340,27 @@ MESSAGES: dict[str, UserMessage] = {
         "quote the error code below.",
         status_code=502,
     ),
+    "service_unavailable": UserMessage(
+        "Tjänsten är tillfälligt otillgänglig",
+        "Åtkomsttjänsten kunde inte slutföra steget just nu. Försök igen om en stund: ladda om "
+        "sidan, så görs samma steg en gång till och inloggningen fortsätter där den var.",
+        "The service is temporarily unavailable",
+        "The Access Service could not complete this step just now. Try again in a while: "
+        "reload the page, which repeats the same step, and the login carries on where it was.",
+        status_code=503,
+        can_retry=True,
+    ),
+    "internal_error": UserMessage(
+        "Något gick fel",
+        "Ett oväntat fel uppstod i Åtkomsttjänsten. Ladda om sidan för att göra samma steg en "
+        "gång till, eller börja om från systemet du vill använda. Uppge felkoden nedan om "
+        "felet kvarstår.",
+        "Something went wrong",
+        "An unexpected error occurred in the Access Service. Reload the page to repeat the same "
+        "step, or start again from the system you want to use. Quote the error code below if "
+        "the problem remains.",
+        status_code=500,
+    ),
 }
 
 SAML_REQUEST_MESSAGE = UserMessage(
