@@ -57,6 +57,7 @@ class SpRequest:
     loa: tuple[str, ...] = ()  # RequestedAuthnContext class refs; none → no element
     comparison: str = "exact"
     name_id_format: str | None = None
+    sp_name_qualifier: str | None = None  # NameIDPolicy's; pysaml2 only
     relay_state: str = "interop-state"
 
 
@@ -162,8 +163,11 @@ class Python3SamlPeer:
             # For exact, python3-saml itself checks that the answer is one it asked for.
             "failOnAuthnContextMismatch": request.comparison == "exact",
         }
+        # Only the parsed "idp" part: the parser also proposes the IdP's first NameIDFormat as
+        # the SP's, which would override the format each request asks for.
         settings = OneLogin_Saml2_IdPMetadataParser.merge_settings(
-            {"strict": True, "debug": False, "sp": sp, "security": security}, self._idp
+            {"strict": True, "debug": False, "sp": sp, "security": security},
+            {"idp": self._idp["idp"]},
         )
         return OneLogin_Saml2_Settings(settings, sp_validation_only=False)
 
@@ -177,6 +181,7 @@ class Python3SamlPeer:
         }
 
     def login_url(self, request: SpRequest) -> tuple[str, str]:
+        assert request.sp_name_qualifier is None, "python3-saml never sends SPNameQualifier"
         auth = OneLogin_Saml2_Auth(self._request_data("/login"), self._settings(request))
         url = auth.login(
             return_to=request.relay_state, set_nameid_policy=request.name_id_format is not None
@@ -245,7 +250,13 @@ class Pysaml2Peer:
                 ],
                 comparison=request.comparison,
             )
-        if request.name_id_format:
+        if request.sp_name_qualifier:
+            kwargs["name_id_policy"] = samlp.NameIDPolicy(
+                format=request.name_id_format,
+                sp_name_qualifier=request.sp_name_qualifier,
+                allow_create="true",
+            )
+        elif request.name_id_format:
             kwargs["nameid_format"] = request.name_id_format
         request_id, info = self.sp.client.prepare_for_authenticate(
             relay_state=request.relay_state,

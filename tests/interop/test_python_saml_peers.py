@@ -242,3 +242,15 @@ def test_unsupported_name_id_format_is_invalid_name_id_policy(
     outcome = immediate_answer(idp, py_peer, SpRequest(name_id_format=EMAIL))
     assert not outcome.success
     assert outcome.status == [REQUESTER, INVALID_NAME_ID_POLICY], outcome.error
+
+
+def test_foreign_sp_name_qualifier_is_invalid_name_id_policy(
+    idp: IdpUnderTest, py_saml_peers: dict[str, SamlPeer]
+) -> None:
+    # Asking for another SP's pseudonym (SAML Core 3.4.1.1): only pysaml2 can send the attribute.
+    request = SpRequest(
+        name_id_format=PERSISTENT, sp_name_qualifier="https://eid-sp.example.test/metadata"
+    )
+    outcome = immediate_answer(idp, py_saml_peers["pysaml2"], request)
+    assert not outcome.success
+    assert outcome.status == [REQUESTER, INVALID_NAME_ID_POLICY], outcome.error
