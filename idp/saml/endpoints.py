@@ -21,6 +21,13 @@ from idp.authn import Authentication
 from idp.login.pending import create_pending_login
 from idp.login.sso import SSO_COOKIE, find_sso_session
 from idp.saml import slo_endpoints
+from idp.saml.bindings import (
+    MAX_PARAMETERS,
+    BindingMessage,
+    BindingMessageRejected,
+    read_post_form,
+    read_redirect_query,
+)
 from idp.saml.participants import record_participant
 from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import AuthnRequestInfo, SamlRequestRejected
@@ -44,43 +51,32 @@ async def metadata(request: Request) -> Response:
 
 @router.get("/sso/redirect")
 async def single_sign_on_redirect(request: Request) -> Response:
-    params = request.query_params
-    raw_query = request.scope.get("query_string", b"").decode("latin-1")
-    return await _receive_authn_request(
-        request,
-        BINDING_HTTP_REDIRECT,
-        params.get("SAMLRequest"),
-        params.get("RelayState", ""),
-        raw_query,
-    )
+    try:
+        received = read_redirect_query(request.scope.get("query_string", b""))
+    except BindingMessageRejected as exc:
+        return await _rejected(services_of(request), request, _refusal_of(exc))
+    return await _receive_authn_request(request, BINDING_HTTP_REDIRECT, received)
 
 
 @router.post("/sso/post")
 async def single_sign_on_post(request: Request) -> Response:
-    form = await request.form(max_files=0, max_fields=10)
-    saml_request = form.get("SAMLRequest")
-    relay_state = form.get("RelayState", "")
-    return await _receive_authn_request(
-        request,
-        BINDING_HTTP_POST,
-        saml_request if isinstance(saml_request, str) else None,
-        relay_state if isinstance(relay_state, str) else "",
-        "",
-    )
+    try:
+        received = read_post_form(await request.form(max_files=0, max_fields=MAX_PARAMETERS))
+    except BindingMessageRejected as exc:
+        return await _rejected(services_of(request), request, _refusal_of(exc))
+    return await _receive_authn_request(request, BINDING_HTTP_POST, received)
+
+
+def _refusal_of(exc: BindingMessageRejected) -> SamlRequestRejected:
+    return SamlRequestRejected(exc.reason, exc.detail)
 
 
 async def _receive_authn_request(
-    request: Request, binding: str, saml_request: str | None, relay_state: str, raw_query: str
+    request: Request, binding: str, received: BindingMessage
 ) -> Response:
     services = services_of(request)
-    if not saml_request:
-        return await _rejected(
-            services, request, SamlRequestRejected("malformed_request", "no SAMLRequest")
-        )
     try:
-        info, sp = await run_in_threadpool(
-            services.saml.parse_authn_request, binding, saml_request, relay_state, raw_query
-        )
+        info, sp = await run_in_threadpool(services.saml.parse_authn_request, binding, received)
     except SamlRequestRejected as exc:
         return await _rejected(services, request, exc)
     token, new_browser = browser_token(request)

@@ -40,16 +40,12 @@ from idp.federation.idp_metadata import build_idp_metadata
 from idp.federation.remote import AuditHook, RemoteAggregate
 from idp.federation.rollover import signing_keys, state_stamp
 from idp.saml import attributes
+from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
 from idp.saml.messages import (
     MessageRejected,
     decode_post_message,
     decode_redirect_message,
     require_root,
-)
-from idp.saml.redirect_signature import (
-    RedirectSignatureInvalid,
-    RedirectUnsigned,
-    verify_redirect_signature,
 )
 from idp.saml.response import (
     Addressing,
@@ -62,6 +58,7 @@ from idp.saml.response import (
 from idp.saml.xmlsec_backend import RSA_SHA256 as SIG_RSA_SHA256
 from idp.saml.xmlsec_backend import SHA256 as DIGEST_SHA256
 from idp.saml.xmlsec_backend import shared_backend
+from idp.xml_schema_types import NotABoolean, xs_boolean
 
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
 # How far an AuthnRequest's IssueInstant may be from our clock.
@@ -230,6 +227,24 @@ def _display_name(metadata: Any, entity_id: str, descriptor: dict[str, Any]) -> 
     return urllib.parse.urlsplit(entity_id).hostname or entity_id
 
 
+def _request_boolean(value: object, name: str) -> bool:
+    """An xs:boolean attribute of a request (absent: false); not a boolean: the request is
+    refused, since guessing could skip a ForceAuthn the SP asked for."""
+    try:
+        return xs_boolean(value, default=False)
+    except NotABoolean as exc:
+        raise SamlRequestRejected("malformed_request", f"{name}: {exc}") from exc
+
+
+def _metadata_boolean(value: object, *, default: bool, broken: bool = False) -> bool:
+    """An xs:boolean attribute of SP metadata; ``broken`` is what a non-boolean value means
+    (metadata is checked by ``idp metadata validate``; at runtime the safer reading wins)."""
+    try:
+        return xs_boolean(value, default=default)
+    except NotABoolean:
+        return broken
+
+
 def _metadata_files(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
@@ -338,7 +353,7 @@ class SamlIdentityProvider:
             (
                 service["location"],
                 int(service["index"]) if service.get("index") is not None else None,
-                str(service.get("is_default", "false")).lower() == "true",
+                _metadata_boolean(service.get("is_default"), default=False),
             )
             for service in descriptor.get("assertion_consumer_service", [])
             if service.get("binding") == BINDING_HTTP_POST
@@ -362,8 +377,10 @@ class SamlIdentityProvider:
             entity_id=entity_id,
             display_name=display_name,
             acs_post_urls=acs,
-            authn_requests_signed=str(descriptor.get("authn_requests_signed", "false")).lower()
-            == "true",
+            # A value that is not a boolean is read as "signed": the stricter reading.
+            authn_requests_signed=_metadata_boolean(
+                descriptor.get("authn_requests_signed"), default=False, broken=True
+            ),
             signing_certificates=tuple(certificates),
             requested_attributes=requested,
             entity_categories=categories,
@@ -373,19 +390,19 @@ class SamlIdentityProvider:
     # --- requests ----------------------------------------------------------------------------
 
     def parse_authn_request(
-        self, binding: str, saml_request: str, relay_state: str, raw_query: str = ""
+        self, binding: str, received: BindingMessage
     ) -> tuple[AuthnRequestInfo, ServiceProvider]:
         """Read, verify and check an AuthnRequest; raise :class:`SamlRequestRejected` if bad.
 
-        ``raw_query`` is the request's query string exactly as received, needed to verify a
-        redirect-binding signature over the octets the SP signed.
+        ``received`` comes from :mod:`idp.saml.bindings`: for HTTP-Redirect its query signature
+        covers exactly the octets ``received.text`` and ``received.relay_state`` were read from.
         """
         limit = self._settings.saml_max_request_bytes
         try:
             if binding == BINDING_HTTP_REDIRECT:
-                xml = decode_redirect_message(saml_request, limit)
+                xml = decode_redirect_message(received.text, limit)
             else:
-                xml = decode_post_message(saml_request, limit)
+                xml = decode_post_message(received.text, limit)
             require_root(xml, "AuthnRequest")
         except MessageRejected as exc:
             raise SamlRequestRejected(exc.reason, exc.detail) from exc
@@ -414,7 +431,7 @@ class SamlIdentityProvider:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {issuer}")
 
         if binding == BINDING_HTTP_REDIRECT:
-            signed = self._verify_redirect_signature(raw_query, sp)
+            signed = self._verify_redirect_signature(received, sp)
         else:
             # pysaml2 verified an enveloped signature if there was one (against metadata keys).
             signed = message.signature is not None
@@ -431,20 +448,21 @@ class SamlIdentityProvider:
             request_id=message.id,
             sp_entity_id=sp.entity_id,
             acs_url=acs_url,
-            relay_state=relay_state[: 80 * 1024],
-            force_authn=str(message.force_authn).lower() == "true",
-            is_passive=str(message.is_passive).lower() == "true",
+            relay_state=received.relay_state,
+            force_authn=_request_boolean(message.force_authn, "ForceAuthn"),
+            is_passive=_request_boolean(message.is_passive, "IsPassive"),
         )
         return info, sp
 
-    def _verify_redirect_signature(self, raw_query: str, sp: ServiceProvider) -> bool:
+    @staticmethod
+    def _verify_redirect_signature(received: BindingMessage, sp: ServiceProvider) -> bool:
         """Verify the HTTP-Redirect signature; True if signed and valid, False if unsigned."""
-        try:
-            verify_redirect_signature(raw_query, "SAMLRequest", sp.signing_certificates)
-        except RedirectUnsigned:
+        if received.query_signature is None:
             return False
+        try:
+            verify_query_signature(received.query_signature, sp.signing_certificates)
         except RedirectSignatureInvalid as exc:
-            raise SamlRequestRejected("bad_signature", str(exc)) from exc
+            raise SamlRequestRejected("bad_signature", exc.detail) from exc
         return True
 
     def _check_timing_and_destination(self, message: samlp.AuthnRequest, binding: str) -> None:
