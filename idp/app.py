@@ -106,6 +106,8 @@ def build_services(settings: Settings, metrics: IdpMetrics | None = None) -> Ser
     )
     services.responders["saml"] = saml_endpoints.respond_to_saml_login
     services.responders["oidc"] = oidc_endpoints.respond_to_oidc_login
+    services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(services.saml)
+    services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(services.oidc)
     return services
 
 

@@ -6,6 +6,7 @@ listener) and every request crosses a real TLS socket.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
+from defusedxml import ElementTree
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -116,3 +118,25 @@ def browser(ca_file: Path, card: tuple[Path, Path] | None = None) -> Iterator[ht
     context = tls_context(ca_file, *(card or (None, None)))
     with httpx.Client(verify=context, follow_redirects=False, timeout=30) as client:
         yield client
+
+
+SAML_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+
+
+def assert_no_success_response(html: str) -> None:
+    """Nothing on the page lets anybody in: every SAMLResponse it carries (the way back to the
+    SP after a failure) has a non-success status and no assertion."""
+    for form in parse_page(html).forms:
+        encoded = form["fields"].get("SAMLResponse")
+        if encoded is None:
+            continue
+        root = ElementTree.fromstring(base64.b64decode(encoded))
+        top = root.find(
+            "{urn:oasis:names:tc:SAML:2.0:protocol}Status/"
+            "{urn:oasis:names:tc:SAML:2.0:protocol}StatusCode"
+        )
+        assert top is not None and top.get("Value") != SAML_SUCCESS
+        assert "Assertion" not in base64.b64decode(encoded).decode()
+    assert html.count("SAMLResponse") == sum(
+        1 for form in parse_page(html).forms if "SAMLResponse" in form["fields"]
+    )

@@ -30,7 +30,7 @@ from tests import saml_sp
 from tests.conftest import IdpUnderTest
 from tests.flows import follow, open_login, posted_form
 from tests.qr_reader import read_qr_image, read_qr_on_page
-from tests.support import browser, parse_page, reason_code
+from tests.support import assert_no_success_response, browser, parse_page, reason_code
 from tests.token_cards import PIN, TokenLab
 
 SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
@@ -116,7 +116,7 @@ class OtherDeviceLogin:
         assert view["status"] != "complete" and view["next"] is None, view
         page = self.client.get(f"{self.idp.base_url}/login/continue?ref={self.ref}")
         assert page.status_code >= 400, page.text[:300]
-        assert "SAMLResponse" not in page.text
+        assert_no_success_response(page.text)  # at most a failure status for the SP
         return view
 
 
@@ -341,12 +341,14 @@ def test_user_cancels_in_the_browser(idp: IdpUnderTest, app: SithsEidApp) -> Non
         cancelled = login.client.post(
             f"{idp.base_url}/login/other-device/cancel", data={"ref": login.ref}
         )
-        assert cancelled.status_code == 303
-        assert cancelled.headers["location"] == f"/login?ref={login.ref}"
+        # The login ends: a page saying so, with the way back to the service (issue 15).
+        assert cancelled.status_code == 200, cancelled.text
+        assert reason_code(cancelled.text) == "user_cancelled"
+        assert 'id="back-to-service"' in cancelled.text
         refused(lambda: app.sign(scan), "alreadyFinished", 409)
         refused(lambda: app.scan(qr), "alreadyFinished", 409)
         view = login.assert_no_success()
-        assert (view["status"], view["hintCode"]) == ("failed", "cancelled")
+        assert (view["status"], view["hintCode"]) == ("failed", "login_cancelled")
 
 
 def test_user_cancels_in_the_app(idp: IdpUnderTest, app: SithsEidApp) -> None:
@@ -375,7 +377,7 @@ def test_collect_from_another_browser_is_refused(idp: IdpUnderTest, app: SithsEi
             assert after.json()["status"] == "failed" and after.json()["next"] is None
             taken = other.get(f"{idp.base_url}/login/continue?ref={login.ref}")
             assert reason_code(taken.text) == "other_browser"
-            assert "SAMLResponse" not in taken.text
+            assert_no_success_response(taken.text)  # at most a failure status for the SP
         assert login.finish()[SAMBI_HSA_ID] == [ANNA]
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,8 +30,14 @@ from idp.saml.bindings import (
 )
 from idp.saml.participants import record_participant
 from idp.saml.response import BuiltResponse, ResponseContentError
-from idp.saml.server import AuthnRequestInfo, SamlRequestRejected
-from idp.services import Services, services_of
+from idp.saml.server import (
+    AuthnRequestInfo,
+    SamlIdentityProvider,
+    SamlRequestNotMet,
+    SamlRequestRejected,
+)
+from idp.saml.statuses import AUTHN_FAILED, CANCELLED, NO_PASSIVE
+from idp.services import BackToService, FailureResponder, Services, services_of
 from idp.store.models import SeenMessage
 from idp.web.messages import SAML_REQUEST_MESSAGE, UNKNOWN_SP_MESSAGE
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
@@ -79,6 +85,8 @@ async def _receive_authn_request(
         info, sp = await run_in_threadpool(services.saml.parse_authn_request, binding, received)
     except SamlRequestRejected as exc:
         return await _rejected(services, request, exc)
+    except SamlRequestNotMet as exc:
+        return await _answer_not_met(request, exc)
     token, new_browser = browser_token(request)
     sso_token = request.cookies.get(SSO_COOKIE)
 
@@ -138,7 +146,7 @@ async def _receive_authn_request(
         built = await run_in_threadpool(
             services.saml.build_error_response,
             info,
-            samlp.STATUS_NO_PASSIVE,
+            NO_PASSIVE,
             "No SSO session and IsPassive was set",
         )
         response = _post_page(request, info, built.encoded)
@@ -147,6 +155,23 @@ async def _receive_authn_request(
     if new_browser:
         set_browser_cookie(response, token)
     return response
+
+
+async def _answer_not_met(request: Request, exc: SamlRequestNotMet) -> Response:
+    """A trusted SP asked for what the IdP cannot do: tell it so, in a signed Response."""
+    services = services_of(request)
+    await record_audit_event_in_thread(
+        services.database,
+        "saml.authn_request",
+        outcome="not_met",
+        reason=exc.status.reason,
+        client_id=exc.request.sp_entity_id,
+        detail=exc.detail,
+    )
+    built = await run_in_threadpool(
+        services.saml.build_error_response, exc.request, exc.status, exc.detail
+    )
+    return _post_page(request, exc.request, built.encoded)
 
 
 async def _rejected(
@@ -174,6 +199,21 @@ def _post_page(request: Request, info: AuthnRequestInfo, saml_response: str) -> 
             "fields": {"SAMLResponse": saml_response, "RelayState": info.relay_state},
         },
     )
+
+
+def saml_failure_responder(saml: SamlIdentityProvider) -> FailureResponder:
+    """The SAML answer to a login that ended without success: a signed Response, Responder with
+    AuthnFailed (or the eID Framework's cancel status), to the ACS the request was given."""
+
+    def answer(protocol_state: dict, *, cancelled: bool, detail: str) -> BackToService:
+        info = AuthnRequestInfo.from_json(protocol_state)
+        built = saml.build_error_response(info, CANCELLED if cancelled else AUTHN_FAILED, detail)
+        fields = {"SAMLResponse": built.encoded}
+        if info.relay_state:
+            fields["RelayState"] = info.relay_state
+        return BackToService(info.acs_url, "post", fields)
+
+    return answer
 
 
 async def respond_to_saml_login(

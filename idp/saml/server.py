@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -29,7 +30,11 @@ from cryptography import x509
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 from saml2.config import IdPConfig
 from saml2.response import IncorrectlySigned
-from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
+from saml2.saml import (
+    NAMEID_FORMAT_PERSISTENT,
+    NAMEID_FORMAT_TRANSIENT,
+    NAMEID_FORMAT_UNSPECIFIED,
+)
 from saml2.server import Server
 from saml2.sigver import CryptoBackend, MissingKey, SignatureError
 from saml2.time_util import str_to_time
@@ -41,6 +46,7 @@ from idp.federation.remote import AuditHook, RemoteAggregate
 from idp.federation.rollover import signing_keys, state_stamp
 from idp.saml import attributes
 from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
+from idp.saml.loa import AuthnContextNotMet, choose_authn_context, requested_context
 from idp.saml.messages import (
     MessageRejected,
     decode_post_message,
@@ -55,6 +61,7 @@ from idp.saml.response import (
     build_login_response,
     build_status_response,
 )
+from idp.saml.statuses import INVALID_NAME_ID_POLICY, NO_AUTHN_CONTEXT, ErrorStatus
 from idp.saml.xmlsec_backend import RSA_SHA256 as SIG_RSA_SHA256
 from idp.saml.xmlsec_backend import SHA256 as DIGEST_SHA256
 from idp.saml.xmlsec_backend import shared_backend
@@ -73,6 +80,17 @@ class SamlRequestRejected(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
+
+
+class SamlRequestNotMet(Exception):
+    """A valid request from a known SP asks for what the IdP cannot do: the SP gets ``status``
+    in a signed Response to ``request`` (at the ACS from its metadata)."""
+
+    def __init__(self, request: AuthnRequestInfo, status: ErrorStatus, detail: str) -> None:
+        super().__init__(f"{status.reason}: {detail}")
+        self.request = request
+        self.status = status
         self.detail = detail
 
 
@@ -108,6 +126,10 @@ class AuthnRequestInfo:
     relay_state: str
     force_authn: bool
     is_passive: bool
+    # What the Response asserts, decided when the request was read (RequestedAuthnContext,
+    # NameIDPolicy); empty means the SP's profile default.
+    authn_context_class: str = ""
+    name_id_format: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +139,8 @@ class AuthnRequestInfo:
             "relay_state": self.relay_state,
             "force_authn": self.force_authn,
             "is_passive": self.is_passive,
+            "authn_context_class": self.authn_context_class,
+            "name_id_format": self.name_id_format,
         }
 
     @classmethod
@@ -225,6 +249,39 @@ def _display_name(metadata: Any, entity_id: str, descriptor: dict[str, Any]) -> 
         if organisation:
             return str(organisation)
     return urllib.parse.urlsplit(entity_id).hostname or entity_id
+
+
+class _NameIdPolicyNotMet(Exception):
+    pass
+
+
+def _choose_name_id_format(policy: samlp.NameIDPolicy | None, sp: ServiceProvider) -> str:
+    """The NameID format to send: the SP's default for none or ``unspecified``, transient or
+    persistent (pairwise) when asked; anything else, or a qualifier naming another SP (we have
+    no affiliations), is not met."""
+    if policy is None:
+        return sp.profile.name_id_format
+    if policy.sp_name_qualifier and policy.sp_name_qualifier != sp.entity_id:
+        raise _NameIdPolicyNotMet(f"SPNameQualifier {policy.sp_name_qualifier[:100]}")
+    wanted = policy.format or NAMEID_FORMAT_UNSPECIFIED
+    if wanted == NAMEID_FORMAT_UNSPECIFIED:
+        return sp.profile.name_id_format
+    if wanted in (NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT):
+        return wanted
+    raise _NameIdPolicyNotMet(f"NameID format {wanted[:100]} is not supported")
+
+
+def _choose_authn_context(message: samlp.AuthnRequest, sp: ServiceProvider) -> str:
+    requested = message.requested_authn_context
+    if requested is None:
+        return sp.profile.loa
+    if requested.authn_context_decl_ref:
+        raise AuthnContextNotMet("AuthnContextDeclRef is not supported")
+    refs = [(ref.text or "").strip() for ref in requested.authn_context_class_ref or []]
+    try:
+        return choose_authn_context(requested_context(refs, requested.comparison), sp.profile.loa)
+    except ValueError as exc:
+        raise SamlRequestRejected("malformed_request", str(exc)) from exc
 
 
 def _request_boolean(value: object, name: str) -> bool:
@@ -452,7 +509,21 @@ class SamlIdentityProvider:
             force_authn=_request_boolean(message.force_authn, "ForceAuthn"),
             is_passive=_request_boolean(message.is_passive, "IsPassive"),
         )
-        return info, sp
+        policy = message.name_id_policy
+        if policy is not None:
+            # Only checked for its form: every person has a pairwise identifier in advance
+            # (derived, SAML Core 3.4.1.1), so AllowCreate="false" is met too.
+            _request_boolean(policy.allow_create, "AllowCreate")
+        try:
+            return dataclasses.replace(
+                info,
+                name_id_format=_choose_name_id_format(policy, sp),
+                authn_context_class=_choose_authn_context(message, sp),
+            ), sp
+        except AuthnContextNotMet as exc:
+            raise SamlRequestNotMet(info, NO_AUTHN_CONTEXT, str(exc)) from exc
+        except _NameIdPolicyNotMet as exc:
+            raise SamlRequestNotMet(info, INVALID_NAME_ID_POLICY, str(exc)) from exc
 
     @staticmethod
     def _verify_redirect_signature(received: BindingMessage, sp: ServiceProvider) -> bool:
@@ -509,8 +580,10 @@ class SamlIdentityProvider:
 
     # --- responses ---------------------------------------------------------------------------
 
-    def _name_id(self, sp: ServiceProvider, authentication: Authentication) -> NameId:
-        if sp.profile.name_id_format == NAMEID_FORMAT_PERSISTENT:
+    def _name_id(
+        self, sp: ServiceProvider, name_id_format: str, authentication: Authentication
+    ) -> NameId:
+        if name_id_format == NAMEID_FORMAT_PERSISTENT:
             # A per-SP pseudonym: stable for one SP, unlinkable across SPs.
             value = hmac.new(
                 self._pairwise_secret,
@@ -521,7 +594,7 @@ class SamlIdentityProvider:
             value = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
         return NameId(
             value=value,
-            format=sp.profile.name_id_format,
+            format=name_id_format,
             name_qualifier=self._settings.entity_id,
             sp_name_qualifier=sp.entity_id,
         )
@@ -538,21 +611,24 @@ class SamlIdentityProvider:
         return build_login_response(
             Addressing(self._settings.entity_id, request.acs_url, request.request_id),
             audience=sp.entity_id,
-            name_id=self._name_id(sp, authentication),
+            name_id=self._name_id(
+                sp, request.name_id_format or sp.profile.name_id_format, authentication
+            ),
             authn_instant=authentication.authn_instant,
-            authn_context_class=sp.profile.loa,
+            authn_context_class=request.authn_context_class or sp.profile.loa,
             attributes=attributes.released_attributes(sp.profile, names, authentication),
             lifetime=ASSERTION_LIFETIME,
             signer=snapshot.signer,
         )
 
     def build_error_response(
-        self, request: AuthnRequestInfo, status: str, message: str
+        self, request: AuthnRequestInfo, status: ErrorStatus, message: str
     ) -> BuiltResponse:
         """A signed Response with a non-success status (e.g. NoPassive, AuthnFailed)."""
         return build_status_response(
             Addressing(self._settings.entity_id, request.acs_url, request.request_id),
-            status=status,
+            top_status=status.top,
+            status=status.second,
             message=message,
             signer=self._snapshot().signer,
         )

@@ -173,6 +173,22 @@ MESSAGES: dict[str, UserMessage] = {
         "from the system you want to use.",
         status_code=403,
     ),
+    "user_cancelled": UserMessage(
+        "Inloggningen avbröts",
+        "Du avbröt inloggningen. Gå tillbaka till tjänsten med knappen nedan, eller stäng "
+        "fönstret.",
+        "The login was cancelled",
+        "You cancelled the login. Go back to the service with the button below, or close the "
+        "window.",
+        status_code=200,
+    ),
+    "login_cancelled": UserMessage(
+        "Inloggningen är avbruten",
+        "Den här inloggningen avbröts tidigare. Gå tillbaka till systemet och logga in igen.",
+        "This login was cancelled",
+        "This login was cancelled earlier. Go back to the system and log in again.",
+        status_code=409,
+    ),
     "expired_login": UserMessage(
         "Inloggningen tog för lång tid",
         "Tiden för inloggningen har gått ut. Gå tillbaka till systemet och logga in igen.",
