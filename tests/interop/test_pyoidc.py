@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from oic import rndstr
+from oic.oauth2.exception import OtherError
 from oic.oauth2.message import ErrorResponse
 from oic.oic import Client
 from oic.oic.message import (
@@ -286,7 +287,7 @@ def test_requested_acr_that_is_not_met_is_caught_by_pyoidc(
     login = start(rp, acr_values=[SAMBI_LOA.format(4)])
     with browser(rp.idp.ca_file, rp.idp.card("anna")) as client:
         callback = card_callback(rp.idp, client, login, rp.redirect_uri)
-    with pytest.raises(Exception, match="acr mismatch"):
+    with pytest.raises(OtherError, match="acr mismatch"):
         redeem(login, callback)
 
 

@@ -211,7 +211,11 @@ def test_persistent_name_id_is_a_stable_pseudonym(idp: IdpUnderTest, py_peer: Sa
         second = sso_login(idp, client, py_peer, SpRequest(name_id_format=PERSISTENT))
     with browser(idp.ca_file, idp.card("anna")) as other_browser:
         third, _, _ = card_login(idp, other_browser, py_peer, SpRequest(name_id_format=PERSISTENT))
-    assert first.success and second.success and third.success
+    assert first.success and second.success and third.success, (
+        first.error,
+        second.error,
+        third.error,
+    )
     assert first.name_id_format == PERSISTENT
     assert first.name_id == second.name_id == third.name_id
     assert first.name_id and "SE2120001355" not in first.name_id
