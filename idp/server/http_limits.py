@@ -84,7 +84,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        self._reading_head = True
+        # A pipelined request waiting to start has its head already: what follows is its body.
+        self._reading_head = not self.pipeline
         self._head_bytes = 0
         super().on_response_complete()
 
