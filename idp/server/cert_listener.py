@@ -37,6 +37,7 @@ import h11
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
+from idp.web.failsafe import bare_error_answer
 from idp.web.render import standalone_error_page
 
 logger = logging.getLogger("idp.cert_listener")
@@ -368,9 +369,11 @@ class CertificateListener:
 
         try:
             await self._app(scope, receive, send)
-        except Exception:
-            logger.exception("application error on the certificate listener")
-            return 500, [(b"content-type", b"text/plain; charset=utf-8")], b"Internal error"
+        except Exception as exc:
+            # The app answers its own errors (idp.web.failsafe); this is what is left if even
+            # that failed: the same reason code and bilingual text, without the templates.
+            logger.error("application error on the certificate listener", exc_info=exc)
+            return bare_error_answer(exc)
         return status, response_headers, bytes(content)
 
     @classmethod

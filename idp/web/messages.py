@@ -64,6 +64,18 @@ MESSAGES: dict[str, UserMessage] = {
         "computer's clock.",
         status_code=403,
     ),
+    "weak_key": UserMessage(
+        "Kortets nyckel godkänns inte",
+        "Certifikatets nyckel är för svag eller av ett slag som inte får användas för "
+        "inloggning. Välj ett annat certifikat om kortet har flera, annars beställ ett nytt "
+        "kort via din IT-kontaktperson.",
+        "The card's key is not accepted",
+        "The certificate's key is too weak, or of a kind that may not be used to log in. "
+        "Choose another certificate if the card has several, otherwise order a new card "
+        "through your IT contact person.",
+        status_code=403,
+        can_retry=True,
+    ),
     "wrong_key_usage": UserMessage(
         "Fel certifikat valt",
         "Certifikatet får inte användas för inloggning. Välj kortets "
@@ -172,6 +184,22 @@ MESSAGES: dict[str, UserMessage] = {
         "For security, a login must be finished in the browser that started it. Start again "
         "from the system you want to use.",
         status_code=403,
+    ),
+    "user_cancelled": UserMessage(
+        "Inloggningen avbröts",
+        "Du avbröt inloggningen. Gå tillbaka till tjänsten med knappen nedan, eller stäng "
+        "fönstret.",
+        "The login was cancelled",
+        "You cancelled the login. Go back to the service with the button below, or close the "
+        "window.",
+        status_code=200,
+    ),
+    "login_cancelled": UserMessage(
+        "Inloggningen är avbruten",
+        "Den här inloggningen avbröts tidigare. Gå tillbaka till systemet och logga in igen.",
+        "This login was cancelled",
+        "This login was cancelled earlier. Go back to the system and log in again.",
+        status_code=409,
     ),
     "expired_login": UserMessage(
         "Inloggningen tog för lång tid",
@@ -296,6 +324,41 @@ MESSAGES: dict[str, UserMessage] = {
         "You are identified, but your details in the directory contain characters that "
         "cannot be sent to the system. Contact your IT contact person and quote the error "
         "code below.",
+        status_code=500,
+    ),
+    # The SP's metadata changed while the user logged in: it no longer allows an answer.
+    "sp_cannot_be_answered": UserMessage(
+        "Dina uppgifter kan inte skickas säkert",
+        "Du är identifierad, men systemet du kom ifrån kan inte längre ta emot dina uppgifter "
+        "på ett säkert sätt (dess anslutningsuppgifter har ändrats), och de skickas aldrig "
+        "osäkert. Du har inte loggats in i systemet. Kontakta systemets förvaltning och uppge "
+        "felkoden nedan.",
+        "Your details cannot be sent securely",
+        "You are identified, but the system you came from can no longer receive your details "
+        "securely (its connection details have changed), and they are never sent insecurely. "
+        "You have not been logged in to the system. Contact the system's administrators and "
+        "quote the error code below.",
+        status_code=502,
+    ),
+    "service_unavailable": UserMessage(
+        "Tjänsten är tillfälligt otillgänglig",
+        "Åtkomsttjänsten kunde inte slutföra steget just nu. Försök igen om en stund: ladda om "
+        "sidan, så görs samma steg en gång till och inloggningen fortsätter där den var.",
+        "The service is temporarily unavailable",
+        "The Access Service could not complete this step just now. Try again in a while: "
+        "reload the page, which repeats the same step, and the login carries on where it was.",
+        status_code=503,
+        can_retry=True,
+    ),
+    "internal_error": UserMessage(
+        "Något gick fel",
+        "Ett oväntat fel uppstod i Åtkomsttjänsten. Ladda om sidan för att göra samma steg en "
+        "gång till, eller börja om från systemet du vill använda. Uppge felkoden nedan om "
+        "felet kvarstår.",
+        "Something went wrong",
+        "An unexpected error occurred in the Access Service. Reload the page to repeat the same "
+        "step, or start again from the system you want to use. Quote the error code below if "
+        "the problem remains.",
         status_code=500,
     ),
 }
