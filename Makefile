@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 # both of which its own configuration check marks required.
 SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose systemd \
 	apache2 libapache2-mod-shib shibboleth-sp-utils \
-	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring
+	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring nodejs
 # axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -46,6 +46,9 @@ system-packages:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# Debian's nodejs comes without npm; a nodejs package that bundles npm conflicts with Debian's.
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }
 
 test: system-packages venv node-packages
 	$(BIN)/ruff check .
