@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 10.0
     outbox_retry_seconds: int = 30
 
+    # The letters that begin the local part of every HSA-ID the portal allocates
+    # (SE2120001355-<series><6 digits>): a series of the city's HSA-IDs that is the portal's
+    # alone, so no other allocator can hand out the same HSA-ID.
+    hsa_id_series: str = Field(default="U", pattern=r"^[A-Za-z]{1,8}$")
     # How long the recipient's link works.
     link_lifetime_hours: int = 72
     # The cut-over date (a Swedish calendar date), as mock Treserva's.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +25,7 @@ from portal.enrolment import Submission
 from portal.refusals import Refused
 from portal.web import database_of, refusal_page, render, settings_of
 
+logger = logging.getLogger("portal")
 router = APIRouter(prefix="/hamta")
 MAX_BODY_BYTES = 64 * 1024
 
@@ -120,7 +122,12 @@ async def certificate(request: Request, token: str) -> Response:
                 refusal = refused
         if refusal is not None:
             raise refusal
-        idp_directory.sync_pending(settings, database.session)
+        try:
+            idp_directory.sync_pending(settings, database.session)
+        except Exception:
+            # The certificate is on its way to the card either way; the background loop
+            # tells the IdP later.
+            logger.exception("telling the IdP's directory failed; it will be retried")
         pem = issued.public_bytes(serialization.Encoding.PEM).decode("ascii")
         return {"certificate": pem, "hsaId": order.hsa_id}
 

@@ -51,6 +51,7 @@ _MAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _WINDOWS_ACCOUNT = re.compile(r"[A-Za-z0-9._-]+\\[A-Za-z0-9._-]+")
 # The card's lifetime in the model: the Göteborg certificate cannot outlive it.
 MAX_VALIDITY = dt.timedelta(days=2 * 365)
+DEFAULT_SERIES = "U"
 
 
 @dataclass(frozen=True)
@@ -257,20 +258,24 @@ def register_case(session: Session, order_id: int, version: int, actor: str) -> 
     return order
 
 
-def allocate_hsa_id(session: Session, order: Order) -> str:
-    """A new HSA-ID under Göteborgs Stad, never handed out before (and never again)."""
-    hsa_id = parse_hsa_id(f"SE{GOTEBORGS_STAD}-U{_next(session, 'hsa_id'):06d}").value
+def allocate_hsa_id(session: Session, order: Order, series: str = DEFAULT_SERIES) -> str:
+    """A new HSA-ID under Göteborgs Stad in ``series`` (the local part's letters), never handed
+    out before (and never again)."""
+    hsa_id = parse_hsa_id(f"SE{GOTEBORGS_STAD}-{series}{_next(session, 'hsa_id'):06d}").value
     session.add(
         AllocatedHsaId(hsa_id=hsa_id, order_id=order.id, allocated_at=dt.datetime.now(dt.UTC))
     )
     return hsa_id
 
 
-def confirm_order(session: Session, order_id: int, version: int, actor: str) -> Order:
-    """Step 4: the order is confirmed as received, with its allocated HSA-ID."""
+def confirm_order(
+    session: Session, order_id: int, version: int, actor: str, series: str = DEFAULT_SERIES
+) -> Order:
+    """Step 4: the order is confirmed as received, with its allocated HSA-ID (in ``series``,
+    ``Settings.hsa_id_series``)."""
     order = order_for_action(session, order_id, version, REGISTERED)
     order.state = CONFIRMED
-    order.hsa_id = allocate_hsa_id(session, order)
+    order.hsa_id = allocate_hsa_id(session, order, series)
     commit_step(session, order)
     audit.record(session, actor, "order_confirmed", order_id=order.id, detail=order.hsa_id)
     return order

@@ -327,10 +327,7 @@ async def eku_page(request: Request) -> Response:
     return await run_in_threadpool(_eku_page, request)
 
 
-ACTIONS = {
-    "registrera": orders.register_case,
-    "bekrafta": orders.confirm_order,
-}
+ACTIONS = ("registrera", "bekrafta", "vidarebefordra")
 
 
 @router.post("/eku/{order_id}/{action}")
@@ -339,7 +336,7 @@ async def eku_action(request: Request, order_id: int, action: str) -> Response:
     try:
         login = _eku_admin(request)
         check_csrf(request, form.get("csrf"))
-        if action not in (*ACTIONS, "vidarebefordra"):
+        if action not in ACTIONS:
             raise Refused("not_found")
         version = _version(form.get("version"))
     except Refused as refused:
@@ -348,9 +345,13 @@ async def eku_action(request: Request, order_id: int, action: str) -> Response:
 
     def act() -> Order:
         with database_of(request).session() as session:
-            if action == "vidarebefordra":
-                return orders.forward_order(session, settings, order_id, version, login.actor)
-            return ACTIONS[action](session, order_id, version, login.actor)
+            if action == "registrera":
+                return orders.register_case(session, order_id, version, login.actor)
+            if action == "bekrafta":
+                return orders.confirm_order(
+                    session, order_id, version, login.actor, settings.hsa_id_series
+                )
+            return orders.forward_order(session, settings, order_id, version, login.actor)
 
     try:
         done = await run_in_threadpool(act)

@@ -27,9 +27,16 @@ class PortalUnderTest:
 
 @contextmanager
 def running_portal(
-    idp: IdpUnderTest, work: Path, extra_env: dict[str, str] | None = None, port: int = 0
+    idp: IdpUnderTest,
+    work: Path,
+    extra_env: dict[str, str] | None = None,
+    port: int = 0,
+    series: str = "U",
 ) -> Iterator[PortalUnderTest]:
-    """The portal on ``port`` (a free one if 0) with ``extra_env`` added to its settings."""
+    """The portal on ``port`` (a free one if 0) with ``extra_env`` added to its settings.
+
+    The portals of the tests share the session's IdP directory, so each allocates HSA-IDs in
+    its own ``series``, as two allocators of one organisation's HSA-IDs must."""
     sink = SmtpSink().start()
     port = port or free_port()
     base_url = f"https://localhost:{port}"
@@ -42,6 +49,7 @@ def running_portal(
         "PORTAL_SMTP_PORT": str(sink.port),
         "PORTAL_IDP_COMMAND": str(VENV_BIN / "idp"),
         "PORTAL_IDP_ENVIRONMENT": json.dumps(idp.env),
+        "PORTAL_HSA_ID_SERIES": series,
         **(extra_env or {}),
     }
     # The test's own view of the same settings and database (steps 1-5 are driven directly).
@@ -51,6 +59,7 @@ def running_portal(
         pki_dir=idp.pki.directory,
         session_secret="x" * 40,
         smtp_port=sink.port,
+        hsa_id_series=series,
     )
     database = Database(settings.database_url)
     server = start_server(

@@ -151,7 +151,7 @@ def portal(
         "PORTAL_TRESERVA_URL": treserva.base_url.removesuffix("/"),
         "PORTAL_TRESERVA_TOKEN": SCIM_TOKEN,
     }
-    with running_portal(idp, work, env, port) as running:
+    with running_portal(idp, work, env, port, series="E") as running:
         for hsa_id, role, mail in (
             (IT_HSA_ID, "it_contact", "it@omsorgvast.example.invalid"),
             (EKU_HSA_ID, "eku_admin", ""),
@@ -326,7 +326,9 @@ def test_a_ticket_treserva_cannot_carry_out_fails_with_its_reason(
             IT_HSA_ID,
         )
         order = orders.register_case(session, order.id, order.version, EKU_HSA_ID)
-        order = orders.confirm_order(session, order.id, order.version, EKU_HSA_ID)
+        order = orders.confirm_order(
+            session, order.id, order.version, EKU_HSA_ID, portal.settings.hsa_id_series
+        )
         order = orders.forward_order(session, settings, order.id, order.version, EKU_HSA_ID)
         # Step 6 is the other test's subject; here it is taken as done.
         order.state, order.card_hsa_id, order.idp_directory_done = (

@@ -38,7 +38,7 @@ EKU = "SE2120001355-E0005"
 def portal(
     idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PortalUnderTest]:
-    with running_portal(idp, tmp_path_factory.mktemp("portal-enrol")) as running:
+    with running_portal(idp, tmp_path_factory.mktemp("portal-enrol"), series="T") as running:
         yield running
 
 
@@ -111,7 +111,9 @@ def order_and_link(
             IT,
         )
         order = orders.register_case(session, order.id, order.version, EKU)
-        order = orders.confirm_order(session, order.id, order.version, EKU)
+        order = orders.confirm_order(
+            session, order.id, order.version, EKU, portal.settings.hsa_id_series
+        )
         order = orders.forward_order(session, portal.settings, order.id, order.version, EKU)
     mail = portal.sink.wait_for(address)[0]
     link = re.search(r"https://\S+/hamta/\S+", mail.get_content()).group(0)

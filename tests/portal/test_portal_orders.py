@@ -218,6 +218,12 @@ def test_hsa_ids_are_unique_and_never_reused(database: Database, settings: Setti
         order = orders.confirm_order(session, extra_id, version, EKU)
     assert kept == set(allocated)
     assert order.hsa_id not in allocated
+    # Another series (Settings.hsa_id_series) shares the counter: still never a repeat.
+    with database.session() as session:
+        other = orders.place_order(session, good(10), PROVIDER, IT)
+        orders.register_case(session, other.id, other.version, EKU)
+        other = orders.confirm_order(session, other.id, other.version, EKU, "T")
+    assert re.fullmatch(r"SE2120001355-T\d{6}", other.hsa_id)
 
 
 def test_an_action_on_an_order_already_acted_on_is_told(database: Database) -> None:

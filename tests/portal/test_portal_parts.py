@@ -136,6 +136,16 @@ def test_idp_directory_unreachable_is_retried_and_audited(
     assert f"{order.hsa_id}\tFatima Fors1\t\tGöteborgs Stad" in listed
     # Once done, nothing more is sent.
     assert idp_directory.sync_pending(working, database.session) == 0
+    # An HSA-ID the directory has already may be someone else's: never taken as done.
+    again = idp_directory.add_service_id(
+        working,
+        hsa_id=order.hsa_id,
+        given_name="Other",
+        surname="Person",
+        mail="",
+        same_person_as="SE5567000010-P0042",
+    )
+    assert not again.ok and "already in the directory" in again.detail
 
 
 def test_treserva_unreachable_leaves_the_order_where_it_was(
