@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 # the real database and proxy of the multi-node tests (tests/test_multinode.py starts both);
 # chromium is the real browser of the browser tests (driven by Playwright, which never downloads
 # a browser of its own); docker-compose (1.29, needs no Docker engine for `config`) validates
-# docker/compose.yml in tests/test_containers.py.
-SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose
+# docker/compose.yml in tests/test_containers.py; systemd's systemd-analyze checks the service
+# unit in tests/test_systemd.py (it needs no running systemd).
+SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose systemd
 # axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

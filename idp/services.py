@@ -34,6 +34,26 @@ class Responder(Protocol):
     ) -> Response: ...
 
 
+@dataclass(frozen=True)
+class BackToService:
+    """How the browser takes a failed or cancelled login back to the application that asked:
+    a form to ``action`` (``method`` "post" with ``fields``, or "get" to a URL)."""
+
+    action: str
+    method: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class FailureResponder(Protocol):
+    """A protocol's answer to a login that ended without success, for the application that
+    asked (``protocol_state`` as the protocol stored it); None where it has none to give.
+    Blocks (signing): call it from a worker thread."""
+
+    def __call__(
+        self, protocol_state: dict, *, cancelled: bool, detail: str
+    ) -> BackToService | None: ...
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -43,6 +63,7 @@ class Services:
     trusted_proxies: TrustedProxies
     oidc: OpenIDProvider
     responders: dict[str, Responder] = field(default_factory=dict)
+    failure_responders: dict[str, FailureResponder] = field(default_factory=dict)
 
 
 def services_of(request: Request) -> Services:

@@ -24,6 +24,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from idp.saml.bindings import MAX_PARAMETERS, SAML_RESPONSE, BindingMessageRejected, read_post_form
 from sp_demo import admin_pages, oidc_login, slo_pages, windows_login
 from sp_demo.client_provider import SamlClientProvider
 from sp_demo.config import Settings
@@ -167,9 +168,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/saml/acs")
     async def assertion_consumer_service(request: Request) -> Response:
-        form = await request.form()
-        saml_response = form.get("SAMLResponse")
-        if not isinstance(saml_response, str) or not saml_response.strip():
+        try:
+            form = await request.form(max_files=0, max_fields=MAX_PARAMETERS)
+            saml_response = read_post_form(form, (SAML_RESPONSE,)).text
+        except BindingMessageRejected:
             return error_page(request, "missing_response")
         if len(saml_response) > MAX_SAML_RESPONSE_CHARS:
             return error_page(request, "invalid")

@@ -33,7 +33,7 @@ from saml2.saml import NameID
 from saml2.sigver import MissingKey, SignatureError
 from saml2.time_util import str_to_time
 
-from idp.saml.redirect_signature import RedirectSignatureInvalid, verify_redirect_signature
+from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
 from sp_demo.config import Settings
 from sp_demo.saml import SIG_RSA_SHA256, LoginResult, idp_entity_id
 
@@ -102,15 +102,15 @@ def finish_logout(
     client: Saml2Client,
     settings: Settings,
     binding: str,
-    saml_response: str,
-    raw_query: str,
+    received: BindingMessage,
     session: MutableMapping[str, Any],
 ) -> bool:
     """Check the IdP's LogoutResponse to this browser's LogoutRequest; True if the IdP says the
     logout succeeded, False if it reports failure. The request is forgotten either way."""
+    saml_response = received.text
     _check_message(binding, saml_response)
     if binding == BINDING_HTTP_REDIRECT:
-        _verify_query(client, raw_query, "SAMLResponse")
+        _verify_query(client, received)
     expected = session.pop(LOGOUT_REQUEST_KEY, None)
     try:
         parsed = client.parse_logout_request_response(saml_response, binding)
@@ -133,9 +133,7 @@ def answer_logout_request(
     client: Saml2Client,
     settings: Settings,
     binding: str,
-    saml_request: str,
-    relay_state: str,
-    raw_query: str,
+    received: BindingMessage,
     login: LoginResult | None,
 ) -> LogoutAnswer:
     """Check the IdP's LogoutRequest and make the signed LogoutResponse (HTTP-Redirect).
@@ -144,9 +142,10 @@ def answer_logout_request(
     one), which must then end, or the browser has no SITHS login; UnknownPrincipal if the
     browser's login is another one, which is then left alone.
     """
+    saml_request, relay_state = received.text, received.relay_state
     _check_message(binding, saml_request)
     if binding == BINDING_HTTP_REDIRECT:
-        _verify_query(client, raw_query, "SAMLRequest")
+        _verify_query(client, received)
     try:
         parsed = client.parse_logout_request(saml_request, binding)
     except Exception as error:
@@ -221,11 +220,13 @@ def _check_message(binding: str, text: str) -> None:
         raise LogoutMessageError("invalid", "not well-formed XML without DTD") from error
 
 
-def _verify_query(client: Saml2Client, raw_query: str, message_param: str) -> None:
+def _verify_query(client: Saml2Client, received: BindingMessage) -> None:
+    if received.query_signature is None:
+        raise LogoutMessageError("signature", "the message is not signed")
     try:
-        verify_redirect_signature(raw_query, message_param, _idp_certificates(client))
+        verify_query_signature(received.query_signature, _idp_certificates(client))
     except RedirectSignatureInvalid as error:
-        raise LogoutMessageError("signature", str(error)) from error
+        raise LogoutMessageError("signature", error.detail) from error
 
 
 def _idp_certificates(client: Saml2Client) -> list[x509.Certificate]:

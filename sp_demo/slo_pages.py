@@ -18,6 +18,15 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from idp.saml.bindings import (
+    MAX_PARAMETERS,
+    SAML_REQUEST,
+    SAML_RESPONSE,
+    BindingMessage,
+    BindingMessageRejected,
+    read_post_form,
+    read_redirect_query,
+)
 from sp_demo.client_provider import SamlClientProvider
 from sp_demo.idp_metadata import IdpMetadataError
 from sp_demo.oidc_login import OIDC_NAME_ID_FORMAT
@@ -67,71 +76,49 @@ async def logout(request: Request) -> Response:
 
 @router.get("/saml/slo/redirect")
 async def single_logout_redirect(request: Request) -> Response:
-    params = request.query_params
-    raw_query = request.scope.get("query_string", b"").decode("latin-1")
-    return await _receive(
-        request,
-        BINDING_HTTP_REDIRECT,
-        params.get("SAMLRequest"),
-        params.get("SAMLResponse"),
-        params.get("RelayState", ""),
-        raw_query,
-    )
+    try:
+        received = read_redirect_query(request.scope.get("query_string", b""), _MESSAGES)
+    except BindingMessageRejected as error:
+        logger.warning("logout message refused (%s): %.300s", error.reason, error.detail)
+        return error_page(request, "logout_invalid")
+    return await _receive(request, BINDING_HTTP_REDIRECT, received)
 
 
 @router.post("/saml/slo/post")
 async def single_logout_post(request: Request) -> Response:
-    form = await request.form(max_files=0, max_fields=5)
-    saml_request, saml_response = form.get("SAMLRequest"), form.get("SAMLResponse")
-    relay_state = form.get("RelayState", "")
-    return await _receive(
-        request,
-        BINDING_HTTP_POST,
-        saml_request if isinstance(saml_request, str) else None,
-        saml_response if isinstance(saml_response, str) else None,
-        relay_state if isinstance(relay_state, str) else "",
-        "",
-    )
-
-
-async def _receive(
-    request: Request,
-    binding: str,
-    saml_request: str | None,
-    saml_response: str | None,
-    relay_state: str,
-    raw_query: str,
-) -> Response:
-    if bool(saml_request) == bool(saml_response):
+    try:
+        form = await request.form(max_files=0, max_fields=MAX_PARAMETERS)
+        received = read_post_form(form, _MESSAGES)
+    except BindingMessageRejected as error:
+        logger.warning("logout message refused (%s): %.300s", error.reason, error.detail)
         return error_page(request, "logout_invalid")
+    return await _receive(request, BINDING_HTTP_POST, received)
+
+
+_MESSAGES = (SAML_REQUEST, SAML_RESPONSE)
+
+
+async def _receive(request: Request, binding: str, received: BindingMessage) -> Response:
     try:
         client = await run_in_threadpool(_clients(request).get)
     except IdpMetadataError as error:
         logger.warning("cannot check a logout message: %s", error)
         return error_page(request, "idp_unavailable")
     settings = settings_of(request)
-    if saml_response:
+    if not received.is_request:
         try:
             succeeded = await run_in_threadpool(
-                finish_logout, client, settings, binding, saml_response, raw_query, request.session
+                finish_logout, client, settings, binding, received, request.session
             )
         except LogoutMessageError as error:
             logger.warning("LogoutResponse refused (%s): %.300s", error.reason, error.detail)
             return error_page(request, "logout_invalid")
         return _logged_out(request, True, idp_logout="done" if succeeded else "failed")
 
-    assert saml_request is not None
     login = siths_login(request)
     try:
         answer = await run_in_threadpool(
-            answer_logout_request,
-            client,
-            settings,
-            binding,
-            saml_request,
-            relay_state,
-            raw_query,
-            login,
+            answer_logout_request, client, settings, binding, received, login
         )
     except LogoutMessageError as error:
         # No answer to a message that may not be the IdP's; the session is left as it is.

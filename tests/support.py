@@ -6,6 +6,7 @@ listener) and every request crosses a real TLS socket.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
+from defusedxml import ElementTree
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -103,16 +105,54 @@ def reason_code(html: str) -> str | None:
     return match.group(1) if match else None
 
 
-def tls_context(ca_file: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+def tls_context(
+    ca_file: Path,
+    cert: Path | None = None,
+    key: Path | None = None,
+    *,
+    any_card_key: bool = False,
+) -> ssl.SSLContext:
+    """A client context trusting ``ca_file``, presenting ``cert``/``key`` when asked.
+
+    ``any_card_key``: present a card whatever its key, as a browser with a smart card does.
+    Python's OpenSSL otherwise refuses to load a key under its security level (RSA under 2048
+    bits), and the tests of the IdP refusing such cards need them to arrive.
+    """
     context = ssl.create_default_context(cafile=str(ca_file))
+    if any_card_key:
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
     if cert is not None:
         context.load_cert_chain(str(cert), str(key))
     return context
 
 
 @contextmanager
-def browser(ca_file: Path, card: tuple[Path, Path] | None = None) -> Iterator[httpx.Client]:
+def browser(
+    ca_file: Path, card: tuple[Path, Path] | None = None, *, any_card_key: bool = False
+) -> Iterator[httpx.Client]:
     """A browser stand-in: one cookie jar; presents ``card`` when a server asks for one."""
-    context = tls_context(ca_file, *(card or (None, None)))
+    context = tls_context(ca_file, *(card or (None, None)), any_card_key=any_card_key)
     with httpx.Client(verify=context, follow_redirects=False, timeout=30) as client:
         yield client
+
+
+SAML_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+
+
+def assert_no_success_response(html: str) -> None:
+    """Nothing on the page lets anybody in: every SAMLResponse it carries (the way back to the
+    SP after a failure) has a non-success status and no assertion."""
+    for form in parse_page(html).forms:
+        encoded = form["fields"].get("SAMLResponse")
+        if encoded is None:
+            continue
+        root = ElementTree.fromstring(base64.b64decode(encoded))
+        top = root.find(
+            "{urn:oasis:names:tc:SAML:2.0:protocol}Status/"
+            "{urn:oasis:names:tc:SAML:2.0:protocol}StatusCode"
+        )
+        assert top is not None and top.get("Value") != SAML_SUCCESS
+        assert "Assertion" not in base64.b64decode(encoded).decode()
+    assert html.count("SAMLResponse") == sum(
+        1 for form in parse_page(html).forms if "SAMLResponse" in form["fields"]
+    )

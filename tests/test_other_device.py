@@ -25,12 +25,15 @@ import httpx
 import pytest
 
 from idp.app_simulator import AppApiError, ScanResult, SithsEidApp, SoftHsmCard
+from idp.ops.login_driver import PemCard
 from idp.pki.softhsm import WrongPin
+from idp.web.messages import message_for
 from tests import saml_sp
+from tests.card_defects import FINDINGS, Defect
 from tests.conftest import IdpUnderTest
 from tests.flows import follow, open_login, posted_form
 from tests.qr_reader import read_qr_image, read_qr_on_page
-from tests.support import browser, parse_page, reason_code
+from tests.support import assert_no_success_response, browser, parse_page, reason_code
 from tests.token_cards import PIN, TokenLab
 
 SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
@@ -116,7 +119,7 @@ class OtherDeviceLogin:
         assert view["status"] != "complete" and view["next"] is None, view
         page = self.client.get(f"{self.idp.base_url}/login/continue?ref={self.ref}")
         assert page.status_code >= 400, page.text[:300]
-        assert "SAMLResponse" not in page.text
+        assert_no_success_response(page.text)  # at most a failure status for the SP
         return view
 
 
@@ -341,12 +344,14 @@ def test_user_cancels_in_the_browser(idp: IdpUnderTest, app: SithsEidApp) -> Non
         cancelled = login.client.post(
             f"{idp.base_url}/login/other-device/cancel", data={"ref": login.ref}
         )
-        assert cancelled.status_code == 303
-        assert cancelled.headers["location"] == f"/login?ref={login.ref}"
+        # The login ends: a page saying so, with the way back to the service (issue 15).
+        assert cancelled.status_code == 200, cancelled.text
+        assert reason_code(cancelled.text) == "user_cancelled"
+        assert 'id="back-to-service"' in cancelled.text
         refused(lambda: app.sign(scan), "alreadyFinished", 409)
         refused(lambda: app.scan(qr), "alreadyFinished", 409)
         view = login.assert_no_success()
-        assert (view["status"], view["hintCode"]) == ("failed", "cancelled")
+        assert (view["status"], view["hintCode"]) == ("failed", "login_cancelled")
 
 
 def test_user_cancels_in_the_app(idp: IdpUnderTest, app: SithsEidApp) -> None:
@@ -375,7 +380,7 @@ def test_collect_from_another_browser_is_refused(idp: IdpUnderTest, app: SithsEi
             assert after.json()["status"] == "failed" and after.json()["next"] is None
             taken = other.get(f"{idp.base_url}/login/continue?ref={login.ref}")
             assert reason_code(taken.text) == "other_browser"
-            assert "SAMLResponse" not in taken.text
+            assert_no_success_response(taken.text)  # at most a failure status for the SP
         assert login.finish()[SAMBI_HSA_ID] == [ANNA]
 
 
@@ -456,6 +461,24 @@ def test_card_failing_the_certificate_checks_is_refused(
         # The browser says why, in Swedish first.
         assert view["message"]["sv"].startswith("Kortet i appen kunde inte användas")
         assert words in view["message"]["sv"]
+
+
+@pytest.mark.parametrize("defect", FINDINGS, ids=lambda defect: defect.name)
+def test_card_with_a_weak_key_or_a_wrong_profile_is_refused(
+    idp: IdpUnderTest, tmp_path: Path, defect: Defect
+) -> None:
+    # Anna's HSA-ID, from the real CA, OCSP good, and a correct signature by the card's key:
+    # only the defect stands between the app and Anna's login.
+    issued = defect.issue(idp.pki, tmp_path)
+    card = PemCard(issued.cert, issued.key)
+    with other_device_login(idp) as login, SithsEidApp(idp.base_url, idp.ca_file, card) as app:
+        scan = app.scan(login.qr())
+        error = refused(lambda: app.sign(scan), "certificateErr", 400)
+        assert error.details.startswith(f"{defect.reason}: "), error
+        view = assert_signature_refused(login, scan, defect.reason)
+        page = message_for(defect.reason)
+        assert f"{page.title_sv}: {page.text_sv}" in view["message"]["sv"]
+        assert f"{page.title_en}: {page.text_en}" in view["message"]["en"]
 
 
 def test_completed_signature_replayed_into_another_order_is_refused(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -31,6 +32,7 @@ from cryptography.x509.verification import (
 from idp.hsa_id import parse_hsa_id
 from idp.pki import CardFiles, TestPki, init_test_pki, issue_card, load_test_pki
 from idp.pki.cli import card_group, pki_group
+from idp.pki.issue import CardProfile
 from idp.pki.layout import FILES
 
 GOOD_CARDS = {
@@ -618,9 +620,33 @@ def test_issue_card_rejects_an_empty_period(pki: TestPki, tmp_path: Path) -> Non
         )
 
 
+def test_issue_card_with_a_chosen_key_and_profile(pki: TestPki, tmp_path: Path) -> None:
+    # How tests make a card with one defect: here an EC key, no EKU and a CA flag at once.
+    chosen = ec.generate_private_key(ec.SECP384R1())
+    card = issue_card(
+        pki,
+        hsa_id="SE2120001355-E0044",
+        given_name="Ek",
+        surname="Nyckel",
+        out_dir=tmp_path,
+        key=chosen,
+        profile=CardProfile(key_usage=None, extended_key_usages=None, ca=True),
+    )
+    leaf = cert(card.cert)
+    assert leaf.public_key() == chosen.public_key()
+    loaded = load_pem_private_key(card.key.read_bytes(), password=None)
+    assert loaded.public_key() == chosen.public_key()
+    bundle = pkcs12.load_pkcs12(card.p12.read_bytes(), b"1234")
+    assert bundle.key is not None and bundle.key.public_key() == chosen.public_key()
+    kinds = {type(ext.value) for ext in leaf.extensions}
+    assert x509.KeyUsage not in kinds and x509.ExtendedKeyUsage not in kinds
+    assert extension(leaf, x509.BasicConstraints).value.ca is True
+
+
 # CLI ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # runs the CLI in a process of its own
 def test_cli_init_creates_a_pki_with_extra_hosts(tmp_path: Path) -> None:
     directory = tmp_path / "pki"
     result = CliRunner().invoke(

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idp.config import GOTEBORGS_STAD_ORG_NUMBER
 from idp.hsa_id import InvalidHsaId, parse_hsa_id
-from idp.pki import TestPki
+from idp.methods.other_device.signature import signature_is_valid
+from idp.ops.login_driver import PemCard
+from idp.pki import TestPki, issue_card_for_public_key
+from idp.pki.cards import load_issuer
 from idp.siths.trust import load_siths_trust
 from idp.siths.validation import (
     CertificateRejected,
     RejectionReason,
     SithsValidator,
+    check_card_key,
     load_certificate,
+)
+from idp.web.messages import MESSAGES
+from tests.card_defects import (
+    ACCEPTED,
+    ANNA,
+    MORE_PROFILE_DEFECTS,
+    MORE_WEAK_KEYS,
+    PROFILE_DEFECTS,
+    WEAK_KEYS,
+    Defect,
 )
 
 
@@ -104,3 +120,69 @@ def test_malformed_hsa_ids_are_refused(text: str) -> None:
 
 def test_longest_hsa_id_is_accepted() -> None:
     assert parse_hsa_id("SE2120001355-" + "A" * 18).organisation_number == "2120001355"
+
+
+# --- the card's key and certificate profile (issue 14, findings 2 and 3) ---------------------
+
+
+@pytest.mark.parametrize(
+    "defect",
+    [*WEAK_KEYS, *MORE_WEAK_KEYS, *PROFILE_DEFECTS, *MORE_PROFILE_DEFECTS],
+    ids=lambda defect: defect.name,
+)
+def test_card_with_a_weak_key_or_a_wrong_profile_is_refused(
+    test_pki: TestPki, validator: SithsValidator, tmp_path: Path, defect: Defect
+) -> None:
+    card = defect.issue(test_pki, tmp_path)
+    with pytest.raises(CertificateRejected) as raised:
+        validator.validate(x509.load_pem_x509_certificate(card.cert.read_bytes()))
+    assert raised.value.reason.value == defect.reason, raised.value
+
+
+@pytest.mark.parametrize("card", ACCEPTED, ids=lambda card: card.name)
+def test_keys_and_profiles_that_siths_issues_are_accepted(
+    test_pki: TestPki, validator: SithsValidator, tmp_path: Path, card: Defect
+) -> None:
+    issued = card.issue(test_pki, tmp_path)
+    validated = validator.validate(x509.load_pem_x509_certificate(issued.cert.read_bytes()))
+    assert validated.hsa_id.value == ANNA
+
+
+@pytest.mark.parametrize("defect", WEAK_KEYS, ids=lambda defect: defect.name)
+def test_the_app_signature_check_never_uses_a_weak_key(
+    test_pki: TestPki, tmp_path: Path, defect: Defect
+) -> None:
+    # A correct signature by the card's own key: only the key's strength is wrong.
+    issued = defect.issue(test_pki, tmp_path)
+    card = PemCard(issued.cert, issued.key)
+    algorithm, signature = card.sign(b"order data")
+    with pytest.raises(CertificateRejected) as raised:
+        signature_is_valid(card.certificate(), algorithm, signature, b"order data")
+    assert raised.value.reason is RejectionReason.WEAK_KEY
+
+
+def test_key_types_other_than_rsa_and_ec_are_refused() -> None:
+    with pytest.raises(CertificateRejected) as raised:
+        check_card_key(ed25519.Ed25519PrivateKey.generate().public_key())
+    assert raised.value.reason is RejectionReason.WEAK_KEY
+
+
+def test_forged_card_with_a_weak_key_is_called_untrusted(
+    test_pki: TestPki, validator: SithsValidator, tmp_path: Path
+) -> None:
+    # Who issued it is the first thing a user (and an integrator) needs to know.
+    forged = issue_card_for_public_key(
+        test_pki,
+        WEAK_KEYS[0].make_key().public_key(),
+        hsa_id=ANNA,
+        given_name="Anna",
+        surname="Andersson",
+        issuer=load_issuer(test_pki.forged_hsa_ca_cert, test_pki.forged_hsa_ca_key),
+    )
+    with pytest.raises(CertificateRejected) as raised:
+        validator.validate(forged)
+    assert raised.value.reason is RejectionReason.UNTRUSTED
+
+
+def test_every_rejection_reason_has_its_own_page() -> None:
+    assert [reason for reason in RejectionReason if reason.value not in MESSAGES] == []

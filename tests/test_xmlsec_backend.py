@@ -37,7 +37,9 @@ from saml2.sigver import (
 )
 
 from idp.pki import TestPki
+from idp.saml.bindings import BindingMessage
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider, SamlRequestRejected
+from idp.saml.statuses import NO_PASSIVE
 from idp.saml.xmlsec_backend import (
     ECDSA_SHA256,
     RSA_SHA256,
@@ -613,7 +615,7 @@ def test_idp_error_response_is_signed_in_process(
     idp_with_sp: IdpWithSp, test_pki: TestPki, no_xmlsec1_process: None
 ) -> None:
     xml = idp_with_sp.provider.build_error_response(
-        request_info(idp_with_sp.sp), samlp.STATUS_NO_PASSIVE, "no session"
+        request_info(idp_with_sp.sp), NO_PASSIVE, "no session"
     ).xml
     backend = shared_backend(XMLSEC1)
     assert backend.validate_signature(
@@ -627,7 +629,7 @@ def test_idp_checks_post_request_signatures_in_process(
     provider, sp = idp_with_sp.provider, idp_with_sp.sp
     _sso, form, request_id = _post_form(sp)
     info, described = provider.parse_authn_request(
-        BINDING_HTTP_POST, form["SAMLRequest"], form["RelayState"]
+        BINDING_HTTP_POST, BindingMessage("SAMLRequest", form["SAMLRequest"], form["RelayState"])
     )
     assert info.request_id == request_id and described.entity_id == sp.entity_id
     _sso, form, _ = _post_form(sp)
@@ -636,7 +638,8 @@ def test_idp_checks_post_request_signatures_in_process(
     assert tampered != xml
     with pytest.raises(SamlRequestRejected) as refused:
         provider.parse_authn_request(
-            BINDING_HTTP_POST, base64.b64encode(tampered.encode()).decode(), "state"
+            BINDING_HTTP_POST,
+            BindingMessage("SAMLRequest", base64.b64encode(tampered.encode()).decode(), "state"),
         )
     assert refused.value.reason == "bad_signature"
 

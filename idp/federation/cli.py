@@ -22,11 +22,20 @@ from idp.federation.rollover import (
     signing_keys,
     start_rollover,
 )
+from idp.saml.integration_guide import DOCUMENTED_ENTITY_ID, integration_markdown
 
 
 @click.group("metadata")
 def metadata_group() -> None:
     """SAML federation metadata: check an SP's metadata, build a signed aggregate."""
+
+
+@metadata_group.command("integration-guide")
+@click.option("--entity-id", default=DOCUMENTED_ENTITY_ID, show_default=True)
+def integration_guide_command(entity_id: str) -> None:
+    """Print the integrators' guide as Markdown (the repository keeps it as docs/INTEGRATION.md;
+    the IdP serves it at /saml/integration)."""
+    click.echo(integration_markdown(entity_id), nl=False)
 
 
 @metadata_group.command("validate")

@@ -101,6 +101,23 @@ def _add_assurance(extensions: etree._Element) -> None:
         value.text = profile.loa
 
 
+def _add_released_attributes(root: etree._Element) -> None:
+    """Every attribute the IdP can release, in both profiles' names, so an integrator's SP can
+    ask by the right names (SAML metadata 2.4.3: saml:Attribute ends the IDPSSODescriptor)."""
+    descriptor = root.find(f"{{{MD_NS}}}IDPSSODescriptor")
+    if descriptor is None:
+        raise ValueError("pysaml2 produced no IDPSSODescriptor")
+    for profile in attributes.PROFILES:
+        for released in profile.attributes:
+            etree.SubElement(
+                descriptor,
+                f"{{{SAML_NS}}}Attribute",
+                Name=released.name,
+                NameFormat=attributes.NAME_FORMAT_URI,
+                FriendlyName=released.friendly_name,
+            )
+
+
 def _add_next_key(root: etree._Element, cert_file: Path) -> None:
     descriptor = root.find(f"{{{MD_NS}}}IDPSSODescriptor")
     if descriptor is None:
@@ -139,6 +156,7 @@ def build_idp_metadata(
     extensions = _extensions(root)
     _set_algorithm_support(extensions)
     _add_assurance(extensions)
+    _add_released_attributes(root)
     if keys.next_cert_file is not None:
         _add_next_key(root, keys.next_cert_file)
     return sign_metadata(root, keys.key_file, keys.cert_file)

@@ -99,8 +99,31 @@ def load_pending_login(
     if pending.state not in allowed:
         if pending.state == "completed":
             raise LoginFailed("login_already_completed", "this login is already finished")
+        if pending.state == "cancelled":
+            raise LoginFailed("login_cancelled", "the user cancelled this login")
         raise LoginFailed("login_wrong_step", f"login is {pending.state}, not {allowed}")
     return pending
+
+
+def answerable_login(
+    session: Session, reference: str, browser_token: str | None
+) -> PendingLogin | None:
+    """The login a refused step belongs to, if this browser started it and its application is
+    still owed an answer (neither completed nor cancelled); expired logins count, since the
+    application must hear that the time ran out. None otherwise: then nobody is answered."""
+    pending = session.get(PendingLogin, reference[:64]) if reference else None
+    if pending is None or not browser_token:
+        return None
+    if not hmac.compare_digest(pending.browser_binding, token_hash(browser_token)):
+        return None
+    return None if pending.state in ("completed", "cancelled") else pending
+
+
+def cancel_pending_login(session: Session, pending: PendingLogin) -> None:
+    """End a login the user gave up on (once; it can then neither go on nor complete).
+
+    ``pending`` must come from :func:`load_pending_login` in the same transaction."""
+    _transition(session, pending, pending.state, state="cancelled")
 
 
 def ensure_unexpired(pending: PendingLogin) -> None:

@@ -21,6 +21,7 @@ from idp.methods.client_certificate import presented_certificate
 from idp.services import services_of
 from idp.siths.revocation import audit_note, audit_reason
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
+from idp.web.back_to_service import back_to_service
 from idp.web.render import error_page
 
 METHOD = "siths-this-device"
@@ -86,5 +87,6 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
             method=METHOD,
             detail=exc.detail,
         )
-        return error_page(request, reason, retry_url=retry_url)
+        back = await back_to_service(request, ref, cancelled=False, detail=reason)
+        return error_page(request, reason, retry_url=retry_url, back_to_service=back)
     return RedirectResponse(f"{settings.base_url}/login/continue?ref={ref}", status_code=303)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidClientError, OAuth2Error
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
 from starlette.responses import Response
 
@@ -156,6 +156,26 @@ def finish_authorization(
         error.state = request.payload.state
         return _rejected(provider, request, error)
     return _issue_code(provider, grant, str(redirect_uri), authentication)
+
+
+def failure_redirect(
+    provider: OpenIDProvider, protocol_state: Mapping[str, str], *, cancelled: bool
+) -> str | None:
+    """Where to send the browser of a login that ended without success: the client's validated
+    redirect URI with ``error=access_denied`` (RFC 6749 4.1.2.1) and the request's state; None if
+    the stored request no longer validates (the client was removed, say)."""
+    request = rebuild_request(provider, protocol_state)
+    try:
+        grant = provider.get_authorization_grant(request)
+        redirect_uri = grant.validate_authorization_request()
+    except OAuth2Error:
+        return None
+    description = "The user cancelled the login" if cancelled else "The login failed"
+    error = AccessDeniedError(
+        description=description, redirect_uri=redirect_uri, state=request.payload.state
+    )
+    response: Response = provider.handle_error_response(request, error)
+    return response.headers.get("location")
 
 
 def rebuild_request(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import urllib.parse
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from fastapi import APIRouter
@@ -24,6 +25,7 @@ from idp.oidc.authorization import (
     LoginNeeded,
     Refused,
     begin_authorization,
+    failure_redirect,
     finish_authorization,
 )
 from idp.oidc.claims import PersonForClient
@@ -38,7 +40,7 @@ from idp.oidc.context import (
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.provider import OpenIDProvider
 from idp.oidc.starlette_adapter import StarletteOAuth2Request, read_oauth2_request
-from idp.services import services_of
+from idp.services import BackToService, FailureResponder, services_of
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
 router = APIRouter()
@@ -103,6 +105,20 @@ async def respond_to_oidc_login(
     if isinstance(outcome, Refused):
         return error_page(request, outcome.reason)
     return outcome
+
+
+def oidc_failure_responder(provider: OpenIDProvider) -> FailureResponder:
+    """The OIDC answer to a login that ended without success: back to the client's redirect
+    URI with ``access_denied``, as a GET form (its query travels as the form's fields)."""
+
+    def answer(protocol_state: dict, *, cancelled: bool, detail: str) -> BackToService | None:
+        location = failure_redirect(provider, protocol_state, cancelled=cancelled)
+        if location is None:
+            return None
+        base, _, query = location.partition("?")
+        return BackToService(base, "get", dict(urllib.parse.parse_qsl(query)))
+
+    return answer
 
 
 @router.post(TOKEN_PATH)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from idp.pki.issue import (
     AUTHENTICATION,
+    CardKey,
     CardProfile,
     Issuer,
     SubjectKey,
@@ -92,8 +92,10 @@ def issue_card(
     p12_password: bytes = DEFAULT_P12_PASSWORD,
     ocsp_url: str | None = None,
     crl_url: str | None = None,
+    key: CardKey | None = None,
+    profile: CardProfile = AUTHENTICATION,
 ) -> IssuedCard:
-    """Issue a good HSA-ID authentication certificate and write it to ``out_dir``.
+    """Issue an HSA-ID authentication certificate and write it to ``out_dir``.
 
     Writes ``<hsa_id>.crt.pem``, ``<hsa_id>.key.pem`` (unencrypted PKCS#8, mode 0600) and
     ``<hsa_id>.p12`` (key, certificate and issuing CA, encrypted with ``p12_password``),
@@ -106,6 +108,10 @@ def issue_card(
     ``ocsp_url``/``crl_url`` replace those (``""`` leaves the extension out), which is how
     tests make cards whose revocation source misbehaves. The card is recorded as issued, so
     ``idp card revoke <HSA-ID>`` finds it.
+
+    The card is good unless told otherwise: ``key`` (default a fresh RSA-2048 key) and
+    ``profile`` (default :data:`~idp.pki.issue.AUTHENTICATION`) are how tests make a card with
+    a weak key or a wrong key usage, extended key usage or CA flag, which the IdP must refuse.
 
     Raises ``ValueError`` (an :class:`idp.hsa_id.InvalidHsaId` for the HSA-ID) before anything
     is written if the HSA-ID, a name or the validity period is not acceptable.
@@ -126,6 +132,8 @@ def issue_card(
         not_after=not_after,
         p12_password=p12_password,
         pointers=pointers_for(pki.directory, ocsp_url=ocsp_url, crl_url=crl_url),
+        key=key,
+        profile=profile,
     )
     record_issued(pki.directory, [(load_certificate(card.cert), card.cert)])
     return card
@@ -249,7 +257,7 @@ def _issue_card_unchecked(
     p12_password: bytes = DEFAULT_P12_PASSWORD,
     extra_certs: Sequence[str] = (),
     now: dt.datetime | None = None,
-    key: RSAPrivateKey | None = None,
+    key: CardKey | None = None,
     pointers: RevocationPointers = RevocationPointers(),
 ) -> CardFiles:
     """Issue a card certificate exactly as described, without checking the HSA-ID.

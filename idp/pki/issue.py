@@ -2,12 +2,13 @@
 
 Pure functions from keys, names and times to signed ``x509.Certificate`` objects; nothing here
 touches the disk. The profiles are what ``cryptography.x509.verification``'s Web PKI defaults
-demand, which is what the IdP validates cards with:
+demand, which is what the IdP validates cards with, plus the IdP's own card rules:
 
 - every CA: basicConstraints CA=true **critical** and keyUsage with keyCertSign;
 - every end entity: authorityKeyIdentifier, and a subjectAltName (non-critical, since the
   subject is not empty);
-- a client certificate: if extendedKeyUsage is present it must contain clientAuth.
+- a card: keyUsage digitalSignature, extendedKeyUsage with clientAuth, not a CA, and an RSA-2048
+  or P-256/384/521 key (the SITHS person profile, see :mod:`idp.siths.validation`).
 
 SKI on CAs and AKI on issuing CAs are not demanded by the verifier but are added anyway: SITHS
 has them, and OpenSSL's strict mode (Python 3.13's default for TLS) does demand them.
@@ -33,6 +34,7 @@ from idp.pki.names import MS_SMARTCARD_LOGIN
 __all__ = [
     "AUTHENTICATION",
     "KEY_BITS",
+    "CardKey",
     "CardProfile",
     "Issuer",
     "KeyPool",
@@ -48,13 +50,18 @@ __all__ = [
     "tls_server_certificate",
 ]
 
-# RSA-2048 is what SITHS cards use and the smallest size the Web PKI verifier accepts.
+# RSA-2048 is what SITHS cards use, the smallest size the IdP accepts for a card and the
+# smallest the Web PKI verifier accepts for a CA.
 KEY_BITS = 2048
+
+# A card's key pair made in this process (the test PKI makes RSA-2048; tests make others,
+# including keys the IdP must refuse).
+CardKey = RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 # The key a certificate is issued for. A key pair generated here is passed whole; a key that
 # lives on a token (PKCS#11), where the private half can never be read, is passed as its
-# public half. EC is accepted for the public half only: the test PKI itself makes RSA keys.
-SubjectKey = RSAPrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+# public half.
+SubjectKey = CardKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 def generate_key() -> RSAPrivateKey:
@@ -89,10 +96,16 @@ class Issuer:
 
 @dataclass(frozen=True)
 class CardProfile:
-    """Key usage and extended key usages of a card certificate."""
+    """Key usage, extended key usages and CA flag of a card certificate.
 
-    key_usage: x509.KeyUsage
-    extended_key_usages: tuple[x509.ObjectIdentifier, ...]
+    A good card has both extensions and ``ca`` false (:data:`AUTHENTICATION`). ``None`` leaves
+    the extension out and ``ca=True`` asserts basicConstraints cA: only the test PKI's bad
+    cards, which the IdP must refuse, are made so.
+    """
+
+    key_usage: x509.KeyUsage | None
+    extended_key_usages: tuple[x509.ObjectIdentifier, ...] | None
+    ca: bool = False
 
 
 def key_usage(
@@ -137,7 +150,9 @@ def add_years(moment: dt.datetime, years: int) -> dt.datetime:
 
 
 def _public(key: SubjectKey) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
-    return key.public_key() if isinstance(key, RSAPrivateKey) else key
+    if isinstance(key, RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return key.public_key()
+    return key
 
 
 def _ski(key: SubjectKey) -> x509.SubjectKeyIdentifier:
@@ -232,17 +247,24 @@ def card_certificate(
 
     ``key`` may be a public key only (a card whose private key lives on a token).
 
-    Carries basicConstraints CA=false, the profile's keyUsage (critical) and EKU, a
-    subjectAltName with the rfc822Name ``email`` (non-critical: the subject is not empty), SKI
-    and AKI, then ``extensions`` as non-critical extensions (the revocation pointers, see
+    Carries basicConstraints (CA=false unless the profile says otherwise), the profile's
+    keyUsage (critical) and EKU (each when the profile has one), a subjectAltName with the
+    rfc822Name ``email`` (non-critical: the subject is not empty), SKI and AKI, then
+    ``extensions`` as non-critical extensions (the revocation pointers, see
     :func:`idp.pki.revocation.revocation_extensions`).
     """
     builder = _builder(subject, issuer.certificate.subject, key, not_before, not_after)
+    builder = builder.add_extension(
+        x509.BasicConstraints(ca=profile.ca, path_length=None), critical=True
+    )
+    if profile.key_usage is not None:
+        builder = builder.add_extension(profile.key_usage, critical=True)
+    if profile.extended_key_usages is not None:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False
+        )
     builder = (
-        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(profile.key_usage, critical=True)
-        .add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+        builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
         .add_extension(_ski(key), critical=False)
         .add_extension(_aki(issuer), critical=False)
     )

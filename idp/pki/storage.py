@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -41,7 +42,7 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def write_private_key(path: Path, key: RSAPrivateKey) -> None:
+def write_private_key(path: Path, key: RSAPrivateKey | EllipticCurvePrivateKey) -> None:
     """Write ``key`` as unencrypted PKCS#8 PEM with mode 0600 (replacing any existing file)."""
     _write_private(
         path,
@@ -65,7 +66,7 @@ def write_p12(
     path: Path,
     *,
     friendly_name: str,
-    key: RSAPrivateKey,
+    key: RSAPrivateKey | EllipticCurvePrivateKey,
     certificate: x509.Certificate,
     ca_certificates: Iterable[x509.Certificate],
     password: bytes,

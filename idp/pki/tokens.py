@@ -31,7 +31,7 @@ from idp.pki.softhsm import run_on_token
 __all__ = ["CardKeyType", "TokenCard", "TokenObject", "issue_card_on_token", "token_objects"]
 
 CardKeyType = Literal["rsa", "ec"]
-# The curve of EC cards: P-256, which the Web PKI verifier (and so the IdP) accepts.
+# The curve of EC cards: P-256, one the IdP accepts (idp.siths.validation.CARD_CURVES).
 EC_CURVE = "secp256r1"
 
 

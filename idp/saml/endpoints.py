@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,10 +21,24 @@ from idp.authn import Authentication
 from idp.login.pending import create_pending_login
 from idp.login.sso import SSO_COOKIE, find_sso_session
 from idp.saml import slo_endpoints
+from idp.saml.bindings import (
+    MAX_PARAMETERS,
+    BindingMessage,
+    BindingMessageRejected,
+    read_post_form,
+    read_redirect_query,
+)
+from idp.saml.integration_guide import integration_guide
 from idp.saml.participants import record_participant
 from idp.saml.response import BuiltResponse, ResponseContentError
-from idp.saml.server import AuthnRequestInfo, SamlRequestRejected
-from idp.services import Services, services_of
+from idp.saml.server import (
+    AuthnRequestInfo,
+    SamlIdentityProvider,
+    SamlRequestNotMet,
+    SamlRequestRejected,
+)
+from idp.saml.statuses import AUTHN_FAILED, CANCELLED, NO_PASSIVE
+from idp.services import BackToService, FailureResponder, Services, services_of
 from idp.store.models import SeenMessage
 from idp.web.messages import SAML_REQUEST_MESSAGE, UNKNOWN_SP_MESSAGE
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
@@ -42,47 +56,46 @@ async def metadata(request: Request) -> Response:
     return Response(xml, media_type="application/samlmetadata+xml")
 
 
+@router.get("/integration")
+async def integration(request: Request) -> Response:
+    """What an integrator needs beside the metadata (attribute names, LoA, NameID, statuses,
+    snippets for common SPs), from the tables the IdP acts on."""
+    guide = integration_guide(services_of(request).settings.entity_id)
+    return render_page(request, "idp/integration.html", {"guide": guide})
+
+
 @router.get("/sso/redirect")
 async def single_sign_on_redirect(request: Request) -> Response:
-    params = request.query_params
-    raw_query = request.scope.get("query_string", b"").decode("latin-1")
-    return await _receive_authn_request(
-        request,
-        BINDING_HTTP_REDIRECT,
-        params.get("SAMLRequest"),
-        params.get("RelayState", ""),
-        raw_query,
-    )
+    try:
+        received = read_redirect_query(request.scope.get("query_string", b""))
+    except BindingMessageRejected as exc:
+        return await _rejected(services_of(request), request, _refusal_of(exc))
+    return await _receive_authn_request(request, BINDING_HTTP_REDIRECT, received)
 
 
 @router.post("/sso/post")
 async def single_sign_on_post(request: Request) -> Response:
-    form = await request.form(max_files=0, max_fields=10)
-    saml_request = form.get("SAMLRequest")
-    relay_state = form.get("RelayState", "")
-    return await _receive_authn_request(
-        request,
-        BINDING_HTTP_POST,
-        saml_request if isinstance(saml_request, str) else None,
-        relay_state if isinstance(relay_state, str) else "",
-        "",
-    )
+    try:
+        received = read_post_form(await request.form(max_files=0, max_fields=MAX_PARAMETERS))
+    except BindingMessageRejected as exc:
+        return await _rejected(services_of(request), request, _refusal_of(exc))
+    return await _receive_authn_request(request, BINDING_HTTP_POST, received)
+
+
+def _refusal_of(exc: BindingMessageRejected) -> SamlRequestRejected:
+    return SamlRequestRejected(exc.reason, exc.detail)
 
 
 async def _receive_authn_request(
-    request: Request, binding: str, saml_request: str | None, relay_state: str, raw_query: str
+    request: Request, binding: str, received: BindingMessage
 ) -> Response:
     services = services_of(request)
-    if not saml_request:
-        return await _rejected(
-            services, request, SamlRequestRejected("malformed_request", "no SAMLRequest")
-        )
     try:
-        info, sp = await run_in_threadpool(
-            services.saml.parse_authn_request, binding, saml_request, relay_state, raw_query
-        )
+        info, sp = await run_in_threadpool(services.saml.parse_authn_request, binding, received)
     except SamlRequestRejected as exc:
         return await _rejected(services, request, exc)
+    except SamlRequestNotMet as exc:
+        return await _answer_not_met(request, exc)
     token, new_browser = browser_token(request)
     sso_token = request.cookies.get(SSO_COOKIE)
 
@@ -142,7 +155,7 @@ async def _receive_authn_request(
         built = await run_in_threadpool(
             services.saml.build_error_response,
             info,
-            samlp.STATUS_NO_PASSIVE,
+            NO_PASSIVE,
             "No SSO session and IsPassive was set",
         )
         response = _post_page(request, info, built.encoded)
@@ -151,6 +164,23 @@ async def _receive_authn_request(
     if new_browser:
         set_browser_cookie(response, token)
     return response
+
+
+async def _answer_not_met(request: Request, exc: SamlRequestNotMet) -> Response:
+    """A trusted SP asked for what the IdP cannot do: tell it so, in a signed Response."""
+    services = services_of(request)
+    await record_audit_event_in_thread(
+        services.database,
+        "saml.authn_request",
+        outcome="not_met",
+        reason=exc.status.reason,
+        client_id=exc.request.sp_entity_id,
+        detail=exc.detail,
+    )
+    built = await run_in_threadpool(
+        services.saml.build_error_response, exc.request, exc.status, exc.detail
+    )
+    return _post_page(request, exc.request, built.encoded)
 
 
 async def _rejected(
@@ -178,6 +208,21 @@ def _post_page(request: Request, info: AuthnRequestInfo, saml_response: str) -> 
             "fields": {"SAMLResponse": saml_response, "RelayState": info.relay_state},
         },
     )
+
+
+def saml_failure_responder(saml: SamlIdentityProvider) -> FailureResponder:
+    """The SAML answer to a login that ended without success: a signed Response, Responder with
+    AuthnFailed (or the eID Framework's cancel status), to the ACS the request was given."""
+
+    def answer(protocol_state: dict, *, cancelled: bool, detail: str) -> BackToService:
+        info = AuthnRequestInfo.from_json(protocol_state)
+        built = saml.build_error_response(info, CANCELLED if cancelled else AUTHN_FAILED, detail)
+        fields = {"SAMLResponse": built.encoded}
+        if info.relay_state:
+            fields["RelayState"] = info.relay_state
+        return BackToService(info.acs_url, "post", fields)
+
+    return answer
 
 
 async def respond_to_saml_login(

@@ -51,6 +51,7 @@ NAME_FORMAT_URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 CM_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 STATUS_RESPONDER = "urn:oasis:names:tc:SAML:2.0:status:Responder"
+STATUS_REQUESTER = "urn:oasis:names:tc:SAML:2.0:status:Requester"
 # The prefixes SAML documents conventionally use; the Response element declares them all once.
 NSMAP = {"saml2p": SAMLP_NS, "saml2": SAML_NS, "ds": DSIG_NS, "xsi": XSI_NS}
 
@@ -279,15 +280,17 @@ def build_status_response(
     status: str,
     message: str,
     signer: ResponseSigner,
+    top_status: str = STATUS_RESPONDER,
     now: dt.datetime | None = None,
 ) -> BuiltResponse:
-    """A signed Response without an Assertion: top-level Responder, then ``status``, and
-    ``message`` for people reading logs (e.g. NoPassive when there is no session)."""
+    """A signed Response without an Assertion: ``top_status`` (Responder unless the request
+    was at fault), then the second-level ``status``, and ``message`` for people reading logs
+    (e.g. NoPassive when there is no session)."""
     try:
         response = _response(addressing, now or dt.datetime.now(dt.UTC))
         status_element = _element(response, SAMLP_NS, "Status")
         top = _element(status_element, SAMLP_NS, "StatusCode")
-        top.set("Value", STATUS_RESPONDER)
+        top.set("Value", top_status)
         _element(top, SAMLP_NS, "StatusCode").set("Value", status)
         _element(status_element, SAMLP_NS, "StatusMessage", message)
     except ValueError as exc:

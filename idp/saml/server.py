@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import calendar
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import threading
 import urllib.parse
@@ -29,7 +31,11 @@ from cryptography import x509
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 from saml2.config import IdPConfig
 from saml2.response import IncorrectlySigned
-from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
+from saml2.saml import (
+    NAMEID_FORMAT_PERSISTENT,
+    NAMEID_FORMAT_TRANSIENT,
+    NAMEID_FORMAT_UNSPECIFIED,
+)
 from saml2.server import Server
 from saml2.sigver import CryptoBackend, MissingKey, SignatureError
 from saml2.time_util import str_to_time
@@ -40,16 +46,13 @@ from idp.federation.idp_metadata import build_idp_metadata
 from idp.federation.remote import AuditHook, RemoteAggregate
 from idp.federation.rollover import signing_keys, state_stamp
 from idp.saml import attributes
+from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
+from idp.saml.loa import AuthnContextNotMet, choose_authn_context, requested_context
 from idp.saml.messages import (
     MessageRejected,
     decode_post_message,
     decode_redirect_message,
     require_root,
-)
-from idp.saml.redirect_signature import (
-    RedirectSignatureInvalid,
-    RedirectUnsigned,
-    verify_redirect_signature,
 )
 from idp.saml.response import (
     Addressing,
@@ -59,14 +62,14 @@ from idp.saml.response import (
     build_login_response,
     build_status_response,
 )
+from idp.saml.statuses import INVALID_NAME_ID_POLICY, NO_AUTHN_CONTEXT, ErrorStatus
 from idp.saml.xmlsec_backend import RSA_SHA256 as SIG_RSA_SHA256
 from idp.saml.xmlsec_backend import SHA256 as DIGEST_SHA256
 from idp.saml.xmlsec_backend import shared_backend
+from idp.xml_schema_types import NotABoolean, xs_boolean
 
+logger = logging.getLogger("idp.saml")
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
-# How far an AuthnRequest's IssueInstant may be from our clock.
-ISSUE_INSTANT_PAST = dt.timedelta(minutes=5)
-ISSUE_INSTANT_FUTURE = dt.timedelta(seconds=60)
 ASSERTION_LIFETIME = dt.timedelta(minutes=5)
 
 
@@ -76,6 +79,17 @@ class SamlRequestRejected(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
+
+
+class SamlRequestNotMet(Exception):
+    """A valid request from a known SP asks for what the IdP cannot do: the SP gets ``status``
+    in a signed Response to ``request`` (at the ACS from its metadata)."""
+
+    def __init__(self, request: AuthnRequestInfo, status: ErrorStatus, detail: str) -> None:
+        super().__init__(f"{status.reason}: {detail}")
+        self.request = request
+        self.status = status
         self.detail = detail
 
 
@@ -111,6 +125,10 @@ class AuthnRequestInfo:
     relay_state: str
     force_authn: bool
     is_passive: bool
+    # What the Response asserts, decided when the request was read (RequestedAuthnContext,
+    # NameIDPolicy); empty means the SP's profile default.
+    authn_context_class: str = ""
+    name_id_format: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +138,8 @@ class AuthnRequestInfo:
             "relay_state": self.relay_state,
             "force_authn": self.force_authn,
             "is_passive": self.is_passive,
+            "authn_context_class": self.authn_context_class,
+            "name_id_format": self.name_id_format,
         }
 
     @classmethod
@@ -230,6 +250,57 @@ def _display_name(metadata: Any, entity_id: str, descriptor: dict[str, Any]) -> 
     return urllib.parse.urlsplit(entity_id).hostname or entity_id
 
 
+class _NameIdPolicyNotMet(Exception):
+    pass
+
+
+def _choose_name_id_format(policy: samlp.NameIDPolicy | None, sp: ServiceProvider) -> str:
+    """The NameID format to send: the SP's default for none or ``unspecified``, transient or
+    persistent (pairwise) when asked; anything else, or a qualifier naming another SP (we have
+    no affiliations), is not met."""
+    if policy is None:
+        return sp.profile.name_id_format
+    if policy.sp_name_qualifier and policy.sp_name_qualifier != sp.entity_id:
+        raise _NameIdPolicyNotMet(f"SPNameQualifier {policy.sp_name_qualifier[:100]}")
+    wanted = policy.format or NAMEID_FORMAT_UNSPECIFIED
+    if wanted == NAMEID_FORMAT_UNSPECIFIED:
+        return sp.profile.name_id_format
+    if wanted in (NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT):
+        return wanted
+    raise _NameIdPolicyNotMet(f"NameID format {wanted[:100]} is not supported")
+
+
+def _choose_authn_context(message: samlp.AuthnRequest, sp: ServiceProvider) -> str:
+    requested = message.requested_authn_context
+    if requested is None:
+        return sp.profile.loa
+    if requested.authn_context_decl_ref:
+        raise AuthnContextNotMet("AuthnContextDeclRef is not supported")
+    refs = [(ref.text or "").strip() for ref in requested.authn_context_class_ref or []]
+    try:
+        return choose_authn_context(requested_context(refs, requested.comparison), sp.profile.loa)
+    except ValueError as exc:
+        raise SamlRequestRejected("malformed_request", str(exc)) from exc
+
+
+def _request_boolean(value: object, name: str) -> bool:
+    """An xs:boolean attribute of a request (absent: false); not a boolean: the request is
+    refused, since guessing could skip a ForceAuthn the SP asked for."""
+    try:
+        return xs_boolean(value, default=False)
+    except NotABoolean as exc:
+        raise SamlRequestRejected("malformed_request", f"{name}: {exc}") from exc
+
+
+def _metadata_boolean(value: object, *, default: bool, broken: bool = False) -> bool:
+    """An xs:boolean attribute of SP metadata; ``broken`` is what a non-boolean value means
+    (metadata is checked by ``idp metadata validate``; at runtime the safer reading wins)."""
+    try:
+        return xs_boolean(value, default=default)
+    except NotABoolean:
+        return broken
+
+
 def _metadata_files(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
@@ -264,6 +335,7 @@ class SamlIdentityProvider:
             self._remote.refresh()
             self._remote.start(refresh_now=False)
         self._pairwise_secret = pairwise_secret
+        self._audit = audit
         self._lock = threading.Lock()
         self._stamp: tuple[object, ...] | None = None
         self._current: _Snapshot | None = None
@@ -309,7 +381,34 @@ class SamlIdentityProvider:
                     ResponseSigner.certificate_text(keys.cert_file),
                 )
                 self._current, self._stamp = _Snapshot(server, signer), stamp
+                self._report_unreleased_attributes(server)
             return self._current
+
+    def _report_unreleased_attributes(self, server: Server) -> None:
+        """Say, once per metadata load, which SP asks for an attribute it will not get (a name
+        of neither profile, or of the other profile): its logins would silently lack it."""
+        for entity_id in server.metadata.with_descriptor("spsso"):
+            sp = self._describe_sp(server, entity_id)
+            if sp is None:
+                continue
+            released = set(
+                attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
+            )
+            missing = [name for name in sp.requested_attributes if name not in released]
+            if not missing:
+                continue
+            detail = (
+                f"{entity_id}: requested attribute not released ({sp.profile.name} profile): "
+                + ", ".join(name[:100] for name in missing[:10])
+            )
+            logger.warning("%s", detail)
+            if self._audit is None:
+                continue
+            # The warning is logged already; a failed audit write must not stop SAML.
+            try:
+                self._audit("saml.requested_attribute_not_released", "warning", detail)
+            except Exception:
+                logger.exception("could not audit an unreleased attribute")
 
     # --- metadata ----------------------------------------------------------------------------
 
@@ -338,7 +437,7 @@ class SamlIdentityProvider:
             (
                 service["location"],
                 int(service["index"]) if service.get("index") is not None else None,
-                str(service.get("is_default", "false")).lower() == "true",
+                _metadata_boolean(service.get("is_default"), default=False),
             )
             for service in descriptor.get("assertion_consumer_service", [])
             if service.get("binding") == BINDING_HTTP_POST
@@ -362,8 +461,10 @@ class SamlIdentityProvider:
             entity_id=entity_id,
             display_name=display_name,
             acs_post_urls=acs,
-            authn_requests_signed=str(descriptor.get("authn_requests_signed", "false")).lower()
-            == "true",
+            # A value that is not a boolean is read as "signed": the stricter reading.
+            authn_requests_signed=_metadata_boolean(
+                descriptor.get("authn_requests_signed"), default=False, broken=True
+            ),
             signing_certificates=tuple(certificates),
             requested_attributes=requested,
             entity_categories=categories,
@@ -373,19 +474,19 @@ class SamlIdentityProvider:
     # --- requests ----------------------------------------------------------------------------
 
     def parse_authn_request(
-        self, binding: str, saml_request: str, relay_state: str, raw_query: str = ""
+        self, binding: str, received: BindingMessage
     ) -> tuple[AuthnRequestInfo, ServiceProvider]:
         """Read, verify and check an AuthnRequest; raise :class:`SamlRequestRejected` if bad.
 
-        ``raw_query`` is the request's query string exactly as received, needed to verify a
-        redirect-binding signature over the octets the SP signed.
+        ``received`` comes from :mod:`idp.saml.bindings`: for HTTP-Redirect its query signature
+        covers exactly the octets ``received.text`` and ``received.relay_state`` were read from.
         """
         limit = self._settings.saml_max_request_bytes
         try:
             if binding == BINDING_HTTP_REDIRECT:
-                xml = decode_redirect_message(saml_request, limit)
+                xml = decode_redirect_message(received.text, limit)
             else:
-                xml = decode_post_message(saml_request, limit)
+                xml = decode_post_message(received.text, limit)
             require_root(xml, "AuthnRequest")
         except MessageRejected as exc:
             raise SamlRequestRejected(exc.reason, exc.detail) from exc
@@ -414,7 +515,7 @@ class SamlIdentityProvider:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {issuer}")
 
         if binding == BINDING_HTTP_REDIRECT:
-            signed = self._verify_redirect_signature(raw_query, sp)
+            signed = self._verify_redirect_signature(received, sp)
         else:
             # pysaml2 verified an enveloped signature if there was one (against metadata keys).
             signed = message.signature is not None
@@ -431,20 +532,35 @@ class SamlIdentityProvider:
             request_id=message.id,
             sp_entity_id=sp.entity_id,
             acs_url=acs_url,
-            relay_state=relay_state[: 80 * 1024],
-            force_authn=str(message.force_authn).lower() == "true",
-            is_passive=str(message.is_passive).lower() == "true",
+            relay_state=received.relay_state,
+            force_authn=_request_boolean(message.force_authn, "ForceAuthn"),
+            is_passive=_request_boolean(message.is_passive, "IsPassive"),
         )
-        return info, sp
-
-    def _verify_redirect_signature(self, raw_query: str, sp: ServiceProvider) -> bool:
-        """Verify the HTTP-Redirect signature; True if signed and valid, False if unsigned."""
+        policy = message.name_id_policy
+        if policy is not None:
+            # Only checked for its form: every person has a pairwise identifier in advance
+            # (derived, SAML Core 3.4.1.1), so AllowCreate="false" is met too.
+            _request_boolean(policy.allow_create, "AllowCreate")
         try:
-            verify_redirect_signature(raw_query, "SAMLRequest", sp.signing_certificates)
-        except RedirectUnsigned:
+            return dataclasses.replace(
+                info,
+                name_id_format=_choose_name_id_format(policy, sp),
+                authn_context_class=_choose_authn_context(message, sp),
+            ), sp
+        except AuthnContextNotMet as exc:
+            raise SamlRequestNotMet(info, NO_AUTHN_CONTEXT, str(exc)) from exc
+        except _NameIdPolicyNotMet as exc:
+            raise SamlRequestNotMet(info, INVALID_NAME_ID_POLICY, str(exc)) from exc
+
+    @staticmethod
+    def _verify_redirect_signature(received: BindingMessage, sp: ServiceProvider) -> bool:
+        """Verify the HTTP-Redirect signature; True if signed and valid, False if unsigned."""
+        if received.query_signature is None:
             return False
+        try:
+            verify_query_signature(received.query_signature, sp.signing_certificates)
         except RedirectSignatureInvalid as exc:
-            raise SamlRequestRejected("bad_signature", str(exc)) from exc
+            raise SamlRequestRejected("bad_signature", exc.detail) from exc
         return True
 
     def _check_timing_and_destination(self, message: samlp.AuthnRequest, binding: str) -> None:
@@ -460,8 +576,8 @@ class SamlIdentityProvider:
             )
         except (TypeError, ValueError) as exc:
             raise SamlRequestRejected("malformed_request", "IssueInstant is not a time") from exc
-        now = dt.datetime.now(dt.UTC)
-        if issued < now - ISSUE_INSTANT_PAST or issued > now + ISSUE_INSTANT_FUTURE:
+        skew = dt.timedelta(seconds=self._settings.saml_clock_skew_seconds)
+        if abs(issued - dt.datetime.now(dt.UTC)) > skew:
             raise SamlRequestRejected("stale_request", f"IssueInstant {message.issue_instant}")
 
     @staticmethod
@@ -491,8 +607,10 @@ class SamlIdentityProvider:
 
     # --- responses ---------------------------------------------------------------------------
 
-    def _name_id(self, sp: ServiceProvider, authentication: Authentication) -> NameId:
-        if sp.profile.name_id_format == NAMEID_FORMAT_PERSISTENT:
+    def _name_id(
+        self, sp: ServiceProvider, name_id_format: str, authentication: Authentication
+    ) -> NameId:
+        if name_id_format == NAMEID_FORMAT_PERSISTENT:
             # A per-SP pseudonym: stable for one SP, unlinkable across SPs.
             value = hmac.new(
                 self._pairwise_secret,
@@ -503,7 +621,7 @@ class SamlIdentityProvider:
             value = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
         return NameId(
             value=value,
-            format=sp.profile.name_id_format,
+            format=name_id_format,
             name_qualifier=self._settings.entity_id,
             sp_name_qualifier=sp.entity_id,
         )
@@ -520,21 +638,24 @@ class SamlIdentityProvider:
         return build_login_response(
             Addressing(self._settings.entity_id, request.acs_url, request.request_id),
             audience=sp.entity_id,
-            name_id=self._name_id(sp, authentication),
+            name_id=self._name_id(
+                sp, request.name_id_format or sp.profile.name_id_format, authentication
+            ),
             authn_instant=authentication.authn_instant,
-            authn_context_class=sp.profile.loa,
+            authn_context_class=request.authn_context_class or sp.profile.loa,
             attributes=attributes.released_attributes(sp.profile, names, authentication),
             lifetime=ASSERTION_LIFETIME,
             signer=snapshot.signer,
         )
 
     def build_error_response(
-        self, request: AuthnRequestInfo, status: str, message: str
+        self, request: AuthnRequestInfo, status: ErrorStatus, message: str
     ) -> BuiltResponse:
         """A signed Response with a non-success status (e.g. NoPassive, AuthnFailed)."""
         return build_status_response(
             Addressing(self._settings.entity_id, request.acs_url, request.request_id),
-            status=status,
+            top_status=status.top,
+            status=status.second,
             message=message,
             signer=self._snapshot().signer,
         )

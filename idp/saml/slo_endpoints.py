@@ -33,6 +33,15 @@ from idp.login.sso import (
     sso_session_key_of_token,
 )
 from idp.saml import logout_run
+from idp.saml.bindings import (
+    MAX_PARAMETERS,
+    SAML_REQUEST,
+    SAML_RESPONSE,
+    BindingMessage,
+    BindingMessageRejected,
+    read_post_form,
+    read_redirect_query,
+)
 from idp.saml.logout import LogoutRejected, Outgoing, SamlLogout
 from idp.saml.participants import participants_of, session_keys_of_subject
 from idp.services import Services, services_of
@@ -52,31 +61,28 @@ def _logout_of(services: Services) -> SamlLogout:
 
 @router.get("/slo/redirect")
 async def single_logout_redirect(request: Request) -> Response:
-    params = request.query_params
-    raw_query = request.scope.get("query_string", b"").decode("latin-1")
-    return await _receive(
-        request,
-        BINDING_HTTP_REDIRECT,
-        params.get("SAMLRequest"),
-        params.get("SAMLResponse"),
-        params.get("RelayState", ""),
-        raw_query,
-    )
+    try:
+        received = read_redirect_query(request.scope.get("query_string", b""), _MESSAGES)
+    except BindingMessageRejected as exc:
+        return _rejected(services_of(request), request, "saml.logout", _refusal_of(exc))
+    return await _receive(request, BINDING_HTTP_REDIRECT, received)
 
 
 @router.post("/slo/post")
 async def single_logout_post(request: Request) -> Response:
-    form = await request.form(max_files=0, max_fields=10)
-    saml_request, saml_response = form.get("SAMLRequest"), form.get("SAMLResponse")
-    relay_state = form.get("RelayState", "")
-    return await _receive(
-        request,
-        BINDING_HTTP_POST,
-        saml_request if isinstance(saml_request, str) else None,
-        saml_response if isinstance(saml_response, str) else None,
-        relay_state if isinstance(relay_state, str) else "",
-        "",
-    )
+    try:
+        form = await request.form(max_files=0, max_fields=MAX_PARAMETERS)
+        received = read_post_form(form, _MESSAGES)
+    except BindingMessageRejected as exc:
+        return _rejected(services_of(request), request, "saml.logout", _refusal_of(exc))
+    return await _receive(request, BINDING_HTTP_POST, received)
+
+
+_MESSAGES = (SAML_REQUEST, SAML_RESPONSE)
+
+
+def _refusal_of(exc: BindingMessageRejected) -> LogoutRejected:
+    return LogoutRejected(exc.reason, exc.detail)
 
 
 @router.get("/logout")
@@ -137,44 +143,29 @@ async def logout(request: Request) -> Response:
     return _forget_sso(await _continue(request, services, run_id))
 
 
-async def _receive(
-    request: Request,
-    binding: str,
-    saml_request: str | None,
-    saml_response: str | None,
-    relay_state: str,
-    raw_query: str,
-) -> Response:
+async def _receive(request: Request, binding: str, received: BindingMessage) -> Response:
     services = services_of(request)
-    if bool(saml_request) == bool(saml_response):
-        detail = "neither SAMLRequest nor SAMLResponse" if not saml_request else "both"
-        return _rejected(
-            services, request, "saml.logout", LogoutRejected("malformed_request", detail)
-        )
-    if saml_response:
-        return await _receive_response(request, services, binding, saml_response, raw_query)
-    assert saml_request is not None
-    return await _receive_request(request, services, binding, saml_request, relay_state, raw_query)
+    if received.is_request:
+        return await _receive_request(request, services, binding, received)
+    return await _receive_response(request, services, binding, received)
 
 
 async def _receive_request(
     request: Request,
     services: Services,
     binding: str,
-    saml_request: str,
-    relay_state: str,
-    raw_query: str,
+    received: BindingMessage,
 ) -> Response:
     """SP-initiated logout: end the sessions, then log out the session's other SPs."""
     try:
         incoming = await run_in_threadpool(
-            _logout_of(services).read_logout_request, binding, saml_request, raw_query
+            _logout_of(services).read_logout_request, binding, received
         )
     except LogoutRejected as exc:
         return _rejected(services, request, "saml.logout_request", exc)
     token = request.cookies.get(SSO_COOKIE)
     initiator = logout_run.Initiator(
-        incoming.sp_entity_id, incoming.request_id, binding, relay_state[: 80 * 1024]
+        incoming.sp_entity_id, incoming.request_id, binding, received.relay_state
     )
 
     def begin() -> str:
@@ -224,12 +215,12 @@ async def _receive_request(
 
 
 async def _receive_response(
-    request: Request, services: Services, binding: str, saml_response: str, raw_query: str
+    request: Request, services: Services, binding: str, received: BindingMessage
 ) -> Response:
     """An SP's answer to the IdP's LogoutRequest: record it and go on with the run."""
     try:
         incoming = await run_in_threadpool(
-            _logout_of(services).read_logout_response, binding, saml_response, raw_query
+            _logout_of(services).read_logout_response, binding, received
         )
     except LogoutRejected as exc:
         return _rejected(services, request, "saml.logout_response", exc)

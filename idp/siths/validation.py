@@ -1,22 +1,52 @@
 """Validate a SITHS authentication certificate and read the HSA-ID from it.
 
-One function, :func:`validate_siths_certificate`, used by every login method: the path is
-built and checked by ``cryptography.x509.verification`` (chain to a configured anchor, validity,
-the Web PKI profile's extension rules, extended key usage clientAuth) with key usage
-digitalSignature required on the leaf; then the HSA-ID is read from the subject
-``serialNumber`` and checked against the accepted organisations.
+:meth:`SithsValidator.validate` is the one check every login method uses: the card on this
+device (the embedded certificate listener, or nginx's ``X-SSL-Client-Cert`` in proxy mode) and
+the SITHS eID app on another device. :func:`check_card_key` is the key rule on its own, which
+the app's signature check applies before it uses a key at all.
+
+What a card certificate must be
+-------------------------------
+The certificate accepted is the SITHS e-id person authentication certificate with the HSA-ID
+("SITHS e-id Person HSA-id 3 CA v1"), whose profile carries:
+
+- keyUsage with digitalSignature (SITHS marks it critical): the key signs TLS handshakes and
+  the app's challenges. Other bits may be set, never keyCertSign.
+- extendedKeyUsage, present and containing clientAuth. SITHS adds others to some certificates
+  (e.g. emailProtection, Microsoft smartcardLogon); they are allowed beside clientAuth.
+- the HSA-ID in the subject ``serialNumber``.
+- no CA rights: basicConstraints absent or cA=false.
+- a key SITHS issues and current guidance allows: RSA of at least 2048 bits with public
+  exponent 65537, or EC on P-256, P-384 or P-521.
+
+Exactly that is enforced, for every channel alike:
+
+1. ``cryptography.x509.verification`` builds and checks the path (chain to a configured anchor,
+   validity, the Web PKI rules for the CAs and their keys) with the Web PKI end-entity policy
+   for the leaf, its basicConstraints, keyUsage and extendedKeyUsage rules replaced by the
+   ones above (the defaults let a certificate without extendedKeyUsage through);
+2. then the leaf's key (:func:`check_card_key`; the verifier checks only the CAs' keys);
+3. then the HSA-ID, and whether its organisation is accepted;
+4. then revocation, when a checker is configured.
+
+A refusal names its reason (:class:`RejectionReason`); each rule has its own code.
+Criticality of keyUsage is not checked: it only tells a verifier that does not understand the
+extension to refuse, and this one understands it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import (
     Criticality,
@@ -38,6 +68,13 @@ from idp.siths.trust import SithsTrust
 # SITHS chains are root → issuing CA → card: allow a little more, never unbounded.
 MAX_CHAIN_DEPTH = 4
 
+# The card keys accepted (see the module docstring).
+MIN_RSA_BITS = 2048
+RSA_PUBLIC_EXPONENT = 65537
+CARD_CURVES: tuple[type[ec.EllipticCurve], ...] = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+_Extension = TypeVar("_Extension", bound=x509.ExtensionType)
+
 
 class RejectionReason(StrEnum):
     """Why a certificate was refused. The values are stable codes for integrators and audit."""
@@ -47,6 +84,7 @@ class RejectionReason(StrEnum):
     UNTRUSTED = "untrusted_issuer"
     EXPIRED = "certificate_expired"
     NOT_YET_VALID = "certificate_not_yet_valid"
+    WEAK_KEY = "weak_key"
     WRONG_KEY_USAGE = "wrong_key_usage"
     WRONG_EXTENDED_KEY_USAGE = "wrong_extended_key_usage"
     NO_HSA_ID = "no_hsa_id"
@@ -82,16 +120,86 @@ class ValidatedCertificate:
     revocation: RevocationDecision | None = None
 
 
-def _require_digital_signature(
-    _policy: object, _cert: x509.Certificate, key_usage: x509.KeyUsage | None
-) -> None:
-    if key_usage is None or not key_usage.digital_signature:
-        raise ValueError("key usage digitalSignature is required")
+def check_card_key(key: CertificatePublicKeyTypes) -> None:
+    """Return if ``key`` is one a card may have, else raise :class:`CertificateRejected`
+    (``weak_key``): RSA of at least :data:`MIN_RSA_BITS` bits with public exponent 65537, or
+    EC on one of :data:`CARD_CURVES`. Any other key type is refused too."""
+    if isinstance(key, rsa.RSAPublicKey):
+        exponent = key.public_numbers().e
+        if key.key_size < MIN_RSA_BITS or exponent != RSA_PUBLIC_EXPONENT:
+            raise CertificateRejected(
+                RejectionReason.WEAK_KEY,
+                f"RSA-{key.key_size} with public exponent {exponent}; accepted is RSA of at "
+                f"least {MIN_RSA_BITS} bits with exponent {RSA_PUBLIC_EXPONENT}",
+            )
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, CARD_CURVES):
+            raise CertificateRejected(
+                RejectionReason.WEAK_KEY,
+                f"EC key on {key.curve.name}; accepted curves are P-256, P-384 and P-521",
+            )
+        return
+    raise CertificateRejected(
+        RejectionReason.WEAK_KEY, f"{type(key).__name__} keys are not accepted; RSA or EC only"
+    )
+
+
+# The leaf's extension rules, each a function of the extension's value (``None``: absent) that
+# names what is wrong, so that the verifier's policy and the diagnosis of a refusal share them.
+
+
+def _key_usage_problem(key_usage: x509.KeyUsage | None) -> str | None:
+    if key_usage is None:
+        return "the certificate has no keyUsage extension"
+    if not key_usage.digital_signature:
+        return "keyUsage lacks digitalSignature"
+    if key_usage.key_cert_sign:
+        return "keyUsage asserts keyCertSign, which only a CA has"
+    return None
+
+
+def _extended_key_usage_problem(eku: x509.ExtendedKeyUsage | None) -> str | None:
+    if eku is None:
+        return "the certificate has no extendedKeyUsage extension"
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+        return "extendedKeyUsage lacks clientAuth"
+    return None
+
+
+def _basic_constraints_problem(constraints: x509.BasicConstraints | None) -> str | None:
+    if constraints is not None and constraints.ca:
+        return "basicConstraints asserts cA: a CA certificate is not a card"
+    return None
+
+
+def _enforce(
+    problem: Callable[[Any], str | None],
+) -> Callable[[object, x509.Certificate, Any], None]:
+    """An ExtensionPolicy validator (which signals a refusal by raising) from a rule above."""
+
+    def validator(_policy: object, _cert: x509.Certificate, value: Any) -> None:
+        found = problem(value)
+        if found is not None:
+            raise ValueError(found)
+
+    return validator
 
 
 def _leaf_policy() -> ExtensionPolicy:
-    return ExtensionPolicy.webpki_defaults_ee().require_present(
-        x509.KeyUsage, Criticality.AGNOSTIC, _require_digital_signature
+    # Setting a validator replaces the default one entirely (the Web PKI keyUsage check, which
+    # refused keyCertSign, is gone once ours is set), so each rule above is complete in itself.
+    return (
+        ExtensionPolicy.webpki_defaults_ee()
+        .may_be_present(
+            x509.BasicConstraints, Criticality.AGNOSTIC, _enforce(_basic_constraints_problem)
+        )
+        .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _enforce(_key_usage_problem))
+        .require_present(
+            x509.ExtendedKeyUsage,
+            Criticality.AGNOSTIC,
+            _enforce(_extended_key_usage_problem),
+        )
     )
 
 
@@ -140,6 +248,7 @@ class SithsValidator:
                 moment,
                 str(exc),
             ) from exc
+        check_card_key(certificate.public_key())
         hsa_id = _read_hsa_id(certificate)
         if hsa_id.organisation_number not in self._accepted:
             raise CertificateRejected(
@@ -249,22 +358,34 @@ def _diagnose(
             f"valid from {certificate.not_valid_before_utc.isoformat()}",
         )
     try:
-        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        eku = None
-    if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-        return CertificateRejected(
-            RejectionReason.WRONG_EXTENDED_KEY_USAGE, "extended key usage lacks clientAuth"
-        )
-    try:
-        key_usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        key_usage = None
-    if key_usage is None or not key_usage.digital_signature:
-        return CertificateRejected(
-            RejectionReason.WRONG_KEY_USAGE, "key usage lacks digitalSignature"
-        )
+        # The verifier refuses no leaf for its key today; should a later version, say why.
+        check_card_key(certificate.public_key())
+    except CertificateRejected as weak:
+        return weak
+    for reason, problem in (
+        (
+            RejectionReason.WRONG_KEY_USAGE,
+            _basic_constraints_problem(_extension(certificate, x509.BasicConstraints)),
+        ),
+        (
+            RejectionReason.WRONG_KEY_USAGE,
+            _key_usage_problem(_extension(certificate, x509.KeyUsage)),
+        ),
+        (
+            RejectionReason.WRONG_EXTENDED_KEY_USAGE,
+            _extended_key_usage_problem(_extension(certificate, x509.ExtendedKeyUsage)),
+        ),
+    ):
+        if problem is not None:
+            return CertificateRejected(reason, problem)
     return CertificateRejected(RejectionReason.UNTRUSTED, message)
+
+
+def _extension(certificate: x509.Certificate, kind: type[_Extension]) -> _Extension | None:
+    try:
+        return certificate.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
 
 
 def load_certificate(data: bytes) -> x509.Certificate:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter
@@ -15,6 +16,7 @@ from idp.authn import Authentication
 from idp.login.errors import LoginFailed
 from idp.login.pending import (
     BROWSER_COOKIE,
+    cancel_pending_login,
     choose_hsa_id,
     complete_pending_login,
     load_pending_login,
@@ -24,7 +26,7 @@ from idp.login.sso import SSO_COOKIE, end_sso_sessions_by_key, sso_session_key, 
 from idp.services import services_of
 from idp.store.models import PendingLogin
 from idp.web.refusals import refuse
-from idp.web.render import render_page, set_cookie
+from idp.web.render import error_page, render_page, set_cookie
 
 router = APIRouter()
 # The states in which /login/continue finishes a login: once, or again within the repeat window.
@@ -46,7 +48,7 @@ async def choose_method(request: Request, ref: str = "") -> Response:
     try:
         reference, client_name = await run_in_threadpool(load)
     except LoginFailed as exc:
-        return await refuse(request, exc)
+        return await refuse(request, exc, reference=ref)
     return render_page(
         request,
         "idp/login.html",
@@ -92,7 +94,7 @@ async def continue_login(request: Request, ref: str = "") -> Response:
     try:
         outcome = await run_in_threadpool(choose_or_finish)
     except LoginFailed as exc:
-        return await refuse(request, exc)
+        return await refuse(request, exc, reference=ref)
     if isinstance(outcome, list):
         return render_page(
             request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": outcome}
@@ -121,8 +123,57 @@ async def choose_service_id(request: Request) -> Response:
         await run_in_threadpool(choose)
     except LoginFailed as exc:
         retry = f"/login/continue?ref={reference}" if exc.reason == "hsa_id_not_offered" else None
-        return await refuse(request, exc, retry_url=retry)
+        return await refuse(request, exc, reference=reference, retry_url=retry)
     return RedirectResponse(f"/login/continue?ref={reference}", status_code=303)
+
+
+@router.post("/login/cancel")
+async def cancel(request: Request) -> Response:
+    """The user gives up (on the chooser or the choice of tjänste-id): the login ends."""
+    form = await request.form(max_files=0, max_fields=5)
+    return await cancel_login(request, str(form.get("ref", "")))
+
+
+async def cancel_login(
+    request: Request,
+    reference: str,
+    also: Callable[[Session, PendingLogin], None] | None = None,
+) -> Response:
+    """End this browser's login ``reference`` as cancelled (running ``also`` in the same
+    transaction, e.g. to end an app order), audit it, and show the page with the way back to
+    the application carrying its protocol's cancel answer."""
+    services = services_of(request)
+    browser = request.cookies.get(BROWSER_COOKIE)
+
+    def end() -> tuple[str, dict]:
+        with services.database.session() as session:
+            pending = load_pending_login(
+                session, reference, browser, expected_state=("pending", "choosing")
+            )
+            if also is not None:
+                also(session, pending)
+            back_state = (pending.protocol, dict(pending.protocol_state))
+            cancel_pending_login(session, pending)
+            record_audit_event(
+                session,
+                "login",
+                outcome="cancelled",
+                reason="user_cancelled",
+                client_id=pending.client_id,
+            )
+            return back_state
+
+    try:
+        protocol, protocol_state = await run_in_threadpool(end)
+    except LoginFailed as exc:
+        return await refuse(request, exc, reference=reference)
+    responder = services.failure_responders.get(protocol)
+    back = None
+    if responder is not None:
+        back = await run_in_threadpool(
+            lambda: responder(protocol_state, cancelled=True, detail="the user cancelled")
+        )
+    return error_page(request, "user_cancelled", back_to_service=back)
 
 
 def _finish(session: Session, sso_ttl_seconds: int, pending: PendingLogin) -> _Finished:

@@ -64,6 +64,18 @@ MESSAGES: dict[str, UserMessage] = {
         "computer's clock.",
         status_code=403,
     ),
+    "weak_key": UserMessage(
+        "Kortets nyckel godkänns inte",
+        "Certifikatets nyckel är för svag eller av ett slag som inte får användas för "
+        "inloggning. Välj ett annat certifikat om kortet har flera, annars beställ ett nytt "
+        "kort via din IT-kontaktperson.",
+        "The card's key is not accepted",
+        "The certificate's key is too weak, or of a kind that may not be used to log in. "
+        "Choose another certificate if the card has several, otherwise order a new card "
+        "through your IT contact person.",
+        status_code=403,
+        can_retry=True,
+    ),
     "wrong_key_usage": UserMessage(
         "Fel certifikat valt",
         "Certifikatet får inte användas för inloggning. Välj kortets "
@@ -173,6 +185,22 @@ MESSAGES: dict[str, UserMessage] = {
         "from the system you want to use.",
         status_code=403,
     ),
+    "user_cancelled": UserMessage(
+        "Inloggningen avbröts",
+        "Du avbröt inloggningen. Gå tillbaka till tjänsten med knappen nedan, eller stäng "
+        "fönstret.",
+        "The login was cancelled",
+        "You cancelled the login. Go back to the service with the button below, or close the "
+        "window.",
+        status_code=200,
+    ),
+    "login_cancelled": UserMessage(
+        "Inloggningen är avbruten",
+        "Den här inloggningen avbröts tidigare. Gå tillbaka till systemet och logga in igen.",
+        "This login was cancelled",
+        "This login was cancelled earlier. Go back to the system and log in again.",
+        status_code=409,
+    ),
     "expired_login": UserMessage(
         "Inloggningen tog för lång tid",
         "Tiden för inloggningen har gått ut. Gå tillbaka till systemet och logga in igen.",
@@ -266,6 +294,28 @@ MESSAGES: dict[str, UserMessage] = {
         "Choose one of the service IDs shown.",
         can_retry=True,
     ),
+    "request_header_too_large": UserMessage(
+        "För mycket data från webbläsaren",
+        "Webbläsaren skickade för mycket data med sidanropet, oftast för många eller för stora "
+        "kakor (cookies). Rensa kakorna för den här webbplatsen och försök igen.",
+        "Too much data from the browser",
+        "The browser sent too much data with the request, usually too many or too large "
+        "cookies. Clear the cookies for this site and try again.",
+        status_code=431,
+    ),
+    "request_timeout": UserMessage(
+        "Tiden gick ut",
+        "Webbläsaren skickade inte hela sidanropet i tid. Försök igen.",
+        "The request timed out",
+        "The browser did not send the whole request in time. Try again.",
+        status_code=408,
+    ),
+    "malformed_request": UserMessage(
+        "Felaktigt sidanrop",
+        "Webbläsaren skickade ett sidanrop som inte kunde läsas. Försök igen.",
+        "Malformed request",
+        "The browser sent a request that could not be read. Try again.",
+    ),
     "directory_entry_unusable": UserMessage(
         "Dina uppgifter kan inte skickas",
         "Du är identifierad, men dina uppgifter i katalogen innehåller tecken som inte kan "
@@ -274,6 +324,27 @@ MESSAGES: dict[str, UserMessage] = {
         "You are identified, but your details in the directory contain characters that "
         "cannot be sent to the system. Contact your IT contact person and quote the error "
         "code below.",
+        status_code=500,
+    ),
+    "service_unavailable": UserMessage(
+        "Tjänsten är tillfälligt otillgänglig",
+        "Åtkomsttjänsten kunde inte slutföra steget just nu. Försök igen om en stund: ladda om "
+        "sidan, så görs samma steg en gång till och inloggningen fortsätter där den var.",
+        "The service is temporarily unavailable",
+        "The Access Service could not complete this step just now. Try again in a while: "
+        "reload the page, which repeats the same step, and the login carries on where it was.",
+        status_code=503,
+        can_retry=True,
+    ),
+    "internal_error": UserMessage(
+        "Något gick fel",
+        "Ett oväntat fel uppstod i Åtkomsttjänsten. Ladda om sidan för att göra samma steg en "
+        "gång till, eller börja om från systemet du vill använda. Uppge felkoden nedan om "
+        "felet kvarstår.",
+        "Something went wrong",
+        "An unexpected error occurred in the Access Service. Reload the page to repeat the same "
+        "step, or start again from the system you want to use. Quote the error code below if "
+        "the problem remains.",
         status_code=500,
     ),
 }

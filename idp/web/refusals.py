@@ -8,12 +8,20 @@ from starlette.responses import Response
 from idp.audit import record_audit_event_in_thread
 from idp.login.errors import LoginFailed
 from idp.services import services_of
+from idp.web.back_to_service import back_to_service
 from idp.web.render import error_page
 
 
 async def refuse(
-    request: Request, exc: LoginFailed, *, method: str = "", retry_url: str | None = None
+    request: Request,
+    exc: LoginFailed,
+    *,
+    reference: str = "",
+    method: str = "",
+    retry_url: str | None = None,
 ) -> Response:
+    """Audit the refusal and show the page; for the login ``reference`` of this browser the
+    page also offers the way back to the application with the protocol's error answer."""
     await record_audit_event_in_thread(
         services_of(request).database,
         "login.step",
@@ -23,4 +31,5 @@ async def refuse(
         method=method,
         detail=f"{request.url.path}: {exc.detail}",
     )
-    return error_page(request, exc.reason, retry_url=retry_url)
+    back = await back_to_service(request, reference, cancelled=False, detail=exc.reason)
+    return error_page(request, exc.reason, retry_url=retry_url, back_to_service=back)

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 
 from idp.config import REPO_ROOT
 from idp.login.pending import BROWSER_COOKIE, new_token
+from idp.services import BackToService
 from idp.web.messages import UserMessage, message_for
 
 templates = Jinja2Templates(directory=str(REPO_ROOT / "templates"))
@@ -101,8 +102,10 @@ def error_page(
     *,
     retry_url: str | None = None,
     message: UserMessage | None = None,
+    back_to_service: BackToService | None = None,
 ) -> HTMLResponse:
-    """The page a user sees when a login step is refused: what happened and what to do."""
+    """The page a user sees when a login step is refused: what happened and what to do, and
+    with ``back_to_service`` a button that takes the answer back to the application."""
     chosen = message or message_for(reason)
     return render_page(
         request,
@@ -111,9 +114,26 @@ def error_page(
             "message": chosen,
             "reason": reason,
             "retry_url": retry_url if chosen.can_retry else None,
+            "back": back_to_service,
         },
         status_code=chosen.status_code,
     )
+
+
+# A request with nothing in it: the one a page is rendered for when none could be read.
+_NO_REQUEST_SCOPE = {
+    "type": "http",
+    "method": "GET",
+    "path": "/",
+    "query_string": b"",
+    "headers": [],
+}
+
+
+def standalone_error_page(reason: str) -> HTMLResponse:
+    """The error page for ``reason`` without a request to render it for (the certificate
+    listener refusing a request it could not read): Swedish, with English alongside."""
+    return error_page(Request(_NO_REQUEST_SCOPE), reason)
 
 
 def browser_token(request: Request) -> tuple[str, bool]:

@@ -150,6 +150,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                         load_certificate(pem.encode("ascii")) for pem in body.certificates[1:]
                     ]
                     # Proof of possession first: the card's key signed exactly this order's data.
+                    # A key no card may have is refused here (weak_key), before it verifies.
                     if not signature_is_valid(
                         leaf,
                         body.signatureAlgorithm,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -29,7 +30,8 @@ from idp.methods.other_device.orders import (
 from idp.methods.other_device.qr import qr_svg
 from idp.methods.other_device.status_texts import status_text
 from idp.services import services_of
-from idp.store.models import Order
+from idp.store.models import Order, PendingLogin
+from idp.web.login_pages import cancel_login
 from idp.web.messages import message_for
 from idp.web.refusals import refuse
 from idp.web.render import render_page
@@ -110,7 +112,7 @@ async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
             _load, request, ref, start_new=bool(new)
         )
     except LoginFailed as exc:
-        return await refuse(request, exc)
+        return await refuse(request, exc, reference=ref)
     if state in FINISHED_STATES or order is None or order.status == "complete":
         return RedirectResponse(f"/login/continue?ref={ref}", status_code=303)
     view = _view(order, ref)
@@ -160,30 +162,22 @@ async def collect(request: Request, ref: str = "") -> Response:
 
 @router.post("/login/other-device/cancel")
 async def cancel(request: Request) -> Response:
+    """The user gives up on the QR page: the order fails (the app is told ``cancelled``) and the
+    login ends, with the way back to the application."""
     form = await request.form(max_files=0, max_fields=5)
-    reference = str(form.get("ref", ""))
-    services = services_of(request)
 
-    def cancel_order() -> None:
-        with services.database.session() as session:
-            pending = load_pending_login(
-                session, reference, request.cookies.get(BROWSER_COOKIE), expected_state="pending"
+    def cancel_order(session: Session, pending: PendingLogin) -> None:
+        order = latest_order(session, pending.id)
+        if order is not None and order.status == "pending":
+            fail_order(session, order, "cancelled", "")
+            record_audit_event(
+                session,
+                "login.method",
+                outcome="failure",
+                reason="cancelled",
+                client_id=pending.client_id,
+                method="siths-other-device",
+                detail=f"order {order.order_ref}",
             )
-            order = latest_order(session, pending.id)
-            if order is not None:
-                fail_order(session, order, "cancelled", "")
-                record_audit_event(
-                    session,
-                    "login.method",
-                    outcome="failure",
-                    reason="cancelled",
-                    client_id=pending.client_id,
-                    method="siths-other-device",
-                    detail=f"order {order.order_ref}",
-                )
 
-    try:
-        await run_in_threadpool(cancel_order)
-    except LoginFailed as exc:
-        return await refuse(request, exc)
-    return RedirectResponse(f"/login?ref={reference}", status_code=303)
+    return await cancel_login(request, str(form.get("ref", "")), also=cancel_order)

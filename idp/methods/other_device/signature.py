@@ -7,6 +7,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from idp.siths.validation import check_card_key
+
 RSA_PKCS1_SHA256 = "rsa-pkcs1-sha256"
 ECDSA_SHA256 = "ecdsa-sha256"
 SIGNATURE_ALGORITHMS = (RSA_PKCS1_SHA256, ECDSA_SHA256)
@@ -17,9 +19,12 @@ def signature_is_valid(
 ) -> bool:
     """True only if ``signature`` is by the certificate's key over exactly ``data``.
 
-    The algorithm must match the key type; it never chooses which key verifies.
+    The algorithm must match the key type; it never chooses which key verifies. A key no card
+    may have is never used: :func:`idp.siths.validation.check_card_key` raises
+    :class:`~idp.siths.validation.CertificateRejected` (``weak_key``) before anything is verified.
     """
     key = certificate.public_key()
+    check_card_key(key)
     try:
         if algorithm == RSA_PKCS1_SHA256 and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
