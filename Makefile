@@ -16,7 +16,7 @@ SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-c
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format system-packages venv node-packages clean
+.PHONY: demo test fuzz lint format system-packages venv node-packages clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ test: system-packages venv node-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+# The adversarial suite with many times the examples `make test` tries (the Hypothesis `fuzz`
+# profile, tests/adversarial/conftest.py); it ends with the figures: examples tried, server
+# errors seen. Each test may take far longer than the suite's usual per-test timeout.
+fuzz: system-packages venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -o timeout=7200 tests/adversarial
 
 lint: venv
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ redirect that shows the same. The properties:
 from __future__ import annotations
 
 import base64
+import re
 import urllib.parse
 import zlib
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ def reencode(draw: st.DrawFn, value: str) -> str:
             [
                 urllib.parse.quote(text, safe=""),
                 urllib.parse.quote_plus(text, safe=""),
-                urllib.parse.quote(text, safe="").lower(),
+                re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), urllib.parse.quote(text, safe="")),
                 urllib.parse.quote(text, safe="/+="),
             ]
         )
@@ -137,11 +138,17 @@ def has_duplicate(pairs: list[Pair]) -> bool:
 
 
 def untampered(signed: Signed, pairs: list[Pair]) -> bool:
-    """The signed pairs, byte for byte, in any order, plus at most unrelated ones."""
+    """The signed pairs, byte for byte, in any order, plus at most unrelated ones, each once
+    (any parameter twice may be refused: the reader cannot know which one the sender meant)."""
     protocol = [pair for pair in pairs if pair[0] in PROTOCOL_NAMES]
-    return sorted(protocol) == sorted(signed.pairs) and all(
-        name in PROTOCOL_NAMES or urllib.parse.unquote(name) not in PROTOCOL_NAMES
-        for name, _ in pairs
+    names = [name for name, _ in decoded(pairs)]
+    return (
+        sorted(protocol) == sorted(signed.pairs)
+        and len(set(names)) == len(names)
+        and all(
+            name in PROTOCOL_NAMES or urllib.parse.unquote(name) not in PROTOCOL_NAMES
+            for name, _ in pairs
+        )
     )
 
 
