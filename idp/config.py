@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     # CA bundle for the aggregate's HTTPS server; unset: the system's CAs.
     sp_metadata_aggregate_ca_file: Path = Path()
     sp_metadata_refresh_seconds: float = 300.0
+    # Development only: accept http:// ACS URLs on 127.0.0.1, localhost and [::1]. Metadata
+    # validation, the aggregate loader and the running IdP all apply it (idp/federation/acs.py).
+    allow_http_loopback_acs: bool = False
+    # Attribute profiles ("sambi", "swedish-eid") whose SPs must receive encrypted Assertions:
+    # a login for such an SP without a usable encryption key in its metadata is refused, never
+    # answered in clear. SPs that publish a usable key get encrypted Assertions regardless.
+    require_encryption_profiles: list[str] = Field(default_factory=list)
 
     # TLS of the embedded server
     tls_cert: Path = Path()

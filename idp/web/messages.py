@@ -326,6 +326,20 @@ MESSAGES: dict[str, UserMessage] = {
         "code below.",
         status_code=500,
     ),
+    # The SP's metadata changed while the user logged in: it no longer allows an answer.
+    "sp_cannot_be_answered": UserMessage(
+        "Dina uppgifter kan inte skickas säkert",
+        "Du är identifierad, men systemet du kom ifrån kan inte längre ta emot dina uppgifter "
+        "på ett säkert sätt (dess anslutningsuppgifter har ändrats), och de skickas aldrig "
+        "osäkert. Du har inte loggats in i systemet. Kontakta systemets förvaltning och uppge "
+        "felkoden nedan.",
+        "Your details cannot be sent securely",
+        "You are identified, but the system you came from can no longer receive your details "
+        "securely (its connection details have changed), and they are never sent insecurely. "
+        "You have not been logged in to the system. Contact the system's administrators and "
+        "quote the error code below.",
+        status_code=502,
+    ),
     "service_unavailable": UserMessage(
         "Tjänsten är tillfälligt otillgänglig",
         "Åtkomsttjänsten kunde inte slutföra steget just nu. Försök igen om en stund: ladda om "
