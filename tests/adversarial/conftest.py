@@ -23,7 +23,7 @@ _COMMON = {
     "print_blob": True,
 }
 settings.register_profile("ci", max_examples=20, **_COMMON)
-settings.register_profile("fuzz", max_examples=500, **_COMMON)
+settings.register_profile("fuzz", max_examples=200, **_COMMON)
 settings.load_profile(PROFILE)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 # Hypothesis profile of this run: `ci` (the default, bounded for `make test`) or `fuzz`.
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 # How many times more examples the `fuzz` profile tries than `ci`.
-FUZZ_FACTOR = 25
+FUZZ_FACTOR = 10
 
 
 def examples(ci: int) -> int:

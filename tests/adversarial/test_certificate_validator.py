@@ -208,7 +208,12 @@ def any_cards() -> st.SearchStrategy[CardSpec]:
     serial = st.one_of(
         GOOD_HSA_ID,
         st.just(f"SE{OTHER_ORGANISATION}-X0001"),
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
+        # serialNumber is a PrintableString: anything in its alphabet.
+        st.text(
+            alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?",
+            min_size=1,
+            max_size=40,
+        ),
     )
     return st.builds(
         CardSpec,
