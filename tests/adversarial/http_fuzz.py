@@ -198,7 +198,7 @@ def parameter_names(draw: st.DrawFn) -> str:
 def encode_value(value: str | bytes, plus_for_space: bool) -> str:
     if isinstance(value, bytes):
         return urllib.parse.quote_from_bytes(value, safe="")
-    if value.startswith("%") or value in ("+",):
+    if (value.startswith("%") or value == "+") and value.isascii() and value.isprintable():
         return value  # an escape (broken or not) sent as it is
     if plus_for_space:
         return urllib.parse.quote_plus(value, safe="")
