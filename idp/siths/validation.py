@@ -406,6 +406,6 @@ def load_certificate(data: bytes) -> x509.Certificate:
             certificate.extensions,
             certificate.public_key(),
         )
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         raise CertificateRejected(RejectionReason.UNREADABLE, "not an X.509 certificate") from exc
     return certificate

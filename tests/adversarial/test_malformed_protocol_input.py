@@ -555,7 +555,14 @@ def _scanned_order(idp: IdpUnderTest, client: httpx.Client) -> dict:
     return answer.json()
 
 
-CERTIFICATE_CASES = ["unreadable subject", "not ASCII", "empty string", "PEM of garbage"]
+CERTIFICATE_CASES = [
+    "unreadable subject",
+    "X.509 version 4",
+    "not ASCII",
+    "empty string",
+    "PEM of garbage",
+]
+X509_V3 = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2: the version field of a v3 certificate
 
 
 @pytest.mark.parametrize("case", CERTIFICATE_CASES)
@@ -563,6 +570,7 @@ def test_app_api_sign_with_a_malformed_certificate_is_refused(idp: IdpUnderTest,
     key, der = _app_key_and_certificate("SE2120001355-E0001")
     certificates = {
         "unreadable subject": [_pem(_broken_subject(der, b"SE2120001355-E0001"))],
+        "X.509 version 4": [_pem(der.replace(X509_V3, X509_V3[:-1] + b"\x03", 1))],
         "not ASCII": [_pem(der).replace("MII", "MÏI", 1)],
         "empty string": [""],
         "PEM of garbage": [_pem(b"\x30\x03\x02\x01\x00")],
