@@ -11,7 +11,13 @@ BIN := $(VENV)/bin
 # a browser of its own); docker-compose (1.29, needs no Docker engine for `config`) validates
 # docker/compose.yml in tests/test_containers.py; systemd's systemd-analyze checks the service
 # unit in tests/test_systemd.py (it needs no running systemd).
-SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose systemd
+# The interop peers of tests/interop, SPs nobody here wrote, each in a private apache2: Shibboleth
+# SP 3 (mod_shib, and shibd from shibboleth-sp-utils) and SimpleSAMLphp 1.19 under mod_php, plus
+# what it does not depend on: php-cli for its metadata converter, php-xml (DOM) and php-mbstring,
+# both of which its own configuration check marks required.
+SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose systemd \
+	apache2 libapache2-mod-shib shibboleth-sp-utils \
+	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring nodejs
 # axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -40,6 +46,9 @@ system-packages:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# Debian's nodejs comes without npm; a nodejs package that bundles npm conflicts with Debian's.
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }
 
 test: system-packages venv node-packages
 	$(BIN)/ruff check .

@@ -191,6 +191,9 @@ def _simplesamlphp_authsource(entity_id: str) -> str:
         f"        'Format' => '{NAMEID_FORMAT_PERSISTENT}',\n"
         "        'AllowCreate' => true,\n"
         "    ],\n"
+        # Without a name SimpleSAMLphp leaves AttributeConsumingService out of its metadata,
+        # and the IdP releases nothing (found by tests/interop/test_simplesamlphp.py).
+        "    'name' => ['sv' => 'Min tjänst', 'en' => 'My service'],\n"
         f"    'attributes.NameFormat' => '{attributes.NAME_FORMAT_URI}',\n"
         "    'attributes' => [\n"
         f"{names},\n"
