@@ -406,6 +406,12 @@ def load_certificate(data: bytes) -> x509.Certificate:
             certificate.extensions,
             certificate.public_key(),
         )
-    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
+    except (
+        ValueError,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+        UnsupportedAlgorithm,
+    ) as exc:
         raise CertificateRejected(RejectionReason.UNREADABLE, "not an X.509 certificate") from exc
     return certificate

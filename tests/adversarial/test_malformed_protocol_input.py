@@ -524,6 +524,8 @@ def _app_key_and_certificate(subject_serial: str) -> tuple[rsa.RSAPrivateKey, by
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     return key, certificate.public_bytes(serialization.Encoding.DER)
@@ -558,10 +560,14 @@ def _scanned_order(idp: IdpUnderTest, client: httpx.Client) -> dict:
 CERTIFICATE_CASES = [
     "unreadable subject",
     "X.509 version 4",
+    "duplicate extension",
     "not ASCII",
     "empty string",
     "PEM of garbage",
 ]
+# The OIDs of basicConstraints and subjectKeyIdentifier, as DER: same length, so swapping one
+# for the other leaves a well-formed certificate with the SKI extension twice.
+BASIC_CONSTRAINTS_OID, SKI_OID = b"\x06\x03\x55\x1d\x13", b"\x06\x03\x55\x1d\x0e"
 X509_V3 = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2: the version field of a v3 certificate
 
 
@@ -571,6 +577,7 @@ def test_app_api_sign_with_a_malformed_certificate_is_refused(idp: IdpUnderTest,
     certificates = {
         "unreadable subject": [_pem(_broken_subject(der, b"SE2120001355-E0001"))],
         "X.509 version 4": [_pem(der.replace(X509_V3, X509_V3[:-1] + b"\x03", 1))],
+        "duplicate extension": [_pem(der.replace(BASIC_CONSTRAINTS_OID, SKI_OID, 1))],
         "not ASCII": [_pem(der).replace("MII", "MÏI", 1)],
         "empty string": [""],
         "PEM of garbage": [_pem(b"\x30\x03\x02\x01\x00")],
