@@ -59,14 +59,18 @@ import simplesamlphp
 import xmlsec
 from lxml import etree
 
+from idp.ops.local_cluster import NginxProcess, start_nginx
+from idp.pki import TestPki
 from tests import saml_sp
 
 SIDES = ("embedded", "nginx", "simplesamlphp")
+KINDS = ("login", "floor", "nginx-floor")
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 SP_ENTITY_ID = "https://sp.example.test/metadata"
+FLOOR_TEMPLATE = Path(__file__).resolve().parent / "static-nginx.conf.template"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
@@ -81,10 +85,13 @@ class Side:
     signing_certs: list[bytes]
     # CPU seconds so far, by program.
     cpu: dict[str, Callable[[], float]]
-    # A static answer on each origin the login visits ("https://host:port" → URL).
+    # A static answer on each origin the login visits ("https://host:port" → URL), from the
+    # IdP's own servers, and from the floor nginx (None: the side's own answers are nginx's).
     static: dict[str, str]
+    nginx_static: dict[str, str] | None
     stop: Callable[[], None]
-    floor_urls: list[str] = field(default_factory=list)
+    # The floors' request sets by kind ("floor", "nginx-floor"), from the probe login.
+    floor_urls: dict[str, list[str]] = field(default_factory=dict)
     best_rate: float = 0.0
 
 
@@ -93,7 +100,7 @@ class Side:
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "login" or "floor"
+    kind: str  # "login", "floor" or "nginx-floor"
     logins: list[tuple[str, str]]  # (redirect URL, request ID), used in order
     floor_urls: list[str]
     card: tuple[str, str]
@@ -252,7 +259,7 @@ def our_side(key: str, deployment: harness.Deployment, directory: Path) -> Side:
         _origin(url): f"{url}/static/style.css"
         for url in (deployment.base_url, deployment.cert_login_url)
     }
-    return Side(key, name, deployment.sp, entity_id, certs, cpu, static, deployment.stop)
+    return Side(key, name, deployment.sp, entity_id, certs, cpu, static, {}, deployment.stop)
 
 
 def ssp_side(lab: harness.Lab, work: Path, php_children: int) -> Side:
@@ -298,7 +305,7 @@ def ssp_side(lab: harness.Lab, work: Path, php_children: int) -> Side:
     }
     static = {_origin(peer.base_url): peer.base_url + simplesamlphp.STATIC_PATH}
     name = "SimpleSAMLphp 1.19 (Debian) + authX509 + slapd, php-fpm behind nginx"
-    return Side("simplesamlphp", name, sp, entity_id, certs, cpu, static, peer.stop)
+    return Side("simplesamlphp", name, sp, entity_id, certs, cpu, static, None, peer.stop)
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -340,6 +347,7 @@ def measure(
     warmup: float,
     ca_file: Path,
     cards: list[tuple[str, str]],
+    floor_nginx_cpu: dict[str, Callable[[], float]],
 ) -> Run:
     duration = warmup + seconds
     logins: list[list[tuple[str, str]]] = [[] for _ in range(concurrency)]
@@ -351,14 +359,15 @@ def measure(
         logins = [[side.sp.login_url() for _ in range(per_browser)] for _ in range(concurrency)]
     start_at = time.time() + 0.5 + 0.05 * concurrency
     jobs = [
-        Job(kind, logins[number], side.floor_urls, cards[number % len(cards)], str(ca_file),
-            start_at, start_at + duration)
+        Job(kind, logins[number], side.floor_urls.get(kind, []), cards[number % len(cards)],
+            str(ca_file), start_at, start_at + duration)
         for number in range(concurrency)
     ]  # fmt: skip
-    cpu_before = {name: read() for name, read in side.cpu.items()}
+    readers = floor_nginx_cpu if kind == "nginx-floor" else side.cpu
+    cpu_before = {name: read() for name, read in readers.items()}
     with multiprocessing.get_context("fork").Pool(concurrency) as pool:
         results = pool.map(run_browsers, jobs, chunksize=1)
-    cpu_after = {name: read() for name, read in side.cpu.items()}
+    cpu_after = {name: read() for name, read in readers.items()}
     window_start, window_end = start_at + warmup, start_at + duration
     latencies = harness.Latencies()
     completed = failed = 0
@@ -387,6 +396,29 @@ def measure(
     return run
 
 
+def start_floor_nginx(pki: TestPki) -> tuple[NginxProcess, str, str]:
+    """The floor nginx: (process, public origin's static URL, card origin's static URL)."""
+    plain_port, card_port = harness.free_port(), harness.free_port()
+    nginx = start_nginx(
+        {
+            "LISTEN": "127.0.0.1",
+            "PLAIN_PORT": str(plain_port),
+            "CARD_PORT": str(card_port),
+            "TLS_CERT": str(pki.tls_server_cert),
+            "TLS_KEY": str(pki.tls_server_key),
+            "ROOT": str(simplesamlphp.SSP_ROOT / "www" / "resources"),
+            "IDP_ACCESS_LOG": "/dev/null",
+        },
+        wait_for_port=card_port,
+        template=FLOOR_TEMPLATE,
+    )
+    return (
+        nginx,
+        f"https://localhost:{plain_port}/default.css",
+        f"https://localhost:{card_port}/default.css",
+    )
+
+
 def probe(side: Side, ca_file: Path, card: tuple[str, str]) -> None:
     """One login, to learn the side's request shape for its floor (and fail early)."""
     context = ssl.create_default_context(cafile=str(ca_file))
@@ -397,7 +429,9 @@ def probe(side: Side, ca_file: Path, card: tuple[str, str]) -> None:
     problem = check_response(side, login.saml_response, request_id, login.acs_url)
     if problem:
         raise RuntimeError(f"{side.name}: the probe login's Response: {problem}")
-    side.floor_urls = [side.static[_origin(step)] for step in login.urls]
+    side.floor_urls["floor"] = [side.static[_origin(step)] for step in login.urls]
+    if side.nginx_static is not None:
+        side.floor_urls["nginx-floor"] = [side.nginx_static[_origin(s)] for s in login.urls]
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -424,51 +458,64 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     print(f"\nComplete card logins, {args.seconds:g} s per run after {args.warmup:g} s warm-up")
     print(
         "| IdP | C | logins/s | p50 | p99 | failed | server CPU per login | by process "
-        "| client CPU per login | floor/s | floor server CPU |"
+        "| client CPU per login | floor: own static /s | server CPU | floor: nginx static /s "
+        "| server CPU |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    floors = {(run.side.key, run.concurrency): run for run in runs if run.kind == "floor"}
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    by_kind = {(run.kind, run.side.key, run.concurrency): run for run in runs}
+
+    def floor(kind: str, run: Run) -> Run | None:
+        found = by_kind.get((kind, run.side.key, run.concurrency))
+        # SimpleSAMLphp's own static answers are nginx's: one floor, shown in both columns.
+        return found or by_kind.get(("floor", run.side.key, run.concurrency))
+
     logins = [run for run in runs if run.kind == "login"]
     for run in logins:
-        floor = floors.get((run.side.key, run.concurrency))
         by_process = " · ".join(
             f"{name} {run.per_login_ms(cpu):.1f}" for name, cpu in run.server_cpu.items()
         )
-        print(
-            f"| {run.side.name} | {run.concurrency} | {run.rate:.1f} "
-            f"| {_ms(run.latencies.p(0.5))} | {_ms(run.latencies.p(0.99))} "
-            f"| {run.failed}{' (ran out of URLs)' if run.exhausted else ''} "
-            f"| {_ms(run.server_ms)} | {by_process} | {_ms(run.client_cpu * 1000)} "
-            f"| {f'{floor.rate:.1f}' if floor else '-'} "
-            f"| {_ms(floor.server_ms) if floor else '-'} |"
-        )
+        cells = [
+            run.side.name,
+            str(run.concurrency),
+            f"{run.rate:.1f}",
+            _ms(run.latencies.p(0.5)),
+            _ms(run.latencies.p(0.99)),
+            f"{run.failed}{' (ran out of URLs)' if run.exhausted else ''}",
+            _ms(run.server_ms),
+            by_process,
+            _ms(run.client_cpu * 1000),
+        ]
+        for kind in ("floor", "nginx-floor"):
+            found = floor(kind, run)
+            cells += [f"{found.rate:.1f}", _ms(found.server_ms)] if found else ["-", "-"]
+        print("| " + " | ".join(cells) + " |")
     peer = {run.concurrency: run for run in logins if run.side.key == "simplesamlphp"}
     ours = [run for run in logins if run.side.key != "simplesamlphp" and run.concurrency in peer]
     if ours:
-        print("\nThis project ÷ SimpleSAMLphp (same C; < 1 means less for CPU and latency)")
+        print("\nThis project ÷ SimpleSAMLphp, same C (below 1: less CPU, lower latency)")
         print(
-            "| IdP | C | logins/s | p99 | server CPU per login | IdP processes' CPU "
-            "÷ php-fpm's | floor server CPU |"
+            "| IdP | C | logins/s | p99 | server CPU per login | IdP processes' CPU ÷ php-fpm's "
+            "| floor server CPU: own static | nginx static |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for run in ours:
             other = peer[run.concurrency]
             idp_cpu = sum(cpu for name, cpu in run.server_cpu.items() if name.startswith("idp"))
             php_fpm = other.per_login_ms(other.server_cpu["php-fpm"])
-            ours_floor = floors.get((run.side.key, run.concurrency))
-            peer_floor = floors.get(("simplesamlphp", run.concurrency))
-            floor_ratio = (
-                f"{ours_floor.server_ms / peer_floor.server_ms:.2f}×"
-                if ours_floor and peer_floor
-                else "-"
-            )
-            print(
-                f"| {run.side.name} | {run.concurrency} | {run.rate / other.rate:.2f}× "
-                f"| {run.latencies.p(0.99) / other.latencies.p(0.99):.2f}× "
-                f"| {run.server_ms / other.server_ms:.2f}× "
-                f"| {run.per_login_ms(idp_cpu) / php_fpm:.2f}× "
-                f"| {floor_ratio} |"
-            )
+            cells = [
+                run.side.name,
+                str(run.concurrency),
+                f"{run.rate / other.rate:.2f}×",
+                f"{run.latencies.p(0.99) / other.latencies.p(0.99):.2f}×",
+                f"{run.server_ms / other.server_ms:.2f}×",
+                f"{run.per_login_ms(idp_cpu) / php_fpm:.2f}×",
+            ]
+            for kind in ("floor", "nginx-floor"):
+                mine, theirs = floor(kind, run), floor(kind, other)
+                cells.append(
+                    f"{mine.server_ms / theirs.server_ms:.2f}×" if mine and theirs else "-"
+                )
+            print("| " + " | ".join(cells) + " |")
     for run in runs:
         for error in sorted(set(run.latencies.errors))[:3]:
             print(f"  {run.side.key} {run.kind} C={run.concurrency} failure: {error}")
@@ -499,44 +546,59 @@ def main() -> None:
     keys = [key for key in args.sides.split(",") if key]
     if unknown := set(keys) - set(SIDES):
         parser.error(f"unknown sides: {', '.join(sorted(unknown))}")
+    if missing := simplesamlphp.missing_programs():
+        parser.error(f"not installed (Debian packages): {' '.join(missing)}")
     print(f"machine: {os.cpu_count()} CPUs; load average before: {harness.load_average()}")
     print(_versions(), flush=True)
     with harness.workspace() as work:
         lab = harness.make_lab(work / "lab")
         sides: list[Side] = []
+        floor_nginx = None
         try:
+            floor_nginx, plain_url, card_url = start_floor_nginx(lab.pki)
+            floor_pid = floor_nginx.process.pid
+            floor_cpu = {"nginx": lambda: harness.tree_cpu(floor_pid)}
             for key in keys:
                 if key == "simplesamlphp":
                     sides.append(ssp_side(lab, work, args.php_children or max(concurrencies)))
-                else:
-                    make = harness.scaled if key == "nginx" else harness.embedded
-                    options = {"workers": args.workers} if key == "embedded" else {}
-                    deployment = make(lab, work / key, **options)
-                    sides.append(our_side(key, deployment, work / key))
+                    continue
+                make = harness.scaled if key == "nginx" else harness.embedded
+                options = {"workers": args.workers} if key == "embedded" else {}
+                deployment = make(lab, work / key, **options)
+                side = our_side(key, deployment, work / key)
+                side.nginx_static = {
+                    _origin(deployment.base_url): plain_url,
+                    _origin(deployment.cert_login_url): card_url,
+                }
+                sides.append(side)
             cards = [
                 (str(lab.pki.cards[name].cert), str(lab.pki.cards[name].key))
                 for name in harness.CARD_PEOPLE
             ]
             ca_file = lab.pki.tls_ca_cert
-            common = {"ca_file": ca_file, "cards": cards, "warmup": 0.5}
+            common = {"ca_file": ca_file, "cards": cards, "floor_nginx_cpu": floor_cpu}
             for side in sides:
                 probe(side, ca_file, cards[0])
-                steps = len(side.floor_urls)
-                origins = len({_origin(url) for url in side.floor_urls})
-                print(f"  {side.name}: {steps} requests on {origins} origins per login")
+                steps = side.floor_urls["floor"]
+                print(
+                    f"  {side.name}: {len(steps)} requests on "
+                    f"{len({_origin(url) for url in steps})} origins per login"
+                )
                 # Warm caches (OCSP, opcache, metadata) and learn the rate for the URL budget.
-                measure(side, "login", concurrency=2, seconds=2, **common)
+                measure(side, "login", concurrency=2, seconds=2, warmup=0.5, **common)
             runs: list[Run] = []
-            common["warmup"] = args.warmup
             for concurrency in concurrencies:
-                for kind in ("login", "floor"):
+                for kind in KINDS:
                     for side in sides:
+                        if kind not in side.floor_urls and kind != "login":
+                            continue
                         run = measure(
-                            side, kind, concurrency=concurrency, seconds=args.seconds, **common
-                        )
+                            side, kind, concurrency=concurrency, seconds=args.seconds,
+                            warmup=args.warmup, **common,
+                        )  # fmt: skip
                         runs.append(run)
                         print(
-                            f"  C={concurrency} {kind:5} {side.key:13} {run.rate:7.1f}/s "
+                            f"  C={concurrency} {kind:11} {side.key:13} {run.rate:7.1f}/s "
                             f"p99 {_ms(run.latencies.p(0.99)):>9}  failed {run.failed}  "
                             f"server {_ms(run.server_ms)}  client {_ms(run.client_cpu * 1000)}"
                             f"  load {harness.load_average()}",
@@ -550,6 +612,8 @@ def main() -> None:
         finally:
             for side in sides:
                 side.stop()
+            if floor_nginx is not None:
+                floor_nginx.stop()
             lab.stop()
 
 
