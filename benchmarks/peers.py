@@ -104,13 +104,14 @@ class Job:
     logins: list[tuple[str, str]]  # (redirect URL, request ID), used in order
     floor_urls: list[str]
     card: tuple[str, str]
+    hsa_id: str  # the card's
     ca_file: str
     start_at: float
     stop_at: float
 
 
-# (started, finished, error, SAMLResponse, request ID, ACS URL)
-Record = tuple[float, float, str, str, str, str]
+# (started, finished, error, SAMLResponse, request ID, ACS URL, the card's HSA-ID)
+Record = tuple[float, float, str, str, str, str, str]
 
 
 def run_browsers(job: Job) -> tuple[list[Record], float, bool]:
@@ -143,15 +144,20 @@ def run_browsers(job: Job) -> tuple[list[Record], float, bool]:
                             raise browser.LoginFailed(f"{static_url}: HTTP {answer.status}")
         except Exception as exc:  # a failed login is a figure, not a crash
             error = f"{type(exc).__name__}: {exc}"[:200]
-        records.append((started, time.time(), error, saml_response, request_id, acs_url))
+        records.append(
+            (started, time.time(), error, saml_response, request_id, acs_url, job.hsa_id)
+        )
     return records, time.process_time() - cpu_before, exhausted
 
 
 # --- checking a Response ----------------------------------------------------------------------
 
 
-def check_response(side: Side, saml_response: str, request_id: str, acs_url: str) -> str:
-    """'' if the Response is a signed Success for ``request_id``, else what is wrong."""
+def check_response(
+    side: Side, saml_response: str, request_id: str, acs_url: str, hsa_id: str
+) -> str:
+    """'' if the Response is a signed Success for ``request_id`` and the person ``hsa_id``,
+    posted to the SP's ACS, else what is wrong."""
     try:
         xml = base64.b64decode(saml_response)
         root = etree.fromstring(xml, _PARSER)
@@ -185,7 +191,7 @@ def check_response(side: Side, saml_response: str, request_id: str, acs_url: str
         if attribute.get("Name") == harness.SAMBI_HSA_ID
         for value in attribute.findall(f"{harness.SAML}AttributeValue")
     ]
-    if len(hsa_ids) != 1 or hsa_ids[0] not in harness.CARD_PEOPLE.values():
+    if hsa_ids != [hsa_id]:
         return f"HSA-ID {hsa_ids}"
     return ""
 
@@ -347,6 +353,7 @@ def measure(
     warmup: float,
     ca_file: Path,
     cards: list[tuple[str, str]],
+    hsa_ids: list[str],
     floor_nginx_cpu: dict[str, Callable[[], float]],
 ) -> Run:
     duration = warmup + seconds
@@ -360,7 +367,7 @@ def measure(
     start_at = time.time() + 0.5 + 0.05 * concurrency
     jobs = [
         Job(kind, logins[number], side.floor_urls.get(kind, []), cards[number % len(cards)],
-            str(ca_file), start_at, start_at + duration)
+            hsa_ids[number % len(cards)], str(ca_file), start_at, start_at + duration)
         for number in range(concurrency)
     ]  # fmt: skip
     readers = floor_nginx_cpu if kind == "nginx-floor" else side.cpu
@@ -373,9 +380,9 @@ def measure(
     completed = failed = 0
     samples: list[tuple[str, str]] = []
     for records, _cpu, _exhausted in results:
-        for started, finished, error, saml_response, request_id, acs_url in records:
+        for started, finished, error, saml_response, request_id, acs_url, hsa_id in records:
             if not error and kind == "login":
-                error = check_response(side, saml_response, request_id, acs_url)
+                error = check_response(side, saml_response, request_id, acs_url, hsa_id)
             if error:
                 failed += 1
                 latencies.errors.append(error)
@@ -419,14 +426,14 @@ def start_floor_nginx(pki: TestPki) -> tuple[NginxProcess, str, str]:
     )
 
 
-def probe(side: Side, ca_file: Path, card: tuple[str, str]) -> None:
+def probe(side: Side, ca_file: Path, card: tuple[str, str], hsa_id: str) -> None:
     """One login, to learn the side's request shape for its floor (and fail early)."""
     context = ssl.create_default_context(cafile=str(ca_file))
     context.load_cert_chain(*card)
     url, request_id = side.sp.login_url()
     with browser.Browser(context) as client:
         login = client.login(url)
-    problem = check_response(side, login.saml_response, request_id, login.acs_url)
+    problem = check_response(side, login.saml_response, request_id, login.acs_url, hsa_id)
     if problem:
         raise RuntimeError(f"{side.name}: the probe login's Response: {problem}")
     side.floor_urls["floor"] = [side.static[_origin(step)] for step in login.urls]
@@ -575,10 +582,12 @@ def main() -> None:
                 (str(lab.pki.cards[name].cert), str(lab.pki.cards[name].key))
                 for name in harness.CARD_PEOPLE
             ]
+            hsa_ids = list(harness.CARD_PEOPLE.values())
             ca_file = lab.pki.tls_ca_cert
-            common = {"ca_file": ca_file, "cards": cards, "floor_nginx_cpu": floor_cpu}
+            common = {"ca_file": ca_file, "cards": cards, "hsa_ids": hsa_ids}
+            common["floor_nginx_cpu"] = floor_cpu
             for side in sides:
-                probe(side, ca_file, cards[0])
+                probe(side, ca_file, cards[0], hsa_ids[0])
                 steps = side.floor_urls["floor"]
                 print(
                     f"  {side.name}: {len(steps)} requests on "
