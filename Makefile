@@ -11,6 +11,9 @@ BIN := $(VENV)/bin
 # a browser of its own); docker-compose (1.29, needs no Docker engine for `config`) validates
 # docker/compose.yml in tests/test_containers.py.
 SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose
+# The peer IdP of benchmarks/peers.py (not of the tests): SimpleSAMLphp with its authX509
+# module, run by php-fpm behind nginx, and the LDAP directory (slapd) that module looks cards up in.
+SYSTEM_PACKAGES += simplesamlphp php-fpm php-ldap slapd
 # axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

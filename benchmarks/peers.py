@@ -181,7 +181,7 @@ def check_response(
     if len(assertions) != 1 or root.findall(f".//{harness.SAML}EncryptedAssertion"):
         return f"{len(assertions)} Assertions"
     xmlsec.tree.add_ids(root, ["ID"])
-    for element in (root, assertions[0]):
+    for element in (assertions[0], root):
         problem = _check_signature(side, element)
         if problem:
             return problem
@@ -268,8 +268,7 @@ def our_side(key: str, deployment: harness.Deployment, directory: Path) -> Side:
     return Side(key, name, deployment.sp, entity_id, certs, cpu, static, {}, deployment.stop)
 
 
-def ssp_side(lab: harness.Lab, work: Path, php_children: int) -> Side:
-    pki = lab.pki
+def ssp_side(pki: TestPki, work: Path, php_children: int) -> Side:
     people = [
         simplesamlphp.Person(card.hsa_id or "", card.given_name, card.surname, card.cert)
         for name, card in pki.cards.items()
@@ -567,7 +566,7 @@ def main() -> None:
             floor_cpu = {"nginx": lambda: harness.tree_cpu(floor_pid)}
             for key in keys:
                 if key == "simplesamlphp":
-                    sides.append(ssp_side(lab, work, args.php_children or max(concurrencies)))
+                    sides.append(ssp_side(lab.pki, work, args.php_children or max(concurrencies)))
                     continue
                 make = harness.scaled if key == "nginx" else harness.embedded
                 options = {"workers": args.workers} if key == "embedded" else {}

@@ -27,6 +27,7 @@ import base64
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,7 +40,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from idp.ops.local_cluster import NginxProcess, start_nginx
+from idp.ops.local_cluster import NginxProcess, _die_with_parent, start_nginx
 
 SSP_ROOT = Path("/usr/share/simplesamlphp")
 PHP_FPM = Path("/usr/sbin/php-fpm8.2")
@@ -73,6 +74,7 @@ class Peer:
     slapd: subprocess.Popen
     php_fpm: subprocess.Popen
     nginx: NginxProcess
+    socket_dir: Path
 
     def process_groups(self) -> dict[str, list[int]]:
         """Every server process, by program: each pid's live children are counted with it."""
@@ -110,6 +112,7 @@ class Peer:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(timeout=10)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 def php_string(value: str) -> str:
@@ -210,6 +213,7 @@ def _start_slapd(directory: Path, port: int, people: Sequence[Person]) -> subpro
             [str(SLAPD), "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/", "-d", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent(signal.SIGTERM),  # no slapd outlives a killed run
         )
     _wait_port(port, process, log, "slapd")
     return process
@@ -334,7 +338,12 @@ def _start_php_fpm(directory: Path, config_dir: Path, socket_path: Path, childre
         args = [str(PHP_FPM), "--nodaemonize", "--fpm-config", str(conf)]
         if os.geteuid() == 0:
             args.append("--allow-to-run-as-root")
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent(signal.SIGQUIT),  # no php-fpm outlives a killed run
+        )
     _wait_file(socket_path, process, directory / "php-fpm.log", "php-fpm")
     return process
 
@@ -355,13 +364,10 @@ def start(
     missing = missing_programs()
     if missing:
         raise RuntimeError(f"not installed (Debian packages): {' '.join(missing)}")
-    # nginx's workers run as nobody: they must reach php-fpm's socket below here.
     directory.mkdir(parents=True)
-    top = Path(tempfile.gettempdir())
-    for parent in (directory, *directory.parents):
-        if parent in (top, Path("/")):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)  # search (x) only, for group and others
+    # nginx's workers run as nobody: php-fpm's socket goes where they can reach it.
+    socket_dir = Path(tempfile.mkdtemp(prefix="idp-bench-php-fpm-"))
+    socket_dir.chmod(0o711)
     base_url = f"https://localhost:{port}"
     config_dir = _write_config(
         directory,
@@ -373,7 +379,7 @@ def start(
     slapd = _start_slapd(directory / "ldap", ldap_port, people)
     php_fpm = nginx = None
     try:
-        socket_path = directory / "php-fpm.sock"
+        socket_path = socket_dir / "php-fpm.sock"
         php_fpm = _start_php_fpm(directory, config_dir, socket_path, php_children)
         nginx = start_nginx(
             {
@@ -393,6 +399,7 @@ def start(
             if process is not None:
                 process.kill()
                 process.wait()
+        shutil.rmtree(socket_dir, ignore_errors=True)
         raise
     return Peer(
         base_url,
@@ -402,4 +409,5 @@ def start(
         slapd=slapd,
         php_fpm=php_fpm,
         nginx=nginx,
+        socket_dir=socket_dir,
     )
