@@ -9,11 +9,19 @@ BIN := $(VENV)/bin
 # the real database and proxy of the multi-node tests (tests/test_multinode.py starts both);
 # chromium is the real browser of the browser tests (driven by Playwright, which never downloads
 # a browser of its own); docker-compose (1.29, needs no Docker engine for `config`) validates
-# docker/compose.yml in tests/test_containers.py.
-SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose
-# The peer IdP of benchmarks/peers.py (not of the tests): SimpleSAMLphp with its authX509
-# module, run by php-fpm behind nginx, and the LDAP directory (slapd) that module looks cards up in.
-SYSTEM_PACKAGES += simplesamlphp php-fpm php-ldap slapd
+# docker/compose.yml in tests/test_containers.py; systemd's systemd-analyze checks the service
+# unit in tests/test_systemd.py (it needs no running systemd).
+# The interop peers of tests/interop, SPs nobody here wrote, each in a private apache2: Shibboleth
+# SP 3 (mod_shib, and shibd from shibboleth-sp-utils) and SimpleSAMLphp 1.19 under mod_php, plus
+# what it does not depend on: php-cli for its metadata converter, php-xml (DOM) and php-mbstring,
+# both of which its own configuration check marks required.
+SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose systemd \
+	apache2 libapache2-mod-shib shibboleth-sp-utils \
+	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring
+# The peer IdP of benchmarks/peers.py (and its smoke test, tests/test_peer_benchmark.py): the same
+# SimpleSAMLphp with its authX509 module, run by php-fpm behind nginx, and the LDAP directory
+# (slapd) that module looks cards up in.
+SYSTEM_PACKAGES += php-fpm php-ldap slapd
 # axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

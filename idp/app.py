@@ -33,6 +33,7 @@ from idp.siths.trust import load_siths_trust
 from idp.siths.validation import SithsValidator
 from idp.store.revocation_cache import DatabaseRevocationCache
 from idp.web import login_pages
+from idp.web.failsafe import FailSafe
 from idp.web.messages import FALLBACK, UserMessage
 from idp.web.middleware import LimitsAndHeaders
 from idp.web.render import error_page, render_page
@@ -84,6 +85,9 @@ def _revocation_checker(
 
 def build_services(settings: Settings, metrics: IdpMetrics | None = None) -> Services:
     """Load keys, trust and metadata once; fail at start-up, not at the first login."""
+    # Every node keeps files there (key rollover state, metadata caches), and /readyz checks
+    # that it takes a write.
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
     database = Database(
         settings.database_url,
         pool_size=settings.database_pool_size,
@@ -140,13 +144,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.status_code = exc.status_code
         return response
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> Response:
-        logger.exception("unexpected error on %s", request.url.path)
-        response = error_page(request, "internal_error", message=FALLBACK)
-        response.status_code = 500
-        return response
-
+    # Every other exception is FailSafe's: inside the limits (its page gets the security
+    # headers, and the body it may replay is bounded) and inside the operations middleware.
+    app.add_middleware(FailSafe, database=app.state.services.database)
     app.add_middleware(LimitsAndHeaders, max_body_bytes=MAX_BODY_BYTES)
     # Last: its middleware must be the outermost (request id and timing around everything).
     install_operations(app, app.state.services, metrics)

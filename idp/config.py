@@ -82,10 +82,28 @@ class Settings(BaseSettings):
     # CA bundle for the aggregate's HTTPS server; unset: the system's CAs.
     sp_metadata_aggregate_ca_file: Path = Path()
     sp_metadata_refresh_seconds: float = 300.0
+    # Development only: accept http:// ACS URLs on 127.0.0.1, localhost and [::1]. Metadata
+    # validation, the aggregate loader and the running IdP all apply it (idp/federation/acs.py).
+    allow_http_loopback_acs: bool = False
+    # Attribute profiles ("sambi", "swedish-eid") whose SPs must receive encrypted Assertions:
+    # a login for such an SP without a usable encryption key in its metadata is refused, never
+    # answered in clear. SPs that publish a usable key get encrypted Assertions regardless.
+    require_encryption_profiles: list[str] = Field(default_factory=list)
 
     # TLS of the embedded server
     tls_cert: Path = Path()
     tls_key: Path = Path()
+    # Limits of the embedded certificate listener (idp.server.cert_listener), in seconds: from
+    # the connection to the client's TLS hello; the whole handshake (it includes choosing the
+    # certificate and typing the card's PIN); idle between requests on a kept-alive
+    # connection; and a whole request, head and body, from its first byte (408 after).
+    cert_tls_hello_timeout_seconds: float = Field(default=10.0, gt=0)
+    cert_handshake_timeout_seconds: float = Field(default=60.0, gt=0)
+    cert_keep_alive_timeout_seconds: float = Field(default=30.0, gt=0)
+    cert_request_timeout_seconds: float = Field(default=20.0, gt=0)
+    # The main listener (uvicorn, idp.server.http_limits): a request head must be complete
+    # within this many seconds of the connection or of its first byte (408 after).
+    request_head_timeout_seconds: float = Field(default=20.0, gt=0)
 
     # Proxy mode: a client certificate in ``client_cert_header`` is believed only from these
     # addresses (IPs or CIDR networks).
@@ -105,6 +123,10 @@ class Settings(BaseSettings):
 
     # Key for per-SP pseudonymous NameIDs; generated under var_dir when unset.
     pairwise_secret: str = ""
+
+    # How far a SAML request's IssueInstant may be from this server's clock, in either
+    # direction (AuthnRequest and LogoutRequest/Response).
+    saml_clock_skew_seconds: int = 180
 
     pending_login_ttl_seconds: int = 600
     sso_session_ttl_seconds: int = 8 * 3600

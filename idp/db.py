@@ -64,6 +64,7 @@ def is_sqlite(database_url: str) -> bool:
 # does not fail with "QueuePool limit reached" (which a smaller pool did in the benchmarks).
 DEFAULT_POOL_SIZE = 10
 DEFAULT_MAX_OVERFLOW = 30
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 def create_database_engine(
@@ -108,7 +109,12 @@ def create_database_engine(
         return engine
     return create_engine(
         database_url,
+        # A pooled connection the server has dropped (a restart) is noticed at checkout and
+        # replaced; a request whose connection breaks mid-transaction is run once more by
+        # idp.web.failsafe. A database host that does not answer fails fast, not after TCP's
+        # minutes.
         pool_pre_ping=True,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
         pool_size=pool_size,
         max_overflow=max_overflow,
     )

@@ -182,3 +182,34 @@ def idp(
         )
     finally:
         server.stop()
+
+
+# Fixtures that start nothing and touch only memory or a temporary directory. A test that needs
+# no other fixture (directly or through another) is a unit test: `pytest -m unit` runs those in
+# seconds; every other test is marked `integration` (real servers, PKI, databases, browsers).
+_CHEAP_FIXTURES = frozenset(
+    {
+        "request",
+        "tmp_path",
+        "tmp_path_factory",
+        "monkeypatch",
+        "capsys",
+        "capfd",
+        "caplog",
+        "recwarn",
+        "pytestconfig",
+        "record_property",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("integration") is not None:
+            continue  # says so itself: it starts a process of its own
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:
+            names -= set(callspec.params)
+        cheap = names <= _CHEAP_FIXTURES
+        item.add_marker(pytest.mark.unit if cheap else pytest.mark.integration)

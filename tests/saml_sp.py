@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from lxml import etree
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
@@ -35,12 +36,15 @@ SAMBI_ATTRIBUTES = (
     "http://sambi.se/attributes/1/surname",
 )
 EID_ATTRIBUTES = ("urn:oid:1.2.752.29.6.2.1", "urn:oid:2.16.840.1.113730.3.1.241")
+MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+XENC11_NS = "http://www.w3.org/2009/xmlenc11#"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 
 
-def make_self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def make_self_signed(directory: Path, name: str, key_size: int = 2048) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -71,6 +75,9 @@ class TestServiceProvider:
     acs_url: str
     client: Saml2Client
     metadata_xml: str
+    # The SP's decryption key and certificate (PEM files) when it publishes an encryption key.
+    encryption_key: Path | None = None
+    encryption_cert: Path | None = None
 
     def login_url(
         self,
@@ -129,11 +136,30 @@ def make_service_provider(
     idp_metadata_file: Path,
     attributes: tuple[str, ...] = SAMBI_ATTRIBUTES,
     sign_requests: bool = True,
+    encryption: bool = False,
+    encryption_methods: tuple[tuple[str, str | None, str | None], ...] = (),
+    encryption_key_bits: int = 2048,
+    acs_url: str | None = None,
 ) -> TestServiceProvider:
+    """A pysaml2 SP trusting ``idp_metadata_file``; its metadata is ``.metadata_xml``.
+
+    ``encryption``: it publishes a separate key with ``use="encryption"`` (of
+    ``encryption_key_bits``) and decrypts EncryptedAssertions with it; ``encryption_methods``
+    ((Algorithm, DigestMethod, MGF) triples) go into that KeyDescriptor as its preferences.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     slug = urllib.parse.urlsplit(entity_id).hostname or "sp"
     key, cert = make_self_signed(directory, slug)
-    acs_url = f"{entity_id.rsplit('/', 1)[0]}/acs"
+    acs_url = acs_url or f"{entity_id.rsplit('/', 1)[0]}/acs"
+    encryption_key = encryption_cert = None
+    extra: dict[str, Any] = {}
+    if encryption:
+        encryption_key, encryption_cert = make_self_signed(
+            directory, f"{slug}-encryption", key_size=encryption_key_bits
+        )
+        extra["encryption_keypairs"] = [
+            {"key_file": str(encryption_key), "cert_file": str(encryption_cert)}
+        ]
     config = SPConfig()
     config.load(
         {
@@ -158,13 +184,34 @@ def make_service_provider(
             "digest_algorithm": SHA256,
             "accepted_time_diff": 60,
             "allow_unknown_attributes": True,
+            **extra,
         }
     )
     client = Saml2Client(config)
     metadata_xml = create_metadata_string(None, config=config, valid=24)
     if isinstance(metadata_xml, bytes):
         metadata_xml = metadata_xml.decode()
-    return TestServiceProvider(entity_id, acs_url, client, metadata_xml)
+    if encryption_methods:
+        metadata_xml = with_encryption_methods(metadata_xml, encryption_methods)
+    return TestServiceProvider(
+        entity_id, acs_url, client, metadata_xml, encryption_key, encryption_cert
+    )
+
+
+def with_encryption_methods(
+    metadata_xml: str, methods: tuple[tuple[str, str | None, str | None], ...]
+) -> str:
+    """The metadata with ``md:EncryptionMethod`` elements in its encryption KeyDescriptor."""
+    root = etree.fromstring(metadata_xml.encode())
+    (descriptor,) = root.iterfind(f".//{{{MD_NS}}}KeyDescriptor[@use='encryption']")
+    for algorithm, digest, mgf in methods:
+        method = etree.SubElement(descriptor, f"{{{MD_NS}}}EncryptionMethod")
+        method.set("Algorithm", algorithm)
+        if digest:
+            etree.SubElement(method, f"{{{DS_NS}}}DigestMethod").set("Algorithm", digest)
+        if mgf:
+            etree.SubElement(method, f"{{{XENC11_NS}}}MGF").set("Algorithm", mgf)
+    return etree.tostring(root, encoding="unicode")
 
 
 def in_process_idp(

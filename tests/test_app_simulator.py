@@ -216,6 +216,7 @@ def test_open_tls_connections_survive_token_use(
 # --- SoftHSM2 configuration -----------------------------------------------------------------
 
 
+@pytest.mark.integration  # runs the CLI in a process of its own
 def test_configuration_is_ours_never_the_systems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,7 @@ import html
 import httpx
 
 from idp.config import REPO_ROOT
-from idp.saml import attributes, loa, statuses
+from idp.saml import attributes, encryption, loa, statuses
 from idp.saml.integration_guide import integration_markdown
 from tests.conftest import IdpUnderTest
 from tests.support import tls_context
@@ -35,3 +35,8 @@ def test_idp_serves_the_guide_with_what_it_does(idp: IdpUnderTest) -> None:
         assert value in text
     for status in (statuses.NO_AUTHN_CONTEXT, statuses.INVALID_NAME_ID_POLICY, statuses.CANCELLED):
         assert status.second in text
+    # Encryption: what the IdP uses, and what it never does.
+    for algorithm in (*encryption.CONTENT_ALGORITHMS, *encryption.KEY_TRANSPORTS):
+        assert f"<code>{algorithm}</code>" in text
+    for refused in encryption.REFUSED_ALGORITHMS.values():
+        assert refused in text

@@ -100,6 +100,7 @@ def test_database_made_by_create_all_is_adopted_with_its_rows(
     create_schema(database.engine)  # and again: nothing to do
 
 
+@pytest.mark.integration  # runs the CLI in a process of its own
 def test_db_commands(tmp_path: Path) -> None:
     env = {"IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}"}
     upgraded = run_cli([str(VENV_BIN / "idp"), "db", "upgrade"], env)

@@ -99,7 +99,9 @@ def test_an_audit_event_is_one_json_line_with_its_fields(database: Database) -> 
     handler.setFormatter(JsonFormatter("node-a"))
     audit_logger = logging.getLogger("idp.audit")
     audit_logger.addHandler(handler)
-    level, audit_logger.level = audit_logger.level, logging.INFO
+    # setLevel, not .level: it also clears the logger's cache of earlier isEnabledFor answers.
+    level = audit_logger.level
+    audit_logger.setLevel(logging.INFO)
     try:
         with database.session() as session:
             record_audit_event(
@@ -114,7 +116,7 @@ def test_an_audit_event_is_one_json_line_with_its_fields(database: Database) -> 
             )
     finally:
         audit_logger.removeHandler(handler)
-        audit_logger.level = level
+        audit_logger.setLevel(level)
     (text,) = stream.getvalue().splitlines()
     line = json.loads(text)
     assert line["logger"] == "idp.audit" and line["node"] == "node-a"

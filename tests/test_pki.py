@@ -646,6 +646,7 @@ def test_issue_card_with_a_chosen_key_and_profile(pki: TestPki, tmp_path: Path) 
 # CLI ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # runs the CLI in a process of its own
 def test_cli_init_creates_a_pki_with_extra_hosts(tmp_path: Path) -> None:
     directory = tmp_path / "pki"
     result = CliRunner().invoke(

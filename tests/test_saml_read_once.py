@@ -117,7 +117,17 @@ def test_mock_treserva_refuses_a_second_message_from_the_idp(
         started = client.post(f"{idp.base_url}{form['action']}", data=form["fields"])
         to_treserva = started.headers["location"]
         assert "/saml/slo/redirect?SAMLRequest=" in to_treserva
-        refused = client.get(f"{to_treserva}&SAML%52equest=AAAA")
+        # An unsigned LogoutRequest in the IdP's name, for another person, appended.
+        attack = _attacker_logout_request(idp, idp.sp.entity_id, "someone-else")
+        attack = attack.replace(
+            f"<saml:Issuer>{idp.sp.entity_id}", f"<saml:Issuer>{idp.base_url}/saml/metadata"
+        )
+        attack = attack.replace(
+            f'Destination="{idp.base_url}/saml/slo/redirect"',
+            f'Destination="{treserva.base_url}/saml/slo/redirect"',
+        )
+        encoded = _deflated(attack).replace("+", "%2B")
+        refused = client.get(f"{to_treserva}&SAML%52equest={encoded}")
         assert refused.status_code >= 400
         assert 'id="error"' in refused.text or "logout_invalid" in refused.text
         # Treserva's session was not ended by the refused message.
@@ -137,16 +147,31 @@ def _login_url_with(idp: IdpUnderTest, **attributes: str) -> tuple[str, str]:
     return dict(info["headers"])["Location"], request_id
 
 
+def _unsigned_request_with(idp: IdpUnderTest, attributes: str) -> str:
+    """A redirect URL carrying an AuthnRequest with ``attributes`` written as given (pysaml2
+    would write ``true``), from the SP that does not sign."""
+    xml = (
+        '<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+        'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" '
+        f'ID="_{uuid.uuid4().hex}" Version="2.0" IssueInstant="{_now()}" '
+        f'Destination="{idp.base_url}/saml/sso/redirect" {attributes}>'
+        f"<saml:Issuer>{idp.unsigned_sp.entity_id}</saml:Issuer></samlp:AuthnRequest>"
+    )
+    return f"{idp.base_url}/saml/sso/redirect?" + str(
+        httpx.QueryParams({"SAMLRequest": _deflated(xml)})
+    )
+
+
 def test_force_authn_written_as_1_asks_for_the_card_again(idp: IdpUnderTest) -> None:
     with browser(idp.ca_file, idp.card("anna")) as client:
-        first, _ = idp.sp.login_url()
+        first, _ = idp.unsigned_sp.login_url(sign=False)
         assert 'id="saml-post"' in login_with_card(client, first, idp.base_url).text
-        again, _ = _login_url_with(idp, force_authn="1")
+        again = _unsigned_request_with(idp, 'ForceAuthn="1"')
         answer = client.get(again)
         assert answer.status_code == 303, answer.text[:500]
         assert "/login?ref=" in answer.headers["location"]
-        # Without ForceAuthn the SSO session answers at once.
-        plain, _ = idp.sp.login_url()
+        # Without ForceAuthn (or with "0") the SSO session answers at once.
+        plain = _unsigned_request_with(idp, 'ForceAuthn="0"')
         assert 'id="saml-post"' in client.get(plain).text
 
 

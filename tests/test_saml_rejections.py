@@ -273,6 +273,30 @@ def test_stale_request_is_refused(idp: IdpUnderTest) -> None:
         assert_refused(idp, client.get(redirect_url(idp, str(request).encode())), "stale_request")
 
 
+@pytest.mark.parametrize("offset", [-200, 200])
+def test_request_outside_the_clock_skew_is_refused(idp: IdpUnderTest, offset: int) -> None:
+    """IDP_SAML_CLOCK_SKEW_SECONDS (180 s) in both directions: 200 s either way is refused."""
+    from saml2 import BINDING_HTTP_REDIRECT
+
+    _rid, request = idp.unsigned_sp.client.create_authn_request(
+        f"{idp.base_url}/saml/sso/redirect", binding=BINDING_HTTP_REDIRECT
+    )
+    request.issue_instant = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
+    with browser(idp.ca_file) as client:
+        assert_refused(idp, client.get(redirect_url(idp, str(request).encode())), "stale_request")
+
+
+@pytest.mark.parametrize("offset", [-150, 150])
+def test_request_within_the_clock_skew_is_accepted(idp: IdpUnderTest, offset: int) -> None:
+    """A request up to 180 s early (the SP's clock ahead) or late reaches the chooser."""
+    _rid, request = idp.unsigned_sp.client.create_authn_request(f"{idp.base_url}/saml/sso/redirect")
+    request.issue_instant = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
+    with browser(idp.ca_file) as client:
+        answer = client.get(redirect_url(idp, str(request).encode()))
+        assert answer.status_code in (302, 303), reason_code(answer.text)
+        assert answer.headers["location"].startswith("/login"), answer.headers["location"]
+
+
 def test_unknown_pages_get_a_friendly_404(idp: IdpUnderTest) -> None:
     with browser(idp.ca_file) as client:
         page = client.get(f"{idp.base_url}/no/such/page")

@@ -7,6 +7,7 @@ reads mock Treserva's metadata from its SP metadata directory, as in the demo.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def log_in_with_card(idp: IdpUnderTest, treserva: TestClient, card: str):
     assert final.status_code == 200, final.text
     action, fields = posted_form(final)
     assert action == f"{SP_BASE}/saml/acs"
+    # Mock Treserva's metadata publishes its certificate for encryption too: it gets the
+    # Assertion only encrypted, and decrypts it.
+    sent = base64.b64decode(fields["SAMLResponse"])
+    assert b"<saml2:EncryptedAssertion" in sent and b"<saml2:Assertion" not in sent
     return treserva.post("/saml/acs", data=fields)
 
 

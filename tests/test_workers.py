@@ -167,6 +167,7 @@ def node(
 # --- the option -------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # runs the CLI in a process of its own
 def test_workers_must_be_a_positive_number_or_auto(tmp_path: Path) -> None:
     assert parse_workers("3") == 3
     assert parse_workers("auto") == (os.cpu_count() or 1)

@@ -25,6 +25,7 @@ from lxml import etree
 from saml2 import BINDING_HTTP_POST
 from saml2.time_util import str_to_time
 
+from idp.federation.acs import acs_location_problem
 from idp.federation.document import (
     DEFAULT_MAX_BYTES,
     DSIG_NS,
@@ -43,6 +44,7 @@ from idp.federation.signing import (
     verify_metadata_signature,
 )
 from idp.saml import attributes
+from idp.saml.encryption import choose_recipient, offers_from_element
 
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
@@ -156,20 +158,21 @@ def acs_locations(entity: etree._Element) -> list[str]:
     ]
 
 
-def acs_problems(entity: etree._Element) -> list[str]:
-    """Why the entity's ACS endpoints are unusable: none for HTTP-POST, not https, bad index."""
+def acs_problems(entity: etree._Element, *, allow_http_loopback: bool = False) -> list[str]:
+    """Why the entity's ACS endpoints are unusable: none for HTTP-POST, a location the runtime
+    would refuse (:func:`idp.federation.acs.acs_location_problem`), an index used twice."""
     problems = []
     if not acs_locations(entity):
         problems.append("no AssertionConsumerService with the HTTP-POST binding")
     seen_indices: set[str] = set()
     for sp in entity.findall(_md("SPSSODescriptor")):
         for acs in sp.findall(_md("AssertionConsumerService")):
-            location = acs.get("Location") or ""
-            parts = urllib.parse.urlsplit(location)
-            if acs.get("Binding") == BINDING_HTTP_POST and (
-                parts.scheme.lower() != "https" or not parts.hostname
-            ):
-                problems.append(f"ACS {location!r} is not an https URL")
+            if acs.get("Binding") == BINDING_HTTP_POST:
+                problem = acs_location_problem(
+                    acs.get("Location") or "", allow_http_loopback=allow_http_loopback
+                )
+                if problem:
+                    problems.append(problem)
             index = acs.get("index") or ""
             if index in seen_indices:
                 problems.append(f"ACS index {index} is used twice")
@@ -239,6 +242,30 @@ def certificate_check(entity: etree._Element, now: dt.datetime) -> tuple[bool, s
     return True, f"{len(found)} certificate(s) usable ({'; '.join(summaries)})"
 
 
+def encryption_check(entity_id: str, sp_descriptor: etree._Element) -> tuple[bool, str]:
+    """(passed, detail): how the IdP will encrypt Assertions for this SP, by the same choice
+    the running IdP makes (:func:`idp.saml.encryption.choose_recipient`).
+
+    Fails when the SP publishes encryption keys and none is usable: it expects encrypted
+    Assertions and would not get them.
+    """
+    offers = offers_from_element(sp_descriptor)
+    if not offers:
+        return True, "no encryption key: Assertions are signed, not encrypted"
+    choice = choose_recipient(entity_id, offers)
+    notes = "".join(f"; {note}" for note in choice.problems)
+    if choice.recipient is None:
+        return False, "no usable encryption key" + notes
+    chosen = choice.recipient.algorithms
+    transport = f"{chosen.key_transport} ({chosen.oaep_digest}" + (
+        f", {chosen.mgf})" if chosen.mgf else ")"
+    )
+    return True, (
+        f"Assertions encrypted for {choice.recipient.subject} with {chosen.content}, "
+        f"key transport {transport}{notes}"
+    )
+
+
 def requested_attribute_problems(
     entity: etree._Element, known: Iterable[str] | None = None
 ) -> tuple[list[str], list[str]]:
@@ -250,7 +277,9 @@ def requested_attribute_problems(
     return requested, [name for name in requested if name not in known_names]
 
 
-def entity_problems(entity: etree._Element, now: dt.datetime) -> list[str]:
+def entity_problems(
+    entity: etree._Element, now: dt.datetime, *, allow_http_loopback_acs: bool = False
+) -> list[str]:
     """Every reason the IdP must not trust this SP entity (empty when it can).
 
     Used by the remote aggregate loader: entity ID form, ACS endpoints, certificates.
@@ -260,7 +289,7 @@ def entity_problems(entity: etree._Element, now: dt.datetime) -> list[str]:
     if entity_id_issue:
         problems.append(entity_id_issue)
     if entity.find(_md("SPSSODescriptor")) is not None:
-        problems.extend(acs_problems(entity))
+        problems.extend(acs_problems(entity, allow_http_loopback=allow_http_loopback_acs))
     passed, detail = certificate_check(entity, now)
     if not passed:
         problems.append(detail)
@@ -379,8 +408,13 @@ def validate_metadata(
     verify: ssl.SSLContext | bool = True,
     now: dt.datetime | None = None,
     data: bytes | None = None,
+    allow_http_loopback_acs: bool = False,
 ) -> Report:
-    """Check the metadata at ``source`` (file or https URL, or ``data`` if given)."""
+    """Check the metadata at ``source`` (file or https URL, or ``data`` if given).
+
+    ``allow_http_loopback_acs`` is the IdP's ``IDP_ALLOW_HTTP_LOOPBACK_ACS``: the ACS check
+    takes the decision the running IdP takes with that setting.
+    """
     now = now or dt.datetime.now(dt.UTC)
     report = Report(source)
     try:
@@ -401,7 +435,9 @@ def validate_metadata(
     if errors:
         report.add("schema", False, f"invalid against {METADATA_XSD}: " + "; ".join(errors))
     else:
-        report.add("schema", True, f"valid against {METADATA_XSD} (with mdui, algsupport, mdattr)")
+        report.add(
+            "schema", True, f"valid against {METADATA_XSD} (with mdui, algsupport, mdattr, xenc11)"
+        )
     _check_signature(report, data, root, federation_cert)
     _check_valid_until(report, root, now)
     duplicates = duplicate_entity_ids(entities)
@@ -422,26 +458,31 @@ def validate_metadata(
     elif len(entities) > 1:
         report.add("acs-unique", True, "no ACS location is claimed by two entities")
     for entity in entities:
-        _check_entity(report, entity, now)
+        _check_entity(report, entity, now, allow_http_loopback_acs)
     return report
 
 
-def _check_entity(report: Report, entity: etree._Element, now: dt.datetime) -> None:
+def _check_entity(
+    report: Report, entity: etree._Element, now: dt.datetime, allow_http_loopback_acs: bool
+) -> None:
     entity_id = entity.get("entityID") or ""
     problem = entity_id_problem(entity_id)
     report.add("entity-id", problem is None, problem or "an https URL or urn", entity_id)
     if entity.find(_md("SPSSODescriptor")) is None:
         report.add("acs", True, "not an SP (no SPSSODescriptor): no ACS needed", entity_id)
     else:
-        problems = acs_problems(entity)
+        problems = acs_problems(entity, allow_http_loopback=allow_http_loopback_acs)
         report.add(
             "acs",
             not problems,
-            "; ".join(problems) or "HTTP-POST over https: " + ", ".join(acs_locations(entity)),
+            "; ".join(problems) or "HTTP-POST, usable: " + ", ".join(acs_locations(entity)),
             entity_id,
         )
     passed, detail = certificate_check(entity, now)
     report.add("certificates", passed, detail, entity_id)
+    for sp_descriptor in entity.findall(_md("SPSSODescriptor")):
+        passed, detail = encryption_check(entity_id, sp_descriptor)
+        report.add("encryption", passed, detail, entity_id)
     requested, unknown = requested_attribute_problems(entity)
     if unknown:
         report.add(

@@ -57,13 +57,18 @@ def validate_command(
 ) -> None:
     """Check the metadata in SOURCE (a file or an https URL): one line a check.
 
-    Exits 1 if any check failed.
+    Exits 1 if any check failed. ACS locations are judged as the IdP judges them, with
+    the same ``IDP_ALLOW_HTTP_LOOPBACK_ACS`` setting.
     """
     verify: ssl.SSLContext | bool = (
         ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
     )
     report = validate_metadata(
-        source, federation_cert=federation_cert, max_bytes=max_bytes, verify=verify
+        source,
+        federation_cert=federation_cert,
+        max_bytes=max_bytes,
+        verify=verify,
+        allow_http_loopback_acs=Settings().allow_http_loopback_acs,
     )
     _print_report(report, as_json)
     sys.exit(0 if report.ok else 1)

@@ -94,6 +94,7 @@ class RemoteAggregate:
         verify: ssl.SSLContext | bool = True,
         max_bytes: int = DEFAULT_MAX_BYTES,
         audit: AuditHook | None = None,
+        allow_http_loopback_acs: bool = False,
     ) -> None:
         if not federation_cert.is_file():
             # Without a pinned certificate nothing could be verified: refuse to start.
@@ -105,6 +106,7 @@ class RemoteAggregate:
         self._verify = verify
         self._max_bytes = max_bytes
         self._audit = audit
+        self._allow_http_loopback_acs = allow_http_loopback_acs
         self._lock = threading.Lock()
         self._accepted: AcceptedCopy | None = None
         self._stop = threading.Event()
@@ -130,6 +132,7 @@ class RemoteAggregate:
             refresh_seconds=settings.sp_metadata_refresh_seconds,
             verify=verify,
             audit=audit,
+            allow_http_loopback_acs=settings.allow_http_loopback_acs,
         )
 
     # --- what pysaml2 gets ------------------------------------------------------------------
@@ -244,7 +247,9 @@ class RemoteAggregate:
                 )
         for entity in entities:
             entity_id = entity.get("entityID") or ""
-            problems = entity_problems(entity, now)
+            problems = entity_problems(
+                entity, now, allow_http_loopback_acs=self._allow_http_loopback_acs
+            )
             try:
                 until = effective_valid_until(entity)
             except ValueError as exc:

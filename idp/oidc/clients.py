@@ -31,7 +31,9 @@ CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 (a method name)
 PRIVATE_KEY_JWT = "private_key_jwt"
 AUTH_METHODS = (CLIENT_SECRET_BASIC, PRIVATE_KEY_JWT)
 ID_TOKEN_ALGS = ("RS256", "ES256")
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The algorithms a private_key_jwt client may sign its assertions with.
+CLIENT_ASSERTION_ALGS = ("RS256", "ES256")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -181,7 +183,7 @@ def _asymmetric(data: dict[str, Any] | str | bytes) -> RSAKey | ECKey:
 
 
 def _validated(new: NewClient) -> NewClient:
-    if not _CLIENT_ID.match(new.client_id):
+    if not _CLIENT_ID.fullmatch(new.client_id):
         raise ClientRegistrationError("client_id: 1-128 of A-Z a-z 0-9 . _ : -")
     if not new.name.strip():
         raise ClientRegistrationError("the client needs a name (shown on the login page)")
@@ -230,7 +232,12 @@ def add_client(session: Session, new: NewClient) -> tuple[RegisteredClient, str 
 
 
 def find_client(session: Session, client_id: str) -> RegisteredClient | None:
-    row = session.get(OidcClient, client_id[:128])
+    """The client registered as ``client_id``; ``None`` for anything else, including a value
+    no client could be registered under (never sent to the database: a NUL, say, would be an
+    error there rather than an unknown client)."""
+    if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
+        return None
+    row = session.get(OidcClient, client_id)
     return RegisteredClient.from_row(row) if row is not None else None
 
 

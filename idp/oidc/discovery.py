@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from idp.oidc.claims import ACR_VALUES, SCOPES, USER_CLAIMS
-from idp.oidc.clients import AUTH_METHODS, ID_TOKEN_ALGS
+from idp.oidc.clients import AUTH_METHODS, CLIENT_ASSERTION_ALGS, ID_TOKEN_ALGS
 from idp.oidc.context import (
     AUTHORIZE_PATH,
     END_SESSION_PATH,
@@ -32,7 +32,7 @@ def provider_metadata(context: ProviderContext) -> dict[str, Any]:
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": list(ID_TOKEN_ALGS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+        "token_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGS),
         "code_challenge_methods_supported": ["S256"],
         "acr_values_supported": list(ACR_VALUES),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import cast
 
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oidc.rpinitiated import EndSessionEndpoint, EndSessionRequest
 from joserfc.jwk import KeySet, KeySetSerialization
 
 from idp.login.sso import SSO_COOKIE, end_sso_session
 from idp.oidc.context import ProviderContext
-from idp.oidc.starlette_adapter import StarletteOAuth2Request
+from idp.oidc.starlette_adapter import StarletteOAuth2Request, repeated_parameters
 
 
 class EndSession(EndSessionEndpoint):
@@ -24,6 +26,19 @@ class EndSession(EndSessionEndpoint):
     def __init__(self, context: ProviderContext) -> None:
         super().__init__()
         self.context = context
+
+    def validate_request(self, request: OAuth2Request) -> EndSessionRequest:
+        """authlib's checks, refusing a repeated parameter first. Raises only
+        ``InvalidRequestError``: authlib quotes the ``id_token_hint``'s header in its error
+        text, and an OAuth error description may not hold every character it might contain
+        (``ValueError`` then), so that becomes a plain refusal too."""
+        if repeated_parameters(request):
+            raise InvalidRequestError("A parameter is repeated.")
+        try:
+            validated: EndSessionRequest = super().validate_request(request)
+        except ValueError as error:
+            raise InvalidRequestError("The id_token_hint is not valid.") from error
+        return validated
 
     def get_server_jwks(self) -> KeySet:
         return KeySet.import_key_set(cast(KeySetSerialization, self.context.keys.public_jwks()))

@@ -14,11 +14,13 @@ They reach the database, keys and settings through ``server.context``
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from typing import Any
 
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -31,13 +33,20 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.errors import RequestNotSupportedError, RequestURINotSupportedError
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.exc import IntegrityError
 
 from idp.authn import Authentication
 from idp.directory.people import find_entry
 from idp.oidc.claims import PersonForClient, choose_acr
-from idp.oidc.clients import CLIENT_SECRET_BASIC, PRIVATE_KEY_JWT, RegisteredClient
+from idp.oidc.clients import (
+    CLIENT_ASSERTION_ALGS,
+    CLIENT_SECRET_BASIC,
+    PRIVATE_KEY_JWT,
+    RegisteredClient,
+)
 from idp.oidc.codes import (
     CodeRefusal,
     IssuedCode,
@@ -48,9 +57,12 @@ from idp.oidc.codes import (
     save_code,
 )
 from idp.oidc.context import TOKEN_PATH, ProviderContext
+from idp.oidc.starlette_adapter import repeated_parameters
 from idp.store.models import SeenMessage
 
 MAX_NONCE_LENGTH = 255
+# authlib's client signs assertions valid for an hour; pyoidc's for ten minutes.
+MAX_CLIENT_ASSERTION_SECONDS = 3600
 PROMPT_VALUES = {"none", "login", "consent", "select_account"}
 
 
@@ -96,6 +108,9 @@ class CodeGrant(AuthorizationCodeGrant):
 
     def _validate_openid_parameters(self) -> None:
         data = self.request.payload.data
+        if repeated_parameters(self.request):
+            # RFC 6749 3.1; authlib checks only five of them.
+            raise InvalidRequestError("A parameter is repeated.")
         if "openid" not in (scope_to_list(self.request.scope or "") or []):
             raise InvalidScopeError("The 'openid' scope is required.")
         if "request" in data:
@@ -213,7 +228,13 @@ class OpenIDCodeFlow(OpenIDCode):
 
 class PrivateKeyJwt(JWTBearerClientAssertion):
     """``private_key_jwt`` (OpenID Connect Core 9, RFC 7523): an assertion signed with a key the
-    client registered, addressed to this token endpoint, each ``jti`` accepted once."""
+    client registered, addressed to this token endpoint, each ``jti`` accepted once.
+
+    Every refusal is an ``InvalidClientError`` with a fixed description: nothing of the
+    assertion is echoed (joserfc's messages quote header values, which an error description
+    may not hold). Callers rely on that, and on :class:`idp.oidc.provider.OpenIDProvider`
+    turning anything else raised here into ``invalid_client`` as well.
+    """
 
     CLIENT_AUTH_METHOD = PRIVATE_KEY_JWT
 
@@ -225,16 +246,41 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         return [self.context.url(TOKEN_PATH), self.context.issuer]
 
     def resolve_client_public_key(self, client: RegisteredClient) -> KeySet:
+        # A client registered for client_secret_basic has no keys: its name in an assertion
+        # is a failed authentication, not a key lookup that finds nothing.
+        if client.auth_method != PRIVATE_KEY_JWT or not client.jwks:
+            raise InvalidClientError(
+                description="The client is not registered for private_key_jwt."
+            )
         return client.public_keys()
 
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
+        # Only the algorithms discovery announces (authlib would let joserfc's defaults in).
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(CLIENT_ASSERTION_ALGS))
+        except JoseError as error:
+            raise InvalidClientError(description="The client assertion is not valid.") from error
+        claims: dict[str, Any] = dict(token.claims)
+        self.verify_claims(token.claims)
+        return claims
+
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
-        expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC)
+        """Remember ``jti`` until the assertion expires; ``False`` if it was seen before. An
+        assertion valid for longer than :data:`MAX_CLIENT_ASSERTION_SECONDS` is refused: its
+        ``jti`` would have to be remembered for as long."""
+        now = time.time()
+        expires_at = claims["exp"]  # verified a number, not in the past, by verify_claims
+        if expires_at > now + MAX_CLIENT_ASSERTION_SECONDS + self.leeway:
+            raise InvalidClientError(description="The client assertion is valid for too long.")
+        expires = dt.datetime.fromtimestamp(int(expires_at), dt.UTC)
+        # The hash: any value the client chose (any length, NULs) becomes a fixed-size key.
+        seen = hashlib.sha256(str(jti).encode("utf-8", "surrogatepass")).hexdigest()
         try:
             with self.context.database.session() as session:
                 session.add(
                     SeenMessage(
                         issuer=f"oidc-client-assertion:{claims['sub']}"[:1024],
-                        message_id=str(jti)[:256],
+                        message_id=seen,
                         expires_at=expires,
                     )
                 )

@@ -7,9 +7,11 @@ import logging
 from typing import Any
 
 from authlib.common.security import generate_token
-from authlib.oauth2.rfc6749 import OAuth2Request, ResourceProtector
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from sqlalchemy.exc import SQLAlchemyError
 
 from idp.config import Settings
 from idp.db import Database
@@ -21,9 +23,13 @@ from idp.oidc.end_session import EndSession
 from idp.oidc.grants import CodeGrant, OpenIDCodeFlow, PrivateKeyJwt, S256CodeChallenge
 from idp.oidc.keys import KeyRing
 from idp.oidc.settings import OidcSettings
-from idp.oidc.starlette_adapter import StarletteAuthorizationServer
+from idp.oidc.starlette_adapter import (
+    StarletteAuthorizationServer,
+    is_form_encoded,
+    repeated_parameters,
+)
 from idp.oidc.tokens import purge_expired_tokens, save_access_token
-from idp.oidc.userinfo import AccessTokens, UserInfo
+from idp.oidc.userinfo import AccessTokens, BearerTokenProtector, UserInfo
 
 logger = logging.getLogger("idp.oidc")
 ACCESS_TOKEN_LENGTH = 43  # from 62 characters: 256 bits
@@ -37,6 +43,25 @@ class _WithoutIssuedTokens(logging.Filter):
 
 
 _TOKEN_FILTER = _WithoutIssuedTokens()
+CLIENT_ASSERTION_PARAMETERS = ("client_assertion", "client_assertion_type")
+
+
+class ClientAuthenticationFailed(InvalidClientError):
+    """``invalid_client`` from the token endpoint: always 401 with a challenge for HTTP Basic,
+    the one HTTP authentication scheme the endpoint takes (RFC 6749 5.2; a 401 carries a
+    ``WWW-Authenticate`` header, RFC 9110 15.5.2)."""
+
+    status_code = 401
+
+    def __init__(self, description: str, realm: str) -> None:
+        super().__init__(description=description)
+        self.realm = realm
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        # Not InvalidClientError's header: it puts error parameters into a Basic challenge.
+        headers: list[tuple[str, str]] = OAuth2Error.get_headers(self)
+        headers.append(("WWW-Authenticate", f'Basic realm="{self.realm}", charset="UTF-8"'))
+        return headers
 
 
 class OpenIDProvider(StarletteAuthorizationServer):
@@ -63,11 +88,42 @@ class OpenIDProvider(StarletteAuthorizationServer):
         )
         self.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(context))
         self.register_grant(CodeGrant, [S256CodeChallenge(required=True), OpenIDCodeFlow(context)])
-        protector = ResourceProtector()
+        protector = BearerTokenProtector()
         protector.register_token_validator(AccessTokens(context))
         self.register_endpoint(UserInfo(context, protector))
         self.register_endpoint(EndSession(context))
         self.connect_signal("after_authenticate_client", _remember_client)
+
+    def create_token_response(self, request: Any = None) -> Any:
+        """authlib's token response, after the checks of the request's form that authlib
+        leaves out (:func:`malformed_token_request`)."""
+        oauth2_request = self.create_oauth2_request(request)
+        if error := malformed_token_request(oauth2_request):
+            return self.handle_error_response(oauth2_request, error)
+        return super().create_token_response(oauth2_request)
+
+    def authenticate_client(
+        self, request: OAuth2Request, methods: list[str], endpoint: str = "token"
+    ) -> RegisteredClient:
+        """The authenticated client, or :class:`ClientAuthenticationFailed`, whatever went
+        wrong on the way: a request that has not proved who sent it never gets past here, and
+        never gets a 500. Only a database failure passes through (the client's credentials
+        may well be right; a 500 says to try again)."""
+        try:
+            client: RegisteredClient = super().authenticate_client(request, methods, endpoint)
+        except SQLAlchemyError:
+            raise
+        except InvalidClientError as error:
+            raise ClientAuthenticationFailed(
+                error.get_error_description() or "Client authentication failed.",
+                self.context.issuer,
+            ) from error
+        except Exception as error:
+            logger.warning("client authentication failed on unexpected input", exc_info=True)
+            raise ClientAuthenticationFailed(
+                "Client authentication failed.", self.context.issuer
+            ) from error
+        return client
 
     def query_client(self, client_id: str) -> RegisteredClient | None:
         with self.context.database.session() as session:
@@ -87,6 +143,22 @@ class OpenIDProvider(StarletteAuthorizationServer):
                 authentication=person.authentication,
                 ttl_seconds=int(token["expires_in"]),
             )
+
+
+def malformed_token_request(request: OAuth2Request) -> OAuth2Error | None:
+    """The RFC 6749 error for a token request malformed before anything in it is used: a body
+    that is not form-encoded (3.2), a repeated parameter (3.2), no ``grant_type`` (4.1.3), or
+    two ways of authenticating the client at once (2.3); ``None`` if it has none of these."""
+    if not is_form_encoded(request):
+        return InvalidRequestError("The body must be application/x-www-form-urlencoded.")
+    if repeated_parameters(request):
+        return InvalidRequestError("A parameter is repeated.")
+    if not request.payload.grant_type:
+        return InvalidRequestError("Missing 'grant_type'.")
+    has_assertion = any(request.payload.data.get(name) for name in CLIENT_ASSERTION_PARAMETERS)
+    if has_assertion and request.headers.get("authorization"):
+        return InvalidRequestError("More than one client authentication method.")
+    return None
 
 
 def _remember_client(server: Any, client: RegisteredClient, grant: Any) -> None:

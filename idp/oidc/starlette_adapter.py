@@ -17,6 +17,9 @@ from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import JsonPayload, JsonRequest, OAuth2Payload, OAuth2Request
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -57,8 +60,10 @@ class StarletteOAuth2Request(OAuth2Request):
         cookies: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(method=method, uri=uri, headers=headers)
-        self._args = dict(query)
-        self._form = dict(form)
+        # First value wins everywhere, as in the payload: authlib reads some parameters from
+        # ``form`` and others from ``payload``, and both must see the same value.
+        self._args = _first_values(query)
+        self._form = _first_values(form)
         self.cookies: Mapping[str, str] = dict(cookies or {})
         self.payload = StarletteOAuth2Payload(form if method == "POST" else query)
 
@@ -69,6 +74,26 @@ class StarletteOAuth2Request(OAuth2Request):
     @property
     def form(self) -> dict[str, str]:
         return self._form
+
+
+def _first_values(items: list[tuple[str, str]]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for key, value in items:
+        values.setdefault(key, value)
+    return values
+
+
+def repeated_parameters(request: OAuth2Request) -> list[str]:
+    """The names of the request's parameters (query for GET, form for POST) given more than
+    once: RFC 6749 section 3.1 and 3.2 say a parameter MUST NOT be repeated."""
+    return [name for name, values in request.payload.datalist.items() if len(values) > 1]
+
+
+def is_form_encoded(request: OAuth2Request) -> bool:
+    """Whether the body is ``application/x-www-form-urlencoded`` (parameters of any other body
+    type are not OAuth parameters: RFC 6749 section 3.2, RFC 6750 section 2.2)."""
+    content_type = request.headers.get("content-type") or ""
+    return content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
 
 
 class StarletteJsonPayload(JsonPayload):
@@ -94,10 +119,17 @@ def public_uri(request: Request, public_base_url: str) -> str:
 
 
 async def read_oauth2_request(request: Request, public_base_url: str) -> StarletteOAuth2Request:
-    """Read the whole request (the form body for POST) so authlib can run without awaiting."""
+    """Read the whole request (the form body for POST) so authlib can run without awaiting.
+
+    A body that cannot be read as a form (a broken or file-carrying multipart body) carries no
+    parameters: the endpoint then judges the request without them, as it would one with an
+    empty body; the token and userinfo endpoints refuse any body not form-encoded."""
     form: list[tuple[str, str]] = []
     if request.method == "POST":
-        data = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        try:
+            data = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        except (HTTPException, MultiPartException):
+            data = FormData()
         form = [(key, value) for key, value in data.multi_items() if isinstance(value, str)]
     return StarletteOAuth2Request(
         request.method,

@@ -5,14 +5,79 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.consts import default_json_headers
-from authlib.oauth2.rfc6749 import OAuth2Request, ResourceProtector
+from authlib.oauth2.rfc6749 import OAuth2Request, ResourceProtector, TokenValidator
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oidc.core import UserInfoEndpoint
 
 from idp.directory.people import find_entry
 from idp.oidc.claims import PersonForClient
 from idp.oidc.context import ProviderContext
+from idp.oidc.starlette_adapter import is_form_encoded
 from idp.oidc.tokens import IssuedToken, find_access_token
+
+BEARER = "Bearer"
+TOKEN_PARAMETER = "access_token"  # noqa: S105 (a parameter name)
+
+
+class NoBearerToken(OAuth2Error):
+    """The request carries no bearer token: 401 with a bare challenge and no error code
+    (RFC 6750 3.1: a request without credentials gets none)."""
+
+    status_code = 401
+
+    def get_body(self) -> list[tuple[str, str]]:
+        return []
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*default_json_headers, ("WWW-Authenticate", BEARER)]
+
+
+class MalformedBearerRequest(InvalidRequestError):
+    """``invalid_request`` (400) of RFC 6750 3.1, with its challenge."""
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        challenge = f'{BEARER} error="{self.error}", error_description="{self.description}"'
+        return [*super().get_headers(), ("WWW-Authenticate", challenge)]
+
+
+class BearerTokenProtector(ResourceProtector):
+    """Finds the bearer token where RFC 6750 allows it here: the ``Authorization`` header
+    (2.1) or an ``access_token`` in a form-encoded POST body (2.2, pyoidc's default).
+
+    Refused with ``invalid_request``: a body that is not form-encoded, a token in more than
+    one place (RFC 6750 2), twice in the body, or in the URI query (2.3: URLs end up in logs
+    and history; 5.3 advises against it). No token at all is :class:`NoBearerToken`.
+    """
+
+    def parse_request_authorization(self, request: OAuth2Request) -> tuple[TokenValidator, str]:
+        has_body_type = request.method == "POST" and request.headers.get("content-type")
+        if has_body_type and not is_form_encoded(request):
+            raise MalformedBearerRequest(
+                "A request body must be application/x-www-form-urlencoded."
+            )
+        header = request.headers.get("Authorization") or ""
+        scheme, _, credentials = header.strip().partition(" ")
+        in_header = scheme.lower() == BEARER.lower()
+        in_body = request.method == "POST" and TOKEN_PARAMETER in request.payload.datalist
+        if TOKEN_PARAMETER in request.args:
+            raise MalformedBearerRequest(
+                "Send the access token in the Authorization header or a form-encoded body."
+            )
+        if in_header and in_body:
+            raise MalformedBearerRequest("The access token was sent in more than one way.")
+        if in_header:
+            token = credentials.strip()
+        elif in_body:
+            values = request.payload.datalist[TOKEN_PARAMETER]
+            if len(values) > 1:
+                raise MalformedBearerRequest("The access_token parameter is repeated.")
+            token = values[0]
+        else:
+            raise NoBearerToken()
+        if not token:
+            raise MalformedBearerRequest("The access token is empty.")
+        return self.get_token_validator(BEARER), token
 
 
 class AccessTokens(BearerTokenValidator):

@@ -3,12 +3,14 @@
 - ``/healthz``: the process serves requests (liveness; never touches the database). In a node
   with several worker processes it also says which one answered (``worker``: its index,
   ``pid``), from ``app.state.worker`` (set by :mod:`idp.server.worker`).
-- ``/readyz``: the node can complete logins: the database answers and its schema is the
-  newest migration; the SAML signing key and certificate are there and the certificate is
-  valid; the OIDC signing keys are loaded; the IdP's own metadata can be built and signed
-  with a ``validUntil`` in the future, and no SP metadata file is past its ``validUntil``.
-  200 with ``{"status": "ready", "checks": …}`` or 503 with the failing checks. The result is
-  cached for a few seconds so that probes cannot load the node.
+- ``/readyz``: the node can complete logins now: the database takes a write (an UPDATE in a
+  transaction that is rolled back) and its schema is the newest migration; ``var/`` takes a
+  small file (a full or read-only disk fails here); the SAML signing key and certificate are
+  there and the certificate is valid; the OIDC signing keys are loaded; the IdP's own metadata
+  can be built and signed with a ``validUntil`` in the future, and no SP metadata file is past
+  its ``validUntil``. 200 with ``{"status": "ready", "checks": …}`` or 503 with the failing
+  checks. Nothing is cached: every probe checks afresh (a few milliseconds); concurrent
+  probes take turns, so probes cannot pile up on the database.
 - ``/metrics``: Prometheus text format (:mod:`idp.ops.metrics`), only to clients in
   ``metrics_allowed_networks`` (others get 404, as if there were nothing there).
 """
@@ -16,8 +18,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,18 +27,21 @@ from typing import Any
 from cryptography import x509
 from defusedxml import ElementTree
 from fastapi import APIRouter
+from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from idp.db import head_revision, schema_status
+from idp.db import head_revision
 from idp.federation.rollover import signing_keys
 from idp.methods.client_certificate import TrustedProxies
 from idp.ops.metrics import CONTENT_TYPE, IdpMetrics
 from idp.services import Services
 
 router = APIRouter()
-READINESS_CACHE_SECONDS = 5.0
+# Written to var/ and deleted by every probe: a disk that cannot take this cannot take a login's
+# SQLite pages or the node's files either.
+VAR_PROBE = b"\0" * 16384
 
 
 def _parse_instant(value: str) -> dt.datetime:
@@ -55,20 +60,18 @@ class ReadinessProbe:
 
     services: Services
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _cached: tuple[float, bool, dict[str, Any]] | None = None
+    # The migrations on disk do not change while the process runs: read them once.
+    _head: str = field(default_factory=head_revision)
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < READINESS_CACHE_SECONDS:
-                return self._cached[1], self._cached[2]
             checks = {
                 "database": self._run(self._database),
+                "var": self._run(self._var),
                 "keys": self._run(self._keys),
                 "metadata": self._run(self._metadata),
             }
-            ready = all(result["ok"] for result in checks.values())
-            self._cached = (time.monotonic(), ready, checks)
-            return ready, checks
+            return all(result["ok"] for result in checks.values()), checks
 
     @staticmethod
     def _run(check: Any) -> dict[str, Any]:
@@ -79,12 +82,28 @@ class ReadinessProbe:
         return {"ok": True, **(detail or {})}
 
     def _database(self) -> dict[str, Any]:
-        database = self.services.database
-        database.ping()
-        status = schema_status(database.engine)
-        if not status.up_to_date:
-            raise RuntimeError(f"schema at {status.current}, newest is {head_revision()}")
-        return {"backend": database.engine.dialect.name, "schema": status.current}
+        engine = self.services.database.engine
+        with engine.connect() as connection, connection.begin() as transaction:
+            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            if current != self._head:
+                raise RuntimeError(f"schema at {current}, newest is {self._head}")
+            # A real write (a row lock; on SQLite the write lock) that changes nothing: a
+            # read-only, locked or standby database fails here, as a login would.
+            connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            transaction.rollback()
+        return {"backend": engine.dialect.name, "schema": current}
+
+    def _var(self) -> dict[str, Any]:
+        directory: Path = self.services.settings.var_dir
+        probe = directory / f".readyz-{os.getpid()}"
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(VAR_PROBE)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+        return {"path": str(directory)}
 
     def _keys(self) -> dict[str, Any]:
         keys = signing_keys(self.services.settings)

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from idp.config import REPO_ROOT
@@ -99,6 +99,7 @@ class PostgresCluster:
     process: subprocess.Popen | None = None
     database: str = "idp"
     user: str = "idp"
+    options: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -125,8 +126,33 @@ class PostgresCluster:
             timeout=120,
         )
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown) and delete its directory."""
+    def start(self, timeout: float = 60) -> None:
+        """Run the server on the cluster's data directory (a child of this process, told to
+        shut down if this process dies) and wait until it accepts connections."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(self.bin_dir / "postgres"), "-D", str(self.directory / "data"), *self.options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self.run_as,
+                cwd=self.directory,
+                preexec_fn=_die_with_parent(signal.SIGINT),
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise ClusterError(f"postgres exited: {self.log_path.read_text(errors='replace')}")
+            try:
+                _ask_postgres(self.port, self.user)
+                return
+            except Exception as exc:  # not accepting connections yet
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"postgres did not start: {exc}") from exc
+                time.sleep(0.05)
+
+    def shutdown(self) -> None:
+        """Stop the server (fast shutdown: sessions are ended) and keep its data, so that
+        :meth:`start` brings the same database back."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
             try:
@@ -134,6 +160,10 @@ class PostgresCluster:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) and delete its directory."""
+        self.shutdown()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -182,30 +212,12 @@ def start_postgres(port: int, *, durable: bool = False) -> PostgresCluster:
     ]
     if not durable:
         settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
-    options = [part for setting in settings for part in ("-c", setting)]
-    with open(cluster.log_path, "wb") as log:
-        cluster.process = subprocess.Popen(
-            [str(cluster.bin_dir / "postgres"), "-D", str(data), *options],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=run_as,
-            cwd=directory,
-            preexec_fn=_die_with_parent(signal.SIGINT),
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        if cluster.process.poll() is not None:
-            log_text = cluster.log_path.read_text(errors="replace")
-            cluster.stop()
-            raise ClusterError(f"postgres exited: {log_text}")
-        try:
-            _ask_postgres(port, cluster.user)
-            break
-        except Exception as exc:  # not accepting connections yet
-            if time.monotonic() > deadline:
-                cluster.stop()
-                raise ClusterError(f"postgres did not start: {exc}") from exc
-            time.sleep(0.1)
+    cluster.options = [part for setting in settings for part in ("-c", setting)]
+    try:
+        cluster.start()
+    except ClusterError:
+        cluster.stop()
+        raise
     _ask_postgres(port, cluster.user, f'CREATE DATABASE "{cluster.database}"')
     return cluster
 

@@ -86,8 +86,8 @@ class OperationsMiddleware:
                 elapsed * 1000,
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 1)},
             )
-            # After an exception the id stays set: Starlette's outermost error middleware logs
-            # the traceback after this returns, and that line must carry the id too. The next
-            # request sets its own.
+            # After an exception (only a cancelled request gets here: idp.web.failsafe answers
+            # every other one) the id stays set, so that whatever logs it next carries the id
+            # too. The next request sets its own.
             if not failed:
                 request_id_var.reset(token)

@@ -40,7 +40,7 @@ from idp.saml.server import (
 from idp.saml.statuses import AUTHN_FAILED, CANCELLED, NO_PASSIVE
 from idp.services import BackToService, FailureResponder, Services, services_of
 from idp.store.models import SeenMessage
-from idp.web.messages import SAML_REQUEST_MESSAGE, UNKNOWN_SP_MESSAGE
+from idp.web.messages import MESSAGES, SAML_REQUEST_MESSAGE, UNKNOWN_SP_MESSAGE
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
 router = APIRouter(prefix="/saml")
@@ -268,4 +268,18 @@ async def respond_to_saml_login(
             detail=str(exc),
         )
         return error_page(request, "directory_entry_unusable")
+    except SamlRequestRejected as exc:
+        # The SP's metadata changed since its request was accepted (no usable encryption key
+        # where one is required, an ACS that may not receive a Response), or encryption
+        # failed: nothing is sent, least of all the Assertion in clear.
+        await record_audit_event_in_thread(
+            services.database,
+            "saml.response",
+            outcome="failed",
+            reason=exc.reason,
+            hsa_id=authentication.hsa_id,
+            client_id=info.sp_entity_id,
+            detail=exc.detail,
+        )
+        return error_page(request, exc.reason, message=MESSAGES["sp_cannot_be_answered"])
     return _post_page(request, info, built.encoded)

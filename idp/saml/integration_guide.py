@@ -18,7 +18,7 @@ from saml2.saml import (
 )
 
 from idp.config import REPO_ROOT
-from idp.saml import attributes, loa, statuses
+from idp.saml import attributes, encryption, loa, statuses
 
 # The entityID the repository's copy (docs/INTEGRATION.md) is written for.
 DOCUMENTED_ENTITY_ID = "https://idp.example.org/saml/metadata"
@@ -52,6 +52,10 @@ class IntegrationGuide:
     name_id_formats: tuple[tuple[str, str], ...]  # (format, what it gives)
     comparisons: tuple[str, ...]
     statuses: tuple[StatusGuide, ...]
+    encryption_methods: tuple[tuple[str, str], ...]  # (Algorithm, when it is used)
+    encryption_refused: tuple[str, ...]
+    encryption_min_rsa_bits: int
+    encryption_key_descriptor: str
     shibboleth_attribute_map: str
     shibboleth_requested_attributes: str
     simplesamlphp_authsource: str
@@ -111,6 +115,45 @@ def _status_guides() -> tuple[StatusGuide, ...]:
     )
 
 
+_DIGEST_NAMES = {
+    encryption.SHA1: "SHA-1",
+    encryption.SHA256: "SHA-256",
+    encryption.SHA384: "SHA-384",
+    encryption.SHA512: "SHA-512",
+}
+
+
+def _encryption_methods() -> tuple[tuple[str, str], ...]:
+    return (
+        (encryption.AES256_GCM, "content encryption: the default"),
+        (encryption.AES128_GCM, "content encryption, if your metadata names it first"),
+        (
+            encryption.RSA_OAEP_MGF1P,
+            "key transport: the default, OAEP digest SHA-1 unless your ds:DigestMethod says "
+            "SHA-256, SHA-384 or SHA-512",
+        ),
+        (
+            encryption.RSA_OAEP,
+            "key transport, if your metadata names it first: OAEP digest "
+            f"{_DIGEST_NAMES[encryption.DEFAULT_RSA_OAEP_DIGEST]} and MGF1 with SHA-1 unless "
+            "your ds:DigestMethod and xenc11:MGF say otherwise",
+        ),
+    )
+
+
+def _encryption_key_descriptor() -> str:
+    return (
+        '<md:KeyDescriptor use="encryption">\n'
+        "  <ds:KeyInfo><ds:X509Data><ds:X509Certificate>…</ds:X509Certificate>"
+        "</ds:X509Data></ds:KeyInfo>\n"
+        f'  <md:EncryptionMethod Algorithm="{encryption.AES256_GCM}"/>\n'
+        f'  <md:EncryptionMethod Algorithm="{encryption.RSA_OAEP_MGF1P}">\n'
+        f'    <ds:DigestMethod Algorithm="{encryption.SHA256}"/>\n'
+        "  </md:EncryptionMethod>\n"
+        "</md:KeyDescriptor>"
+    )
+
+
 def _all_attributes() -> list[tuple[str, str]]:
     return [(a.name, a.friendly_name) for p in attributes.PROFILES for a in p.attributes]
 
@@ -148,6 +191,9 @@ def _simplesamlphp_authsource(entity_id: str) -> str:
         f"        'Format' => '{NAMEID_FORMAT_PERSISTENT}',\n"
         "        'AllowCreate' => true,\n"
         "    ],\n"
+        # Without a name SimpleSAMLphp leaves AttributeConsumingService out of its metadata,
+        # and the IdP releases nothing (found by tests/interop/test_simplesamlphp.py).
+        "    'name' => ['sv' => 'Min tjänst', 'en' => 'My service'],\n"
         f"    'attributes.NameFormat' => '{attributes.NAME_FORMAT_URI}',\n"
         "    'attributes' => [\n"
         f"{names},\n"
@@ -208,6 +254,10 @@ def integration_guide(entity_id: str) -> IntegrationGuide:
         ),
         comparisons=loa.COMPARISONS,
         statuses=_status_guides(),
+        encryption_methods=_encryption_methods(),
+        encryption_refused=tuple(encryption.REFUSED_ALGORITHMS.values()),
+        encryption_min_rsa_bits=encryption.MIN_RSA_BITS,
+        encryption_key_descriptor=_encryption_key_descriptor(),
         shibboleth_attribute_map=_shibboleth_attribute_map(),
         shibboleth_requested_attributes=_requested_attributes(attributes.SWEDISH_EID),
         simplesamlphp_authsource=_simplesamlphp_authsource(entity_id),

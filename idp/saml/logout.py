@@ -38,9 +38,6 @@ from idp.saml.messages import (
 )
 from idp.saml.server import DIGEST_SHA256, SIG_RSA_SHA256, SamlIdentityProvider, ServiceProvider
 
-# How far a message's IssueInstant may be from our clock (as for AuthnRequests).
-ISSUE_INSTANT_PAST = dt.timedelta(minutes=5)
-ISSUE_INSTANT_FUTURE = dt.timedelta(seconds=60)
 # How long the SP has to act on the IdP's LogoutRequest (its NotOnOrAfter).
 LOGOUT_REQUEST_LIFETIME_MINUTES = 5
 _BINDINGS = (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST)
@@ -201,8 +198,8 @@ class SamlLogout:
             issued = _time(message.issue_instant)
         except (TypeError, ValueError) as exc:
             raise LogoutRejected("malformed_request", "IssueInstant is not a time") from exc
-        now = dt.datetime.now(dt.UTC)
-        if issued < now - ISSUE_INSTANT_PAST or issued > now + ISSUE_INSTANT_FUTURE:
+        skew = dt.timedelta(seconds=self._settings.saml_clock_skew_seconds)
+        if abs(issued - dt.datetime.now(dt.UTC)) > skew:
             raise LogoutRejected("stale_request", f"IssueInstant {message.issue_instant}")
         return sp
 

@@ -7,7 +7,8 @@ audience, an AuthnStatement with a fresh SessionIndex, and the released attribut
 NameFormat ``uri``). The Assertion is signed first and the Response over it, both enveloped,
 RSA-SHA256 over SHA-256 digests with exclusive canonicalisation, the IdP's certificate in
 KeyInfo — the shape pysaml2's ``Server.create_authn_response`` produced, which SPs (and the
-tests' pysaml2 SP) verify.
+tests' pysaml2 SP) verify. For an SP with an encryption key the signed Assertion is replaced by
+a ``saml:EncryptedAssertion`` (:mod:`idp.saml.encryption`) before the Response is signed.
 
 Why not pysaml2's ``create_authn_response``: it builds the Response as pysaml2 objects,
 serialises them with ElementTree, and hands the string to the crypto backend once per
@@ -32,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from idp.saml.encryption import Recipient, encrypt_assertion
 from idp.saml.xmlsec_backend import (
     DSIG_NS,
     ENVELOPED,
@@ -182,13 +184,23 @@ def _response(addressing: Addressing, now: dt.datetime) -> etree._Element:
 
 
 def _sign_and_serialise(
-    response: etree._Element, signer: ResponseSigner, assertion: etree._Element | None
+    response: etree._Element,
+    signer: ResponseSigner,
+    assertion: etree._Element | None,
+    recipient: Recipient | None = None,
 ) -> bytes:
-    # The Assertion first: the Response's digest covers the Assertion's finished signature.
-    for element in (assertion, response):
-        if element is not None:
-            _signature_template(element, signer.certificate_base64)
-            sign_enveloped(element, signer.key)
+    # The Assertion first: the Response's digest covers the Assertion's finished signature
+    # (and, for an SP with an encryption key, the EncryptedAssertion that replaced it).
+    if assertion is not None:
+        _signature_template(assertion, signer.certificate_base64)
+        sign_enveloped(assertion, signer.key)
+        if recipient is not None:
+            # The Assertion is the Response's last child: the wrapper takes its place.
+            wrapper = _element(response, SAML_NS, "EncryptedAssertion")
+            response.remove(assertion)
+            wrapper.append(encrypt_assertion(assertion, recipient))
+    _signature_template(response, signer.certificate_base64)
+    sign_enveloped(response, signer.key)
     return etree.tostring(response, xml_declaration=True, encoding="UTF-8")
 
 
@@ -202,6 +214,7 @@ def build_login_response(
     attributes: Sequence[Attribute],
     lifetime: dt.timedelta,
     signer: ResponseSigner,
+    encrypt_for: Recipient | None = None,
     now: dt.datetime | None = None,
 ) -> BuiltResponse:
     """A Success Response with one signed Assertion about ``name_id``, signed itself.
@@ -209,7 +222,9 @@ def build_login_response(
     Every Response gets a fresh SessionIndex; :attr:`BuiltResponse.subject` says what the SP
     received (for Single Logout). The Assertion is valid from ``now`` for ``lifetime`` and for
     the SP ``audience`` only; bearer confirmation is bound to the ACS (``destination``) and the
-    request (``in_response_to``).
+    request (``in_response_to``). With ``encrypt_for``, the signed Assertion is sent only as a
+    ``saml:EncryptedAssertion`` for that key (:mod:`idp.saml.encryption`, which raises
+    :class:`~idp.saml.encryption.EncryptionError` rather than send it in clear).
     """
     now = now or dt.datetime.now(dt.UTC)
     until = _instant(now + lifetime)
@@ -271,7 +286,7 @@ def build_login_response(
                     holder.text = value
     except ValueError as exc:  # lxml: "All strings must be XML compatible"
         raise ResponseContentError(str(exc)) from exc
-    return BuiltResponse(_sign_and_serialise(response, signer, assertion), subject)
+    return BuiltResponse(_sign_and_serialise(response, signer, assertion, encrypt_for), subject)
 
 
 def build_status_response(

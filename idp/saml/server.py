@@ -4,7 +4,9 @@ pysaml2 reads SP metadata, parses requests and verifies their enveloped signatur
 the in-process backend, :mod:`idp.saml.xmlsec_backend`). This module adds what pysaml2 leaves
 to its caller or gets too loose for an IdP: per-SP signed-request policy read from the SP's
 metadata, redirect-binding signatures verified over the exact query octets received, ACS URLs
-only from metadata, tight IssueInstant checks, and attribute release per profile. Responses
+only from metadata and only https (idp/federation/acs.py, the rule `idp metadata validate`
+applies), tight IssueInstant checks, attribute release per profile, and the Assertion
+encrypted for an SP that publishes an encryption key (idp/saml/encryption.py). Responses
 are built and signed by :mod:`idp.saml.response`, with the signing key of the same
 configuration snapshot as the metadata.
 
@@ -42,11 +44,19 @@ from saml2.time_util import str_to_time
 
 from idp.authn import Authentication
 from idp.config import Settings
+from idp.federation.acs import acs_location_problem
 from idp.federation.idp_metadata import build_idp_metadata
 from idp.federation.remote import AuditHook, RemoteAggregate
 from idp.federation.rollover import signing_keys, state_stamp
 from idp.saml import attributes
 from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
+from idp.saml.encryption import (
+    EncryptionError,
+    Recipient,
+    choose_recipient,
+    encryption_refusal,
+    offers_from_descriptor,
+)
 from idp.saml.loa import AuthnContextNotMet, choose_authn_context, requested_context
 from idp.saml.messages import (
     MessageRejected,
@@ -70,9 +80,6 @@ from idp.xml_schema_types import NotABoolean, xs_boolean
 
 logger = logging.getLogger("idp.saml")
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
-# How far an AuthnRequest's IssueInstant may be from our clock.
-ISSUE_INSTANT_PAST = dt.timedelta(minutes=5)
-ISSUE_INSTANT_FUTURE = dt.timedelta(seconds=60)
 ASSERTION_LIFETIME = dt.timedelta(minutes=5)
 
 
@@ -108,6 +115,14 @@ class ServiceProvider:
     requested_attributes: tuple[str, ...]
     entity_categories: tuple[str, ...]
     profile: attributes.AttributeProfile = field(compare=False)
+    # Why Responses may not go to this SP's ACS locations (idp/federation/acs.py), the rule
+    # `idp metadata validate` applies too; any problem makes the SP unusable, as there.
+    acs_problems: tuple[str, ...] = ()
+    # The SP's usable encryption key and algorithms: its Assertions are sent only encrypted.
+    encryption: Recipient | None = field(default=None, compare=False)
+    # Why no login may be answered for this SP (its profile requires encryption, and it has
+    # no usable encryption key), or None.
+    encryption_refusal: str | None = None
 
     def default_acs(self) -> str | None:
         if not self.acs_post_urls:
@@ -339,6 +354,12 @@ class SamlIdentityProvider:
             self._remote.start(refresh_now=False)
         self._pairwise_secret = pairwise_secret
         self._audit = audit
+        unknown = set(settings.require_encryption_profiles) - {p.name for p in attributes.PROFILES}
+        if unknown:
+            raise ValueError(
+                f"IDP_REQUIRE_ENCRYPTION_PROFILES names unknown profiles {sorted(unknown)}; "
+                f"known: {[profile.name for profile in attributes.PROFILES]}"
+            )
         self._lock = threading.Lock()
         self._stamp: tuple[object, ...] | None = None
         self._current: _Snapshot | None = None
@@ -366,8 +387,8 @@ class SamlIdentityProvider:
         with self._lock:
             if self._current is None or stamp != self._stamp:
                 files = [name for name, _mtime, _size in directory] + remote
-                # Sign and verify in-process (see xmlsec_backend); xmlsec1 stays only for
-                # encryption, which the backend delegates and the IdP does not use.
+                # Sign and verify in-process (see xmlsec_backend); Assertions are encrypted
+                # in-process too (idp/saml/encryption.py), never through pysaml2's hooks.
                 crypto = shared_backend(XMLSEC_BINARY)
                 server = Server(config=_pysaml2_config(self._settings, files, crypto))
                 # Entity.__init__ built server.sec with pysaml2's xmlsec1 backend: replace it.
@@ -384,6 +405,8 @@ class SamlIdentityProvider:
                     ResponseSigner.certificate_text(keys.cert_file),
                 )
                 self._current, self._stamp = _Snapshot(server, signer), stamp
+                # This reads every SP once (_describe_sp), so an unusable encryption key or ACS
+                # is logged when the metadata is loaded, not first when somebody logs in.
                 self._report_unreleased_attributes(server)
             return self._current
 
@@ -445,6 +468,15 @@ class SamlIdentityProvider:
             for service in descriptor.get("assertion_consumer_service", [])
             if service.get("binding") == BINDING_HTTP_POST
         )
+        acs_problems = tuple(
+            problem
+            for location, _index, _default in acs
+            if (
+                problem := acs_location_problem(
+                    location, allow_http_loopback=self._settings.allow_http_loopback_acs
+                )
+            )
+        )
         requirement = metadata.attribute_requirement(entity_id) or {}
         requested = tuple(
             attribute["name"]
@@ -460,6 +492,8 @@ class SamlIdentityProvider:
             except ValueError:
                 continue
         display_name = _display_name(metadata, entity_id, descriptor)
+        profile = attributes.choose_profile(requested, categories)
+        encryption = choose_recipient(entity_id, offers_from_descriptor(descriptor))
         return ServiceProvider(
             entity_id=entity_id,
             display_name=display_name,
@@ -471,7 +505,12 @@ class SamlIdentityProvider:
             signing_certificates=tuple(certificates),
             requested_attributes=requested,
             entity_categories=categories,
-            profile=attributes.choose_profile(requested, categories),
+            profile=profile,
+            acs_problems=acs_problems,
+            encryption=encryption.recipient,
+            encryption_refusal=encryption_refusal(
+                profile.name, self._settings.require_encryption_profiles, encryption
+            ),
         )
 
     # --- requests ----------------------------------------------------------------------------
@@ -526,6 +565,8 @@ class SamlIdentityProvider:
             raise SamlRequestRejected(
                 "unsigned_request", "the SP's metadata says its requests are signed"
             )
+        # The SP is who it says: is it one the IdP may answer at all?
+        self._check_usable(sp)
 
         self._check_timing_and_destination(message, binding)
         acs_url = self._choose_acs(message, sp)
@@ -556,6 +597,14 @@ class SamlIdentityProvider:
             raise SamlRequestNotMet(info, INVALID_NAME_ID_POLICY, str(exc)) from exc
 
     @staticmethod
+    def _check_usable(sp: ServiceProvider) -> None:
+        """Refuse, before anybody logs in, an SP that could never be answered safely."""
+        if sp.acs_problems:
+            raise SamlRequestRejected("insecure_acs", "; ".join(sp.acs_problems))
+        if sp.encryption_refusal:
+            raise SamlRequestRejected("encryption_required", sp.encryption_refusal)
+
+    @staticmethod
     def _verify_redirect_signature(received: BindingMessage, sp: ServiceProvider) -> bool:
         """Verify the HTTP-Redirect signature; True if signed and valid, False if unsigned."""
         if received.query_signature is None:
@@ -579,8 +628,8 @@ class SamlIdentityProvider:
             )
         except (TypeError, ValueError) as exc:
             raise SamlRequestRejected("malformed_request", "IssueInstant is not a time") from exc
-        now = dt.datetime.now(dt.UTC)
-        if issued < now - ISSUE_INSTANT_PAST or issued > now + ISSUE_INSTANT_FUTURE:
+        skew = dt.timedelta(seconds=self._settings.saml_clock_skew_seconds)
+        if abs(issued - dt.datetime.now(dt.UTC)) > skew:
             raise SamlRequestRejected("stale_request", f"IssueInstant {message.issue_instant}")
 
     @staticmethod
@@ -632,24 +681,36 @@ class SamlIdentityProvider:
     def build_authn_response(
         self, request: AuthnRequestInfo, authentication: Authentication
     ) -> BuiltResponse:
-        """A signed Response with a signed Assertion for the SP that sent ``request``."""
+        """A signed Response with a signed Assertion for the SP that sent ``request``.
+
+        The Assertion is encrypted for an SP with a usable encryption key. Raises
+        :class:`SamlRequestRejected` when the SP's metadata no longer allows an answer (gone,
+        an ACS that may not receive one, encryption required but no key) or encryption fails:
+        the Assertion is never sent in clear instead.
+        """
         snapshot = self._snapshot()
         sp = self._describe_sp(snapshot.server, request.sp_entity_id)
         if sp is None:
             raise SamlRequestRejected("unknown_sp", f"no metadata for {request.sp_entity_id}")
+        # The metadata may have changed since the request was accepted.
+        self._check_usable(sp)
         names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
-        return build_login_response(
-            Addressing(self._settings.entity_id, request.acs_url, request.request_id),
-            audience=sp.entity_id,
-            name_id=self._name_id(
-                sp, request.name_id_format or sp.profile.name_id_format, authentication
-            ),
-            authn_instant=authentication.authn_instant,
-            authn_context_class=request.authn_context_class or sp.profile.loa,
-            attributes=attributes.released_attributes(sp.profile, names, authentication),
-            lifetime=ASSERTION_LIFETIME,
-            signer=snapshot.signer,
-        )
+        try:
+            return build_login_response(
+                Addressing(self._settings.entity_id, request.acs_url, request.request_id),
+                audience=sp.entity_id,
+                name_id=self._name_id(
+                    sp, request.name_id_format or sp.profile.name_id_format, authentication
+                ),
+                authn_instant=authentication.authn_instant,
+                authn_context_class=request.authn_context_class or sp.profile.loa,
+                attributes=attributes.released_attributes(sp.profile, names, authentication),
+                lifetime=ASSERTION_LIFETIME,
+                signer=snapshot.signer,
+                encrypt_for=sp.encryption,
+            )
+        except EncryptionError as exc:
+            raise SamlRequestRejected("encryption_failed", str(exc)) from exc
 
     def build_error_response(
         self, request: AuthnRequestInfo, status: ErrorStatus, message: str

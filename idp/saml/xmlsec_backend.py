@@ -21,9 +21,9 @@ on the document it actually verifies and adds its own:
   (key-type confusion: CVE-2021-21239);
 - the key is the one pysaml2 passes (from metadata), never one from the document's KeyInfo.
 
-Encryption and decryption are not implemented here: they are delegated to pysaml2's
-:class:`~saml2.sigver.CryptoBackendXmlSec1` (the ``xmlsec1`` program). The IdP encrypts nothing,
-so this only matters if encrypted assertions are ever configured.
+pysaml2's encryption and decryption hooks are not implemented here: they are delegated to
+pysaml2's :class:`~saml2.sigver.CryptoBackendXmlSec1` (the ``xmlsec1`` program). The IdP never
+calls them: it encrypts Assertions in process with :mod:`idp.saml.encryption`.
 
 Thread-safe: every call parses its own document and uses its own signature context; the key
 caches are guarded by a lock.
@@ -418,7 +418,7 @@ class XmlSecBackend(CryptoBackend):
     def encrypt(
         self, text: str, recv_key: str, template: str, session_key_type: str, xpath: str = ""
     ) -> Any:
-        """Delegated to ``xmlsec1`` (not used by the IdP)."""
+        """Delegated to ``xmlsec1`` (not used by the IdP, see :mod:`idp.saml.encryption`)."""
         return self._fallback.encrypt(text, recv_key, template, session_key_type, xpath)
 
     def encrypt_assertion(

@@ -15,7 +15,11 @@ application in the standard ASGI TLS extension (``scope["extensions"]["tls"]
 happens in ``idp.siths.validation``, the same code for every login method and deployment.
 
 The listener speaks HTTP/1.1 (h11) and serves only the few small requests of a certificate
-login; bodies are bounded and connections time out.
+login. Every phase of a connection is bounded (:class:`ListenerLimits`), so that sockets
+that send nothing, or drip a byte at a time, are closed within seconds: the client's TLS hello,
+the whole handshake, the wait for the next request on a kept-alive connection, and the whole
+request (head and body) from its first byte. A request head over :data:`MAX_HEADER_BYTES`
+gets the IdP's 431 page, a request that does not arrive in time its 408 page.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import contextlib
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +37,45 @@ import h11
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
+from idp.web.failsafe import bare_error_answer
+from idp.web.render import standalone_error_page
+
 logger = logging.getLogger("idp.cert_listener")
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-# The user may be typing a PIN during the handshake: allow for it.
-HANDSHAKE_TIMEOUT_SECONDS = 120.0
-IDLE_TIMEOUT_SECONDS = 30.0
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 READ_SIZE = 65536
+# After refusing a request, read (and drop) what the client is still sending, for at most this
+# long and this much, before closing: closing with unread data resets the connection, and the
+# browser may then lose the answer before it has shown it (nginx's lingering_close).
+LINGER_SECONDS = 2.0
+LINGER_MAX_BYTES = 1024 * 1024
+# The reason codes of the pages for a refused request head (idp.web.messages).
+REFUSAL_REASONS = {
+    408: "request_timeout",
+    431: "request_header_too_large",
+}
+
+
+@dataclass(frozen=True)
+class ListenerLimits:
+    """How long each phase of a connection may take, in seconds (``idp.config.Settings``
+    ``cert_*`` settings). The defaults are those of a node that was given no settings."""
+
+    # From the connection to the client's TLS hello: nothing human happens before it.
+    tls_hello: float = 10.0
+    # The whole handshake: it includes choosing the certificate and typing the card's PIN
+    # (the card signs the handshake), so it is a person's time, not a machine's.
+    handshake: float = 60.0
+    # From the handshake or the last response to the first byte of the next request.
+    keep_alive: float = 30.0
+    # From a request's first byte to its last (head and body), however the bytes trickle in.
+    request: float = 20.0
+
+
+class _RequestTimedOut(Exception):
+    pass
 
 
 class _ClientGone(Exception):
@@ -79,7 +114,9 @@ class _TlsStream:
         self._reader = reader
         self._writer = writer
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> int:
+        """Send what TLS has to send; returns how many bytes that was."""
+        sent = 0
         while True:
             try:
                 data = self._tls.bio_read(READ_SIZE)
@@ -88,7 +125,9 @@ class _TlsStream:
             if not data:
                 break
             self._writer.write(data)
+            sent += len(data)
         await self._writer.drain()
+        return sent
 
     async def _fill(self) -> bool:
         data = await self._reader.read(READ_SIZE)
@@ -98,13 +137,20 @@ class _TlsStream:
         self._tls.bio_write(data)
         return True
 
-    async def handshake(self) -> None:
+    async def handshake(self, hello_timeout: float) -> None:
+        """Complete the handshake. Until the server has answered the client's hello, each
+        read must arrive within ``hello_timeout`` seconds of the start (``TimeoutError``);
+        the rest is bounded by the caller."""
+        hello_deadline = asyncio.get_running_loop().time() + hello_timeout
+        answered = False
         while True:
             try:
                 self._tls.do_handshake()
             except SSL.WantReadError:
-                await self._flush()
-                if not await self._fill():
+                answered = await self._flush() > 0 or answered
+                async with asyncio.timeout_at(None if answered else hello_deadline):
+                    filled = await self._fill()
+                if not filled:
                     raise _ClientGone from None
                 continue
             await self._flush()
@@ -157,10 +203,12 @@ class CertificateListener:
         key_file: Path,
         strip_header: str = "x-ssl-client-cert",
         reuse_port: bool = False,
+        limits: ListenerLimits | None = None,
     ) -> None:
         """``reuse_port``: bind with ``SO_REUSEPORT``, so that the node's other worker processes
         can listen on the same port and the kernel spreads the connections over them."""
         self._app = app
+        self._limits = limits or ListenerLimits()
         self._host = host
         self._port = port
         self._context = make_tls_context(cert_file, key_file)
@@ -186,7 +234,7 @@ class CertificateListener:
         connection.set_accept_state()
         stream = _TlsStream(connection, reader, writer)
         try:
-            await asyncio.wait_for(stream.handshake(), HANDSHAKE_TIMEOUT_SECONDS)
+            await asyncio.wait_for(stream.handshake(self._limits.tls_hello), self._limits.handshake)
             await self._serve_http(stream, peer)
         except (_ClientGone, SSL.Error, ConnectionError, TimeoutError, h11.ProtocolError) as exc:
             logger.debug("certificate listener connection from %s ended: %r", peer, exc)
@@ -199,7 +247,15 @@ class CertificateListener:
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         chain = stream.peer_chain_pem()
         while True:
-            request, body = await self._read_request(http, stream)
+            try:
+                request, body = await self._read_request(http, stream)
+            except h11.RemoteProtocolError as error:
+                # A malformed head, or one over MAX_HEADER_BYTES (431): say so, then close.
+                await self._refuse(http, stream, error.error_status_hint)
+                return
+            except _RequestTimedOut:
+                await self._refuse(http, stream, 408)
+                return
             if request is None:
                 return
             if body is None:
@@ -217,12 +273,26 @@ class CertificateListener:
     async def _read_request(
         self, http: h11.Connection, stream: _TlsStream
     ) -> tuple[h11.Request | None, bytes | None]:
+        """The next request and its body (``None`` if over :data:`MAX_BODY_BYTES`), or
+        ``(None, None)`` if the client closed. Raises ``TimeoutError`` if no request starts
+        within the keep-alive limit, :class:`_RequestTimedOut` if one started and is not
+        complete within the request limit, ``h11.RemoteProtocolError`` if it is malformed."""
         request: h11.Request | None = None
         body = bytearray()
+        deadline: float | None = None  # set by the request's first bytes
+        loop = asyncio.get_running_loop()
         while True:
             event = http.next_event()
             if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(stream.receive(), IDLE_TIMEOUT_SECONDS)
+                if deadline is None:
+                    data = await asyncio.wait_for(stream.receive(), self._limits.keep_alive)
+                    deadline = loop.time() + self._limits.request
+                else:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            data = await stream.receive()
+                    except TimeoutError:
+                        raise _RequestTimedOut from None
                 http.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
@@ -299,10 +369,28 @@ class CertificateListener:
 
         try:
             await self._app(scope, receive, send)
-        except Exception:
-            logger.exception("application error on the certificate listener")
-            return 500, [(b"content-type", b"text/plain; charset=utf-8")], b"Internal error"
+        except Exception as exc:
+            # The app answers its own errors (idp.web.failsafe); this is what is left if even
+            # that failed: the same reason code and bilingual text, without the templates.
+            logger.error("application error on the certificate listener", exc_info=exc)
+            return bare_error_answer(exc)
         return status, response_headers, bytes(content)
+
+    @classmethod
+    async def _refuse(cls, http: h11.Connection, stream: _TlsStream, status: int) -> None:
+        """Answer a request that could not be read with the IdP's page for ``status``, and
+        close (h11 lets a server answer even before the request's head is complete)."""
+        page = standalone_error_page(REFUSAL_REASONS.get(status, "malformed_request"))
+        kept = (b"content-type", b"content-security-policy", b"cache-control")
+        headers = [(name, value) for name, value in page.raw_headers if name in kept]
+        headers.append((b"connection", b"close"))
+        with contextlib.suppress(h11.LocalProtocolError):
+            await cls._send(http, stream, status, headers, page.body)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_SECONDS):
+                dropped = 0
+                while dropped < LINGER_MAX_BYTES and (data := await stream.receive()):
+                    dropped += len(data)
 
     @staticmethod
     async def _send(

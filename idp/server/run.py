@@ -30,7 +30,8 @@ from fastapi import FastAPI
 from idp.app import create_app
 from idp.config import Settings
 from idp.ops.sweeper import run_sweeper
-from idp.server.cert_listener import CertificateListener
+from idp.server.cert_listener import CertificateListener, ListenerLimits
+from idp.server.http_limits import HeadLimits, bounded_http_protocol
 from idp.server.logging_setup import configure_logging
 
 logger = logging.getLogger("idp.server")
@@ -66,11 +67,24 @@ def _uvicorn_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn
         "access_log": False,
         # Idle keep-alive connections must not hold a stopping node up.
         "timeout_graceful_shutdown": 5,
+        # uvicorn bounds neither the size nor the time of a request head: this does.
+        "http": bounded_http_protocol(
+            HeadLimits(head_timeout=settings.request_head_timeout_seconds)
+        ),
     }
     if settings.behind_proxy:
         return uvicorn.Config(app, timeout_keep_alive=PROXY_KEEP_ALIVE_SECONDS, **common)
     return uvicorn.Config(
         app, ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key), **common
+    )
+
+
+def listener_limits(settings: Settings) -> ListenerLimits:
+    return ListenerLimits(
+        tls_hello=settings.cert_tls_hello_timeout_seconds,
+        handshake=settings.cert_handshake_timeout_seconds,
+        keep_alive=settings.cert_keep_alive_timeout_seconds,
+        request=settings.cert_request_timeout_seconds,
     )
 
 
@@ -120,6 +134,7 @@ def run_node(
             key_file=settings.tls_key,
             strip_header=settings.client_cert_header,
             reuse_port=process.reuse_port,
+            limits=listener_limits(settings),
         )
     services = app.state.services
     metrics = app.state.metrics

@@ -294,6 +294,28 @@ MESSAGES: dict[str, UserMessage] = {
         "Choose one of the service IDs shown.",
         can_retry=True,
     ),
+    "request_header_too_large": UserMessage(
+        "För mycket data från webbläsaren",
+        "Webbläsaren skickade för mycket data med sidanropet, oftast för många eller för stora "
+        "kakor (cookies). Rensa kakorna för den här webbplatsen och försök igen.",
+        "Too much data from the browser",
+        "The browser sent too much data with the request, usually too many or too large "
+        "cookies. Clear the cookies for this site and try again.",
+        status_code=431,
+    ),
+    "request_timeout": UserMessage(
+        "Tiden gick ut",
+        "Webbläsaren skickade inte hela sidanropet i tid. Försök igen.",
+        "The request timed out",
+        "The browser did not send the whole request in time. Try again.",
+        status_code=408,
+    ),
+    "malformed_request": UserMessage(
+        "Felaktigt sidanrop",
+        "Webbläsaren skickade ett sidanrop som inte kunde läsas. Försök igen.",
+        "Malformed request",
+        "The browser sent a request that could not be read. Try again.",
+    ),
     "directory_entry_unusable": UserMessage(
         "Dina uppgifter kan inte skickas",
         "Du är identifierad, men dina uppgifter i katalogen innehåller tecken som inte kan "
@@ -302,6 +324,41 @@ MESSAGES: dict[str, UserMessage] = {
         "You are identified, but your details in the directory contain characters that "
         "cannot be sent to the system. Contact your IT contact person and quote the error "
         "code below.",
+        status_code=500,
+    ),
+    # The SP's metadata changed while the user logged in: it no longer allows an answer.
+    "sp_cannot_be_answered": UserMessage(
+        "Dina uppgifter kan inte skickas säkert",
+        "Du är identifierad, men systemet du kom ifrån kan inte längre ta emot dina uppgifter "
+        "på ett säkert sätt (dess anslutningsuppgifter har ändrats), och de skickas aldrig "
+        "osäkert. Du har inte loggats in i systemet. Kontakta systemets förvaltning och uppge "
+        "felkoden nedan.",
+        "Your details cannot be sent securely",
+        "You are identified, but the system you came from can no longer receive your details "
+        "securely (its connection details have changed), and they are never sent insecurely. "
+        "You have not been logged in to the system. Contact the system's administrators and "
+        "quote the error code below.",
+        status_code=502,
+    ),
+    "service_unavailable": UserMessage(
+        "Tjänsten är tillfälligt otillgänglig",
+        "Åtkomsttjänsten kunde inte slutföra steget just nu. Försök igen om en stund: ladda om "
+        "sidan, så görs samma steg en gång till och inloggningen fortsätter där den var.",
+        "The service is temporarily unavailable",
+        "The Access Service could not complete this step just now. Try again in a while: "
+        "reload the page, which repeats the same step, and the login carries on where it was.",
+        status_code=503,
+        can_retry=True,
+    ),
+    "internal_error": UserMessage(
+        "Något gick fel",
+        "Ett oväntat fel uppstod i Åtkomsttjänsten. Ladda om sidan för att göra samma steg en "
+        "gång till, eller börja om från systemet du vill använda. Uppge felkoden nedan om "
+        "felet kvarstår.",
+        "Something went wrong",
+        "An unexpected error occurred in the Access Service. Reload the page to repeat the same "
+        "step, or start again from the system you want to use. Quote the error code below if "
+        "the problem remains.",
         status_code=500,
     ),
 }

@@ -120,6 +120,22 @@ def error_page(
     )
 
 
+# A request with nothing in it: the one a page is rendered for when none could be read.
+_NO_REQUEST_SCOPE = {
+    "type": "http",
+    "method": "GET",
+    "path": "/",
+    "query_string": b"",
+    "headers": [],
+}
+
+
+def standalone_error_page(reason: str) -> HTMLResponse:
+    """The error page for ``reason`` without a request to render it for (the certificate
+    listener refusing a request it could not read): Swedish, with English alongside."""
+    return error_page(Request(_NO_REQUEST_SCOPE), reason)
+
+
 def browser_token(request: Request) -> tuple[str, bool]:
     """The browser's binding token and whether it is new (and must be set as a cookie)."""
     token = request.cookies.get(BROWSER_COOKIE)
