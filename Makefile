@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 # both of which its own configuration check marks required.
 SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose systemd \
 	apache2 libapache2-mod-shib shibboleth-sp-utils \
-	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring
+	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring nodejs
 # The peer IdP of benchmarks/peers.py (and its smoke test, tests/test_peer_benchmark.py): the same
 # SimpleSAMLphp with its authX509 module, run by php-fpm behind nginx, and the LDAP directory
 # (slapd) that module looks cards up in.
@@ -50,6 +50,9 @@ system-packages:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# Debian's nodejs comes without npm; a nodejs package that bundles npm conflicts with Debian's.
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }
 
 test: system-packages venv node-packages
 	$(BIN)/ruff check .
