@@ -18,6 +18,10 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose systemd \
 	apache2 libapache2-mod-shib shibboleth-sp-utils \
 	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring nodejs
+# The peer IdP of benchmarks/peers.py (and its smoke test, tests/test_peer_benchmark.py): the same
+# SimpleSAMLphp with its authX509 module, run by php-fpm behind nginx, and the LDAP directory
+# (slapd) that module looks cards up in.
+SYSTEM_PACKAGES += php-fpm php-ldap slapd
 # axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
