@@ -16,13 +16,13 @@ from idp.federation.aggregate import DEFAULT_VALIDITY, build_aggregate, metadata
 from idp.federation.checks import Report, validate_metadata
 from idp.federation.document import DEFAULT_MAX_BYTES, MetadataDocumentError
 from idp.federation.idp_metadata import CACHE_DURATION
-from idp.federation.rollover import (
+from idp.saml.integration_guide import DOCUMENTED_ENTITY_ID, integration_markdown
+from idp.saml.rollover import (
     RolloverError,
     finish_rollover,
     signing_keys,
     start_rollover,
 )
-from idp.saml.integration_guide import DOCUMENTED_ENTITY_ID, integration_markdown
 
 
 @click.group("metadata")

@@ -26,12 +26,12 @@ import os
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 
+from idp.audit import AuditHook
 from idp.config import Settings
 from idp.federation.checks import (
     duplicate_entity_ids,
@@ -53,8 +53,6 @@ from idp.federation.signing import MetadataSignatureError, verify_metadata_signa
 
 logger = logging.getLogger("idp.federation.remote")
 
-# (event, outcome, detail) → recorded in the audit trail by the caller's callback.
-AuditHook = Callable[[str, str, str], None]
 CACHE_DIR = "sp-metadata-aggregate"
 ACCEPTED_FILE = "accepted.xml"
 

@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event, record_audit_event_in_thread
+from idp.client_certificate import presented_certificate
 from idp.login.errors import LoginFailed
 from idp.login.identify import authentications_for_certificate
 from idp.login.pending import BROWSER_COOKIE, load_pending_login, mark_authenticated
-from idp.methods.client_certificate import presented_certificate
 from idp.services import services_of
 from idp.siths.revocation import audit_note, audit_reason
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate

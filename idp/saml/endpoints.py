@@ -36,6 +36,7 @@ from idp.saml.server import (
     SamlIdentityProvider,
     SamlRequestNotMet,
     SamlRequestRejected,
+    saml_of,
 )
 from idp.saml.statuses import AUTHN_FAILED, CANCELLED, NO_PASSIVE
 from idp.services import BackToService, FailureResponder, Services, services_of
@@ -48,12 +49,6 @@ router.include_router(slo_endpoints.router)
 
 # A request ID is remembered for longer than an AuthnRequest can be accepted.
 REPLAY_WINDOW = dt.timedelta(minutes=15)
-
-
-@router.get("/metadata")
-async def metadata(request: Request) -> Response:
-    xml = await run_in_threadpool(services_of(request).saml.metadata_xml)
-    return Response(xml, media_type="application/samlmetadata+xml")
 
 
 @router.get("/integration")
@@ -91,7 +86,7 @@ async def _receive_authn_request(
 ) -> Response:
     services = services_of(request)
     try:
-        info, sp = await run_in_threadpool(services.saml.parse_authn_request, binding, received)
+        info, sp = await run_in_threadpool(saml_of(request).parse_authn_request, binding, received)
     except SamlRequestRejected as exc:
         return await _rejected(services, request, exc)
     except SamlRequestNotMet as exc:
@@ -153,7 +148,7 @@ async def _receive_authn_request(
         response = await respond_to_saml_login(request, info.to_json(), value)
     elif outcome == "no_passive":
         built = await run_in_threadpool(
-            services.saml.build_error_response,
+            saml_of(request).build_error_response,
             info,
             NO_PASSIVE,
             "No SSO session and IsPassive was set",
@@ -178,7 +173,7 @@ async def _answer_not_met(request: Request, exc: SamlRequestNotMet) -> Response:
         detail=exc.detail,
     )
     built = await run_in_threadpool(
-        services.saml.build_error_response, exc.request, exc.status, exc.detail
+        saml_of(request).build_error_response, exc.request, exc.status, exc.detail
     )
     return _post_page(request, exc.request, built.encoded)
 
@@ -241,7 +236,7 @@ async def respond_to_saml_login(
     info = AuthnRequestInfo.from_json(protocol_state)
 
     def build_and_record() -> BuiltResponse:
-        built = services.saml.build_authn_response(info, authentication)
+        built = saml_of(request).build_authn_response(info, authentication)
         # Single Logout must later name the subject exactly as this SP received it.
         if built.subject is not None:
             record_participant(
