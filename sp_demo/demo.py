@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from idp.pki import init_test_pki
+from idp.pki.revocation import published_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -49,8 +53,6 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def wait_until_up(url: str, ca_file: Path, process: subprocess.Popen) -> None:
-    import ssl
-
     context = ssl.create_default_context(cafile=str(ca_file))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -67,8 +69,6 @@ def wait_until_up(url: str, ca_file: Path, process: subprocess.Popen) -> None:
 @contextmanager
 def ocsp_responder(ca_file: Path, log_path: Path) -> Iterator[str]:
     """Run `idp pki ocsp-responder` for var/pki (the IdP refuses every card without it)."""
-    from idp.pki.revocation import published_url
-
     url = published_url(PKI_DIR)
     if not url:
         raise SystemExit(
@@ -131,8 +131,6 @@ def register_oidc_client() -> str:
 
 
 def main() -> None:
-    from idp.pki import init_test_pki
-
     step(f"test PKI in {PKI_DIR.relative_to(REPO_ROOT)}")
     pki = init_test_pki(PKI_DIR, progress=lambda text: print(f"    {text}", flush=True))
     if not run(str(BIN / "idp"), "people", "list").stdout.strip():
