@@ -33,6 +33,7 @@ from lxml import etree
 
 from idp.audit import AuditHook
 from idp.config import Settings
+from idp.errors import Refusal
 from idp.federation.checks import (
     duplicate_entity_ids,
     effective_valid_until,
@@ -57,13 +58,8 @@ CACHE_DIR = "sp-metadata-aggregate"
 ACCEPTED_FILE = "accepted.xml"
 
 
-class AggregateRefused(Exception):
+class AggregateRefused(Refusal):
     """A fetched aggregate is not used; ``reason`` is a short code, the message says why."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

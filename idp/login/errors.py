@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from idp.errors import Refusal
 
-class LoginFailed(Exception):
-    """A login step was refused. ``reason`` is a stable code (see ``idp.web.messages``)."""
+
+class LoginFailed(Refusal):
+    """A login step was refused. ``reason`` is a stable code (see ``idp.web.messages``);
+    ``hsa_id`` names who tried, when that was known before the refusal (for the audit trail)."""
 
     def __init__(self, reason: str, detail: str = "", *, hsa_id: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
         self.hsa_id = hsa_id

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event, record_audit_event_in_thread
 from idp.authn import Authentication
+from idp.errors import Refusal
 from idp.login.pending import create_pending_login
 from idp.login.sso import SSO_COOKIE, find_sso_session
 from idp.saml import slo_endpoints
@@ -64,7 +65,7 @@ async def single_sign_on_redirect(request: Request) -> Response:
     try:
         received = read_redirect_query(request.scope.get("query_string", b""))
     except BindingMessageRejected as exc:
-        return await _rejected(services_of(request), request, _refusal_of(exc))
+        return await _rejected(services_of(request), request, exc)
     return await _receive_authn_request(request, BINDING_HTTP_REDIRECT, received)
 
 
@@ -73,12 +74,8 @@ async def single_sign_on_post(request: Request) -> Response:
     try:
         received = read_post_form(await request.form(max_files=0, max_fields=MAX_PARAMETERS))
     except BindingMessageRejected as exc:
-        return await _rejected(services_of(request), request, _refusal_of(exc))
+        return await _rejected(services_of(request), request, exc)
     return await _receive_authn_request(request, BINDING_HTTP_POST, received)
-
-
-def _refusal_of(exc: BindingMessageRejected) -> SamlRequestRejected:
-    return SamlRequestRejected(exc.reason, exc.detail)
 
 
 async def _receive_authn_request(
@@ -179,8 +176,9 @@ async def _answer_not_met(request: Request, exc: SamlRequestNotMet) -> Response:
 
 
 async def _rejected(
-    services: Services, request: Request, exc: SamlRequestRejected, client_id: str = ""
+    services: Services, request: Request, exc: Refusal, client_id: str = ""
 ) -> Response:
+    """An AuthnRequest refused before any SP may be answered: audited, and a page."""
     await record_audit_event_in_thread(
         services.database,
         "saml.authn_request",

@@ -47,6 +47,7 @@ from idp import attributes
 from idp.audit import AuditHook
 from idp.authn import Authentication
 from idp.config import Settings
+from idp.errors import Refusal
 from idp.saml.acs import acs_location_problem
 from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
 from idp.saml.encryption import (
@@ -84,13 +85,8 @@ XMLSEC_BINARY = "/usr/bin/xmlsec1"
 ASSERTION_LIFETIME = dt.timedelta(minutes=5)
 
 
-class SamlRequestRejected(Exception):
+class SamlRequestRejected(Refusal):
     """The AuthnRequest is refused. No Response may be sent: the SP is not trusted to get one."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class SamlRequestNotMet(Exception):

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event
+from idp.errors import Refusal
 from idp.login.sso import (
     SSO_COOKIE,
     end_sso_session,
@@ -65,7 +66,7 @@ async def single_logout_redirect(request: Request) -> Response:
     try:
         received = read_redirect_query(request.scope.get("query_string", b""), _MESSAGES)
     except BindingMessageRejected as exc:
-        return _rejected(services_of(request), request, "saml.logout", _refusal_of(exc))
+        return _rejected(services_of(request), request, "saml.logout", exc)
     return await _receive(request, BINDING_HTTP_REDIRECT, received)
 
 
@@ -75,15 +76,11 @@ async def single_logout_post(request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=MAX_PARAMETERS)
         received = read_post_form(form, _MESSAGES)
     except BindingMessageRejected as exc:
-        return _rejected(services_of(request), request, "saml.logout", _refusal_of(exc))
+        return _rejected(services_of(request), request, "saml.logout", exc)
     return await _receive(request, BINDING_HTTP_POST, received)
 
 
 _MESSAGES = (SAML_REQUEST, SAML_RESPONSE)
-
-
-def _refusal_of(exc: BindingMessageRejected) -> LogoutRejected:
-    return LogoutRejected(exc.reason, exc.detail)
 
 
 @router.get("/logout")
@@ -300,7 +297,7 @@ def _send(request: Request, message: Outgoing) -> Response:
 
 
 def _rejected(
-    services: Services, request: Request, event: str, exc: LogoutRejected, client_id: str = ""
+    services: Services, request: Request, event: str, exc: Refusal, client_id: str = ""
 ) -> Response:
     with services.database.session() as session:
         record_audit_event(
