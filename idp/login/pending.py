@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from idp.authn import Authentication
 from idp.db import stored_utc
-from idp.login.errors import LoginFailed
+from idp.login.errors import LoginFailed, LoginReason
 from idp.store.models import PendingLogin
 
 BROWSER_COOKIE = "__Host-idp-browser"
@@ -103,20 +103,20 @@ def load_pending_login(
     (:func:`complete_pending_login` shortens its expiry to that)."""
     pending = session.get(PendingLogin, reference[:64]) if reference else None
     if pending is None:
-        raise LoginFailed("unknown_login", "no such pending login")
+        raise LoginFailed(LoginReason.UNKNOWN_LOGIN, "no such pending login")
     if not browser_token or not hmac.compare_digest(
         pending.browser_binding, token_hash(browser_token)
     ):
-        raise LoginFailed("other_browser", "the login was started in another browser")
+        raise LoginFailed(LoginReason.OTHER_BROWSER, "the login was started in another browser")
     ensure_unexpired(pending)
     allowed = (expected_state,) if isinstance(expected_state, PendingState) else expected_state
     if pending.state not in allowed:
         if pending.state == PendingState.COMPLETED:
-            raise LoginFailed("login_already_completed", "this login is already finished")
+            raise LoginFailed(LoginReason.LOGIN_ALREADY_COMPLETED, "this login is already finished")
         if pending.state == PendingState.CANCELLED:
-            raise LoginFailed("login_cancelled", "the user cancelled this login")
+            raise LoginFailed(LoginReason.LOGIN_CANCELLED, "the user cancelled this login")
         expected = tuple(str(state) for state in allowed)
-        raise LoginFailed("login_wrong_step", f"login is {pending.state}, not {expected}")
+        raise LoginFailed(LoginReason.LOGIN_WRONG_STEP, f"login is {pending.state}, not {expected}")
     return pending
 
 
@@ -144,7 +144,7 @@ def cancel_pending_login(session: Session, pending: PendingLogin) -> None:
 def ensure_unexpired(pending: PendingLogin) -> None:
     """Raise :class:`LoginFailed` (expired_login) if the pending login's time is up."""
     if stored_utc(pending.expires_at) < dt.datetime.now(dt.UTC):
-        raise LoginFailed("expired_login", "the login took too long")
+        raise LoginFailed(LoginReason.EXPIRED_LOGIN, "the login took too long")
 
 
 def _transition(
@@ -165,7 +165,7 @@ def _transition(
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise LoginFailed("login_already_completed", "another request finished this step")
+        raise LoginFailed(LoginReason.LOGIN_ALREADY_COMPLETED, "another request finished this step")
     for name, value in values.items():
         set_committed_value(pending, name, value)
 
@@ -201,7 +201,9 @@ def choose_hsa_id(session: Session, pending: PendingLogin, hsa_id: str) -> None:
     candidates = (pending.authentication or {}).get("candidates", [])
     chosen = [c for c in candidates if c["hsa_id"] == hsa_id]
     if not chosen:
-        raise LoginFailed("hsa_id_not_offered", f"{hsa_id[:40]} was not one of the choices")
+        raise LoginFailed(
+            LoginReason.HSA_ID_NOT_OFFERED, f"{hsa_id[:40]} was not one of the choices"
+        )
     _transition(
         session,
         pending,
@@ -239,7 +241,7 @@ def repeat_completed_login(pending: PendingLogin) -> Authentication:
     makes it this browser's and within :data:`REPEAT_WINDOW` of its completion.
     """
     if pending.state != PendingState.COMPLETED:
-        raise LoginFailed("login_wrong_step", f"login is {pending.state}, not completed")
+        raise LoginFailed(LoginReason.LOGIN_WRONG_STEP, f"login is {pending.state}, not completed")
     return _authentication_of(pending)
 
 

@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event
 from idp.authn import Authentication
-from idp.login.errors import LoginFailed
+from idp.login.errors import LoginFailed, LoginReason
 from idp.login.pending import (
     BROWSER_COOKIE,
     PendingState,
@@ -128,7 +128,11 @@ async def choose_service_id(request: Request) -> Response:
     try:
         await run_in_threadpool(choose)
     except LoginFailed as exc:
-        retry = f"/login/continue?ref={reference}" if exc.reason == "hsa_id_not_offered" else None
+        retry = (
+            f"/login/continue?ref={reference}"
+            if exc.reason == LoginReason.HSA_ID_NOT_OFFERED
+            else None
+        )
         return await refuse(request, exc, reference=reference, retry_url=retry)
     return RedirectResponse(f"/login/continue?ref={reference}", status_code=303)
 
@@ -201,7 +205,7 @@ def _finish(session: Session, sso_ttl_seconds: int, pending: PendingLogin) -> _F
         authentication = repeat_completed_login(pending)
         key = sso_session_key(authentication)
         if not end_sso_sessions_by_key(session, authentication.hsa_id, key):
-            raise LoginFailed("login_already_completed", "its SSO session has ended")
+            raise LoginFailed(LoginReason.LOGIN_ALREADY_COMPLETED, "its SSO session has ended")
         outcome = "repeated"
     else:
         authentication = complete_pending_login(session, pending)

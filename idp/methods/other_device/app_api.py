@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from idp.audit import record_audit_event, record_audit_event_in_thread
-from idp.login.errors import LoginFailed
+from idp.login.errors import LoginFailed, LoginReason
 from idp.login.identify import authentications_for_certificate
 from idp.login.pending import PendingState, ensure_unexpired, mark_authenticated
 from idp.methods.other_device.orders import (
@@ -161,7 +161,9 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                     validated = services.validator.validate(leaf, intermediates)
                     hsa_id, revocation = validated.hsa_id.value, validated.revocation
                     if pending is None or pending.state != PendingState.PENDING:
-                        raise LoginFailed("login_wrong_step", "the login is no longer waiting")
+                        raise LoginFailed(
+                            LoginReason.LOGIN_WRONG_STEP, "the login is no longer waiting"
+                        )
                     ensure_unexpired(pending)
                     authentications = authentications_for_certificate(
                         session,
