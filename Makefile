@@ -17,12 +17,16 @@ BIN := $(VENV)/bin
 # both of which its own configuration check marks required.
 SYSTEM_PACKAGES := xmlsec1 softhsm2 libcairo2 postgresql nginx chromium docker-compose systemd \
 	apache2 libapache2-mod-shib shibboleth-sp-utils \
-	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring
+	simplesamlphp libapache2-mod-php php-cli php-xml php-mbstring nodejs
+# The peer IdP of benchmarks/peers.py (and its smoke test, tests/test_peer_benchmark.py): the same
+# SimpleSAMLphp with its authX509 module, run by php-fpm behind nginx, and the LDAP directory
+# (slapd) that module looks cards up in.
+SYSTEM_PACKAGES += php-fpm php-ldap slapd
 # axe-core (npm, pinned by package-lock.json) for the browser tests' accessibility checks.
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format system-packages venv node-packages clean
+.PHONY: demo test fuzz lint format system-packages venv node-packages clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +50,20 @@ system-packages:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# Debian's nodejs comes without npm; a nodejs package that bundles npm conflicts with Debian's.
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }
 
 test: system-packages venv node-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+# The adversarial suite with many times the examples `make test` tries (the Hypothesis `fuzz`
+# profile, tests/adversarial/conftest.py); it ends with the figures: examples tried, server
+# errors seen. Each test may take far longer than the suite's usual per-test timeout.
+fuzz: system-packages venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -o timeout=7200 tests/adversarial
 
 lint: venv
 	$(BIN)/ruff check .

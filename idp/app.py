@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from idp.audit import database_audit_hook
 from idp.client_certificate import TrustedProxies
@@ -176,6 +177,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response = error_page(request, f"http_{exc.status_code}", message=message)
         response.status_code = exc.status_code
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(_request: Request, exc: RequestValidationError) -> Response:
+        # The app API's bodies are the only ones FastAPI validates. Its default answer echoes
+        # the input and fails (a 500) on a body that is not UTF-8; this one names the fields
+        # only, in the API's own error shape.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return JSONResponse(
+            {"errorCode": "invalidParameters", "details": problems}, status_code=422
+        )
 
     # Every other exception is FailSafe's: inside the limits (its page gets the security
     # headers, and the body it may replay is bounded) and inside the operations middleware.

@@ -11,6 +11,7 @@ Every function that takes a :class:`~saml2.client.Saml2Client` blocks (pysaml2 r
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass
@@ -29,6 +30,20 @@ from saml2.validate import ResponseLifetimeExceed, ToEarly, valid_instance
 from sp_demo.config import Settings
 
 XMLSEC_BINARY = "/usr/bin/xmlsec1"
+
+
+class _WithoutTraceback(logging.Filter):
+    """pysaml2 logs every Response it cannot parse with ``logger.exception``: a full traceback
+    per garbage POST to the ACS, which anyone can send. The refusal is logged (one line, with
+    its reason) by the ACS; pysaml2's line is kept, its traceback dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+logging.getLogger("saml2.response").addFilter(_WithoutTraceback())
 SIG_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 DIGEST_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 ALGSUPPORT_NS = "urn:oasis:names:tc:SAML:metadata:algsupport"

@@ -290,3 +290,24 @@ def test_sigterm_stops_the_supervisor_and_every_worker(node: WorkerNode) -> None
         _wait_for(lambda: not any(_alive(pid) for pid in left), f"{described} to exit", 10)
     assert node.log_events("workers.stopped")
     assert list(node.tmp_dir.glob("idp-metrics-*")) == []
+
+
+@pytest.mark.integration  # runs the CLI in a process of its own
+def test_a_second_node_on_a_port_in_use_refuses_to_start(tmp_path: Path) -> None:
+    """SO_REUSEPORT would let it share the port silently with the first (issue 16)."""
+    port = free_port()
+    held = bind_shared_sockets("127.0.0.1", port)  # as a running node's workers hold it
+    try:
+        env = {
+            "IDP_VAR_DIR": str(tmp_path / "var"),
+            "IDP_PKI_DIR": str(tmp_path / "pki"),
+            "IDP_HOST": "127.0.0.1",
+            "IDP_PORT": str(port),
+            "IDP_CERT_PORT": str(free_port()),
+        }
+        result = run_cli([str(VENV_BIN / "idp"), "serve", "--workers", "2"], env)
+    finally:
+        for sock in held:
+            sock.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use by another process" in result.stderr

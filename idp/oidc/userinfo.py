@@ -46,8 +46,8 @@ class BearerTokenProtector(ResourceProtector):
     (2.1) or an ``access_token`` in a form-encoded POST body (2.2, pyoidc's default).
 
     Refused with ``invalid_request``: a body that is not form-encoded, a token in more than
-    one place (RFC 6750 2), twice in the body, or in the URI query (2.3, which leaks tokens into
-    logs: RFC 9700 2.5 says not to). No token at all is :class:`NoBearerToken`.
+    one place (RFC 6750 2), twice in the body, or in the URI query (2.3: URLs end up in logs
+    and history; 5.3 advises against it). No token at all is :class:`NoBearerToken`.
     """
 
     def parse_request_authorization(self, request: OAuth2Request) -> tuple[TokenValidator, str]:

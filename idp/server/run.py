@@ -30,6 +30,7 @@ from fastapi import FastAPI
 from idp.config import Settings
 from idp.ops.sweeper import run_sweeper
 from idp.server.cert_listener import CertificateListener, ListenerLimits
+from idp.server.http_limits import HeadLimits, bounded_http_protocol
 
 logger = logging.getLogger("idp.server")
 # Longer than nginx's upstream keepalive_timeout (60 s): the proxy, not the node, closes idle
@@ -64,6 +65,10 @@ def _uvicorn_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn
         "access_log": False,
         # Idle keep-alive connections must not hold a stopping node up.
         "timeout_graceful_shutdown": 5,
+        # uvicorn bounds neither the size nor the time of a request head: this does.
+        "http": bounded_http_protocol(
+            HeadLimits(head_timeout=settings.request_head_timeout_seconds)
+        ),
     }
     if settings.behind_proxy:
         return uvicorn.Config(app, timeout_keep_alive=PROXY_KEEP_ALIVE_SECONDS, **common)

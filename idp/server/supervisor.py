@@ -64,6 +64,37 @@ class WorkerStartError(Exception):
     """A worker of the first generation stopped before it was listening."""
 
 
+class PortInUse(WorkerStartError):
+    """Another process already listens on one of the node's ports."""
+
+
+def ensure_ports_free(settings: Settings) -> None:
+    """Refuse to start when another process holds a port of this node.
+
+    The workers bind with ``SO_REUSEPORT``, which would let a second ``idp serve`` on the same
+    port silently share the connections with the first. A probe bound *without* it fails on a
+    port that anyone listens on, with or without ``SO_REUSEPORT``.
+    """
+    ports = [settings.port] if settings.behind_proxy else [settings.port, settings.cert_port]
+    for port in ports:
+        for family, kind, protocol, _name, address in dict.fromkeys(
+            socket.getaddrinfo(
+                settings.host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        ):
+            with socket.socket(family, kind, protocol) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    probe.bind(address)
+                except OSError as exc:
+                    raise PortInUse(
+                        f"port {port} on {settings.host or '*'} is already in use by another "
+                        f"process (another idp serve?): {exc.strerror}"
+                    ) from exc
+
+
 @dataclass
 class _Slot:
     """One of the node's N places for a worker; a replacement takes the dead one's index."""
@@ -88,6 +119,7 @@ def supervise(settings: Settings, *, log_level: str = "info") -> None:
     configure_logging(
         log_level, node=settings.node_name, process={"role": "supervisor", "pid": os.getpid()}
     )
+    ensure_ports_free(settings)
     prepare_once(settings)
     metrics_dir = Path(tempfile.mkdtemp(prefix="idp-metrics-"))  # mode 0700
     try:

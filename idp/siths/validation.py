@@ -43,7 +43,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -390,10 +390,29 @@ def _extension(certificate: x509.Certificate, kind: type[_Extension]) -> _Extens
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
-    """Parse a PEM or DER certificate, or raise :class:`CertificateRejected` (unreadable)."""
+    """Parse a PEM or DER certificate, or raise :class:`CertificateRejected` (unreadable).
+
+    cryptography reads the names, extensions and key only when they are first asked for, so
+    they are asked for here: a certificate whose subject cannot be parsed is unreadable now,
+    not a ``ValueError`` from deep inside the validation later.
+    """
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+            certificate = x509.load_pem_x509_certificate(data)
+        else:
+            certificate = x509.load_der_x509_certificate(data)
+        _parsed = (
+            certificate.subject,
+            certificate.issuer,
+            certificate.extensions,
+            certificate.public_key(),
+        )
+    except (
+        ValueError,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+        UnsupportedAlgorithm,
+    ) as exc:
         raise CertificateRejected(RejectionReason.UNREADABLE, "not an X.509 certificate") from exc
+    return certificate

@@ -145,9 +145,10 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
             revocation: RevocationDecision | None = None
             if refused is None:
                 try:
-                    leaf = load_certificate(body.certificates[0].encode("ascii"))
+                    # UTF-8, not ASCII: a PEM with other characters is unreadable, not a crash.
+                    leaf = load_certificate(body.certificates[0].encode("utf-8"))
                     intermediates = [
-                        load_certificate(pem.encode("ascii")) for pem in body.certificates[1:]
+                        load_certificate(pem.encode("utf-8")) for pem in body.certificates[1:]
                     ]
                     # Proof of possession first: the card's key signed exactly this order's data.
                     # A key no card may have is refused here (weak_key), before it verifies.

@@ -1,10 +1,11 @@
-"""The certificate listener's limits over raw sockets (issue 14 finding 5).
+"""The listeners' limits over raw sockets (issue 14 finding 5).
 
 A socket that never says hello, a handshake that stalls, a request that drips a byte at a time
 and a 100 KB cookie are each answered within the configured bound, by a real ``idp serve``
 whose limits are set low so that the tests run in seconds. Each test fails against a listener
-without the limit (the old one waited 120 s for a handshake and 30 s per read, and closed on
-an oversized head without an answer).
+without the limit: the old certificate listener waited 120 s for a handshake and 30 s per
+read, and closed on an oversized head without an answer; uvicorn alone (the main listener)
+bounded neither the size nor the time of a request head.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ TLS_HELLO_LIMIT = 1.0
 HANDSHAKE_LIMIT = 3.0
 KEEP_ALIVE_LIMIT = 2.0
 REQUEST_LIMIT = 2.0
+HEAD_LIMIT = 2.0  # the main listener's
 # Time for a loaded test machine to notice a limit has passed, and for the answer to travel.
 SLACK = 3.0
 
@@ -45,8 +47,14 @@ class Listener:
         return context.wrap_socket(self.connect(), server_hostname="localhost")
 
 
+@dataclass
+class Node:
+    main: Listener
+    card: Listener
+
+
 @pytest.fixture(scope="module")
-def listener(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
+def node(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     work = tmp_path_factory.mktemp("cert-limits")
     (work / "sp-metadata").mkdir()
     port, cert_port = free_port(), free_port()
@@ -63,6 +71,7 @@ def listener(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "IDP_CERT_HANDSHAKE_TIMEOUT_SECONDS": str(HANDSHAKE_LIMIT),
         "IDP_CERT_KEEP_ALIVE_TIMEOUT_SECONDS": str(KEEP_ALIVE_LIMIT),
         "IDP_CERT_REQUEST_TIMEOUT_SECONDS": str(REQUEST_LIMIT),
+        "IDP_REQUEST_HEAD_TIMEOUT_SECONDS": str(HEAD_LIMIT),
     }
     server = start_server(
         [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
@@ -72,9 +81,24 @@ def listener(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Ite
         work / "idp.log",
     )
     try:
-        yield Listener(server, cert_port, test_pki.tls_ca_cert)
+        yield Node(
+            main=Listener(server, port, test_pki.tls_ca_cert),
+            card=Listener(server, cert_port, test_pki.tls_ca_cert),
+        )
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def listener(node: Node) -> Listener:
+    """The certificate listener."""
+    return node.card
+
+
+@pytest.fixture(scope="module", params=["main", "card"])
+def each_listener(node: Node, request: pytest.FixtureRequest) -> Listener:
+    listener: Listener = getattr(node, request.param)
+    return listener
 
 
 def seconds_until_closed(sock: socket.socket, limit: float) -> float:
@@ -185,9 +209,9 @@ def test_an_idle_kept_alive_connection_is_closed(listener: Listener) -> None:
     assert elapsed >= KEEP_ALIVE_LIMIT * 0.9
 
 
-def test_a_100_kb_cookie_gets_the_431_page(listener: Listener) -> None:
+def test_a_100_kb_cookie_gets_the_431_page(each_listener: Listener) -> None:
     cookie = b"Cookie: big=" + b"c" * 100_000 + b"\r\n"
-    with listener.tls() as sock:
+    with each_listener.tls() as sock:
         # The answer may come before all was sent; it must still be readable.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(b"GET /cert-login HTTP/1.1\r\nHost: localhost\r\n" + cookie + b"\r\n")
@@ -197,3 +221,44 @@ def test_a_100_kb_cookie_gets_the_431_page(listener: Listener) -> None:
     assert reason_code(page) == "request_header_too_large"
     assert 'lang="sv"' in page and 'lang="en"' in page
     assert "kakor" in page and "cookies" in page
+
+
+# --- the main listener (uvicorn with idp.server.http_limits) ------------------------------------
+
+
+def test_main_listener_closes_a_connection_that_sends_no_request(node: Node) -> None:
+    with node.main.tls() as sock:
+        elapsed = seconds_until_closed(sock, HEAD_LIMIT + SLACK)
+    assert elapsed >= HEAD_LIMIT * 0.9
+
+
+def test_main_listener_answers_a_dripping_head_with_408(node: Node) -> None:
+    with node.main.tls() as sock:
+        start = time.monotonic()
+        answer = drip(
+            sock, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n", b"X-Slow: " + b"a" * 40, 0.25
+        )
+        elapsed = time.monotonic() - start
+    assert answer, "the server waited for the whole trickle"
+    assert status_of(answer) == 408
+    assert reason_code(answer.decode("utf-8", "replace")) == "request_timeout"
+    assert HEAD_LIMIT * 0.9 <= elapsed <= HEAD_LIMIT + SLACK
+
+
+def test_main_listener_counts_only_the_head_against_the_head_limit(node: Node) -> None:
+    """A 200 KB body sent in the same write as its head is a body, not an oversized head; and
+    the connection serves a second request after it."""
+    body = b"grant_type=authorization_code&code=" + b"c" * 200_000
+    head = (
+        b"POST /oidc/token HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    with node.main.tls() as sock:
+        sock.sendall(head + body)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        answers = read_response(sock, 10)
+    # The token endpoint's refusal (no client authentication), then the health answer.
+    assert status_of(answers) == 401, answers[:300]
+    assert b"invalid_client" in answers
+    assert answers.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 200 " in answers

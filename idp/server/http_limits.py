@@ -1,0 +1,125 @@
+"""uvicorn's HTTP protocol with the request-head limits it lacks, for the main listener.
+
+uvicorn (0.55, with httptools) bounds only the wait between requests on a kept-alive
+connection (``timeout_keep_alive``, armed after a response). Measured against ``idp serve``:
+a 10 MB header was read into memory and answered; a connection that sent nothing after the TLS
+handshake, or dripped a header a byte a second, stayed open for as long as the test waited.
+:class:`BoundedHttpToolsProtocol` adds two bounds, answered with the IdP's own pages:
+
+- a request head (request line and headers) over ``max_head_bytes`` gets 431;
+- a request head must be complete within ``head_timeout`` seconds of the connection (its first
+  request) or of its first byte (later ones); if it is not, a started request gets 408 and a
+  connection that never sent a byte is closed.
+
+What remains bounded elsewhere: the TLS handshake by the event loop (60 s, uvloop's and
+asyncio's default), bodies by :class:`idp.web.middleware.LimitsAndHeaders` (size) and by the
+application reading them.
+
+It relies on these methods of uvicorn's ``HttpToolsProtocol``: ``connection_made``,
+``connection_lost``, ``data_received``, ``on_headers_complete``, ``on_response_complete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from idp.web.render import standalone_error_page
+
+# After refusing, read and drop what the client still sends for this long before closing:
+# closing with unread data resets the connection, and the browser may lose the answer.
+LINGER_SECONDS = 2.0
+REFUSAL_REASONS = {408: "request_timeout", 431: "request_header_too_large"}
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    head_timeout: float = 20.0
+    # Above what the IdP's own checks refuse with a page of their own (a SAML Redirect-binding
+    # message is refused past 64 KB inflated; its deflated query is far smaller).
+    max_head_bytes: int = 64 * 1024
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` with :class:`HeadLimits` (see the module docstring). Build the
+    class for given limits with :func:`bounded_http_protocol`."""
+
+    limits = HeadLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._reading_head = True
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering before the close: dropped
+        if self._reading_head:
+            self._head_bytes += len(data)
+            if self._head_timer is None:  # the first bytes of a later request
+                self._arm_head_timer()
+        super().data_received(data)
+        # Counted per read, so the check comes after parsing: a read holding the end of the
+        # head and the start of the body must not count the body as head.
+        if self._reading_head and self._head_bytes > self.limits.max_head_bytes:
+            self._refuse(431)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        # A pipelined request waiting to start has its head already: what follows is its body.
+        self._reading_head = not self.pipeline
+        self._head_bytes = 0
+        super().on_response_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._reading_head or self.transport.is_closing():
+            return
+        if self._head_bytes:
+            self._refuse(408)
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int) -> None:
+        """Answer with the IdP's page for ``status``, drop what follows, close soon after."""
+        self._refused = True
+        self._cancel_head_timer()
+        page = standalone_error_page(REFUSAL_REASONS[status])
+        lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}".encode("ascii")]
+        kept = (b"content-type", b"content-length", b"content-security-policy", b"cache-control")
+        lines += [name + b": " + value for name, value in page.raw_headers if name in kept]
+        lines.append(b"connection: close")
+        self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + page.body)
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+def bounded_http_protocol(limits: HeadLimits) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class to give uvicorn (``Config(http=...)``) for ``limits``."""
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})
