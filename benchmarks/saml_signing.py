@@ -60,10 +60,11 @@ from saml2.metadata import create_metadata_string
 from saml2.saml import NameID
 from saml2.sigver import CryptoBackend, CryptoBackendXmlSec1
 
+from idp import attributes
 from idp.authn import Authentication
 from idp.config import Settings
 from idp.pki import init_test_pki
-from idp.saml import attributes
+from idp.saml.response import released_attributes
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider
 from idp.saml.xmlsec_backend import RSA_SHA256, SHA256, XmlSecBackend
 
@@ -188,7 +189,7 @@ def main() -> int:
         )
         identity = {
             attribute.name: list(attribute.values)
-            for attribute in attributes.released_attributes(sp.profile, released, person)
+            for attribute in released_attributes(sp.profile, released, person)
         }
 
         def build_with_pysaml2() -> str:

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -15,15 +16,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from idp.audit import database_audit_hook
+from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database, prepare_schema
-from idp.federation.audit_hook import database_audit_hook
+from idp.federation import endpoints as federation_endpoints
+from idp.federation.remote import RemoteAggregate
 from idp.methods import this_device
-from idp.methods.client_certificate import TrustedProxies
 from idp.methods.other_device import app_api
 from idp.methods.other_device import browser as other_device_browser
 from idp.oidc import endpoints as oidc_endpoints
-from idp.oidc.provider import build_provider
+from idp.oidc.provider import OpenIDProvider, build_provider
 from idp.ops.install import install_operations
 from idp.ops.metrics import CountingRevocationCache, IdpMetrics
 from idp.saml import endpoints as saml_endpoints
@@ -84,7 +87,28 @@ def _revocation_checker(
     return RevocationChecker(policy, cache)
 
 
-def build_services(settings: Settings, metrics: IdpMetrics | None = None) -> Services:
+@dataclass(frozen=True)
+class Components:
+    """What ``create_app`` wires into the app: the services every page and login method shares,
+    and the two protocol sides (reached by :func:`idp.saml.server.saml_of` and
+    :func:`idp.oidc.provider.oidc_of`)."""
+
+    services: Services
+    saml: SamlIdentityProvider
+    oidc: OpenIDProvider
+
+
+def _remote_sp_metadata(settings: Settings, database: Database) -> RemoteAggregate | None:
+    """The remote signed SP metadata aggregate, if configured: fetched once now (so the first
+    SAML server has it), then refreshed in the background."""
+    remote = RemoteAggregate.from_settings(settings, database_audit_hook(database))
+    if remote is not None:
+        remote.refresh()
+        remote.start(refresh_now=False)
+    return remote
+
+
+def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> Components:
     """Load keys, trust and metadata once; fail at start-up, not at the first login."""
     # Every node keeps files there (key rollover state, metadata caches), and /readyz checks
     # that it takes a write.
@@ -105,15 +129,20 @@ def build_services(settings: Settings, metrics: IdpMetrics | None = None) -> Ser
             settings.accepted_organisations,
             _revocation_checker(settings, database, metrics),
         ),
-        saml=SamlIdentityProvider(settings, pairwise_secret, database_audit_hook(database)),
         trusted_proxies=TrustedProxies(settings.trusted_proxies),
-        oidc=build_provider(settings, database, pairwise_secret),
     )
+    saml = SamlIdentityProvider(
+        settings,
+        pairwise_secret,
+        database_audit_hook(database),
+        remote=_remote_sp_metadata(settings, database),
+    )
+    oidc = build_provider(settings, database, pairwise_secret)
     services.responders["saml"] = saml_endpoints.respond_to_saml_login
     services.responders["oidc"] = oidc_endpoints.respond_to_oidc_login
-    services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(services.saml)
-    services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(services.oidc)
-    return services
+    services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml)
+    services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(oidc)
+    return Components(services, saml, oidc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -125,7 +154,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     metrics = IdpMetrics()
-    app.state.services = build_services(settings, metrics)
+    components = build_components(settings, metrics)
+    app.state.services = components.services
+    app.state.saml = components.saml
+    app.state.oidc = components.oidc
+    app.include_router(federation_endpoints.router)
     app.include_router(saml_endpoints.router)
     app.include_router(oidc_endpoints.router)
     app.include_router(login_pages.router)
@@ -163,5 +196,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(FailSafe, database=app.state.services.database)
     app.add_middleware(LimitsAndHeaders, max_body_bytes=MAX_BODY_BYTES)
     # Last: its middleware must be the outermost (request id and timing around everything).
-    install_operations(app, app.state.services, metrics)
+    install_operations(app, components.services, components.saml, components.oidc, metrics)
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -17,6 +18,23 @@ from idp.store.models import AuditEvent
 logger = logging.getLogger("idp.audit")
 # The LogRecord attribute that carries an audit line's fields.
 AUDIT_FIELDS = "audit_fields"
+
+# (event, outcome, detail) → an audit event, for parts that run outside a request and its
+# session (the remote metadata refresher, metadata loading): see database_audit_hook.
+AuditHook = Callable[[str, str, str], None]
+
+
+def database_audit_hook(database: Database) -> AuditHook:
+    """A hook recording ``(event, outcome, detail)`` as an audit event (one transaction each).
+
+    Blocking: call it from a worker thread (the metadata refresher calls it from its own).
+    """
+
+    def record(event: str, outcome: str, detail: str) -> None:
+        with database.session() as session:
+            record_audit_event(session, event, outcome=outcome, detail=detail[:2000])
+
+    return record
 
 
 def record_audit_event(

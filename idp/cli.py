@@ -7,12 +7,16 @@ from pydantic import ValidationError
 
 from idp.app_simulator.cli import app_group
 from idp.config import Settings, parse_workers
+from idp.db import SchemaNotCurrent
 from idp.directory.cli import people_group
 from idp.federation.cli import keys_group, metadata_group, oidc_client_check
 from idp.oidc.cli import client_group, oidc_group
 from idp.ops.db_cli import db_group
 from idp.pki.cli import card_group, pki_group
 from idp.pki.revocation_cli import register_revocation_commands
+from idp.server.run import ConfigurationError
+from idp.server.serve import serve
+from idp.server.supervisor import WorkerStartError
 
 
 @click.group()
@@ -50,10 +54,6 @@ class _WorkersType(click.ParamType):
 def serve_command(log_level: str, behind_proxy: bool | None, workers: int | None) -> None:
     """Serve HTTPS on IDP_PORT and the card listener on IDP_CERT_PORT (embedded), or plain
     HTTP on IDP_PORT behind a TLS-terminating proxy."""
-    from idp.db import SchemaNotCurrent
-    from idp.server.run import ConfigurationError, serve
-    from idp.server.supervisor import WorkerStartError
-
     overrides = {"workers": workers} if workers is not None else {}
     try:
         settings = Settings(**overrides)

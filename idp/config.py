@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     sp_metadata_aggregate_ca_file: Path = Path()
     sp_metadata_refresh_seconds: float = 300.0
     # Development only: accept http:// ACS URLs on 127.0.0.1, localhost and [::1]. Metadata
-    # validation, the aggregate loader and the running IdP all apply it (idp/federation/acs.py).
+    # validation, the aggregate loader and the running IdP all apply it (idp/saml/acs.py).
     allow_http_loopback_acs: bool = False
     # Attribute profiles ("sambi", "swedish-eid") whose SPs must receive encrypted Assertions:
     # a login for such an SP without a usable encryption key in its metadata is refused, never

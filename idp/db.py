@@ -21,14 +21,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-
-if TYPE_CHECKING:
-    from alembic.config import Config
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
@@ -140,9 +140,6 @@ def import_model_modules() -> None:
 def alembic_config(connection: Connection) -> Config:
     """Alembic's configuration, made in code (no alembic.ini): ``env.py`` migrates
     ``connection``."""
-    # Imported here: every process imports idp.db, few of them migrate.
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -151,8 +148,6 @@ def alembic_config(connection: Connection) -> Config:
 
 def head_revision() -> str:
     """The newest migration's revision id."""
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     if head is None:
         raise RuntimeError("idp/migrations has no revisions")
@@ -161,8 +156,6 @@ def head_revision() -> str:
 
 def current_revision(connection: Connection) -> str | None:
     """The revision a database is at (``None``: never migrated)."""
-    from alembic.runtime.migration import MigrationContext
-
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -209,8 +202,6 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     ``alembic_version``) is adopted: missing tables are created as before, and it is stamped
     with the newest revision, since ``create_all`` made it from the same models.
     """
-    from alembic import command
-
     import_model_modules()
     with engine.begin() as connection, _migration_lock(engine, connection):
         config = alembic_config(connection)

@@ -1,4 +1,9 @@
-"""The long-lived objects a request handler needs, built once at start-up."""
+"""The long-lived objects every login page and method shares, built once at start-up.
+
+Protocol-neutral on purpose: the SAML and OIDC providers are wired beside it
+(:func:`idp.saml.server.saml_of`, :func:`idp.oidc.provider.oidc_of`) and answer a finished
+login through the ``responders`` registered here, so this module imports no protocol package.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from idp.authn import Authentication
+from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database
-from idp.methods.client_certificate import TrustedProxies
-from idp.oidc.provider import OpenIDProvider
-from idp.saml.server import SamlIdentityProvider
 from idp.siths.validation import SithsValidator
 
 
@@ -59,9 +62,7 @@ class Services:
     settings: Settings
     database: Database
     validator: SithsValidator
-    saml: SamlIdentityProvider
     trusted_proxies: TrustedProxies
-    oidc: OpenIDProvider
     responders: dict[str, Responder] = field(default_factory=dict)
     failure_responders: dict[str, FailureResponder] = field(default_factory=dict)
 

@@ -12,11 +12,20 @@ import sys
 from pathlib import Path
 
 import click
+import uvicorn
 
 from sp_demo import audit
+from sp_demo.app import create_app
 from sp_demo.config import Settings
 from sp_demo.db import LOGIN_WINDOWS, Database, list_users, seed_demo_users
+from sp_demo.demo_data import add_demo_accounts, directory_csv
+from sp_demo.idp_directory import DirectoryFileError, load_known_hsa_ids
 from sp_demo.problems import ChangeRefused
+from sp_demo.readiness import REASONS, build_report, report_csv
+from sp_demo.saml import build_sp_metadata_xml
+from sp_demo.user_csv import write_export
+from sp_demo.user_import import import_users
+from sp_demo.users import grant_admin
 
 # Imports of at least this many rows show their progress.
 PROGRESS_MIN_ROWS = 100
@@ -44,10 +53,6 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True)
 def serve_command(log_level: str) -> None:
     """Serve mock Treserva on SP_DEMO_HOST:SP_DEMO_PORT (HTTPS when SP_DEMO_BASE_URL is)."""
-    import uvicorn
-
-    from sp_demo.app import create_app
-
     settings = Settings()
     needed = ("sp_key", "sp_cert") + (("tls_cert", "tls_key") if settings.uses_https else ())
     _require_files(settings, needed)
@@ -77,8 +82,6 @@ def serve_command(log_level: str) -> None:
 )
 def metadata_command(out: Path | None) -> None:
     """Write this SP's SAML metadata (what the IdP needs to know about it)."""
-    from sp_demo.saml import build_sp_metadata_xml
-
     settings = Settings()
     _require_files(settings, ("sp_cert", "sp_key"))
     xml = build_sp_metadata_xml(settings)
@@ -185,8 +188,6 @@ class _Progress:
 @click.option("--by", "actor", default="", help="Who is making the change (for the audit trail).")
 def import_command(csv_file: Path, only_good_rows: bool, actor: str) -> None:
     """Register HSA-IDs and move permissions to SITHS login from CSV (windows_account,hsa_id)."""
-    from sp_demo.user_import import import_users
-
     database = Database(Settings().database_url)
     try:
         with database.session() as session:
@@ -222,8 +223,6 @@ def import_command(csv_file: Path, only_good_rows: bool, actor: str) -> None:
 )
 def export_command(out: Path | None) -> None:
     """Export accounts as CSV; fill in hsa_id and import the file again."""
-    from sp_demo.user_csv import write_export
-
     database = Database(Settings().database_url)
     try:
         with database.session() as session:
@@ -251,9 +250,6 @@ def export_command(out: Path | None) -> None:
 )
 def report_command(csv_out: Path | None, idp_directory: Path | None) -> None:
     """Readiness report: who cannot log in after the cut-over, and why."""
-    from sp_demo.idp_directory import DirectoryFileError, load_known_hsa_ids
-    from sp_demo.readiness import REASONS, build_report, report_csv
-
     settings = Settings()
     directory_file = idp_directory or settings.idp_directory_file
     try:
@@ -289,8 +285,6 @@ def report_command(csv_out: Path | None, idp_directory: Path | None) -> None:
 @click.option("--by", "actor", default="", help="Who is making the change (for the audit trail).")
 def grant_admin_command(hsa_id: str, actor: str) -> None:
     """Give the account with HSA_ID the administrator permission (the /admin page)."""
-    from sp_demo.users import grant_admin
-
     database = Database(Settings().database_url)
     try:
         with database.session() as session:
@@ -311,8 +305,6 @@ def grant_admin_command(hsa_id: str, actor: str) -> None:
 )
 def generate_command(count: int, idp_directory_out: Path | None) -> None:
     """Add a generated demo register of invented accounts (for the readiness report)."""
-    from sp_demo.demo_data import add_demo_accounts, directory_csv
-
     database = Database(Settings().database_url)
     try:
         with database.session() as session:

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from idp.pki import init_test_pki
+from idp.pki.revocation import published_url
 from idp.pki.softhsm import resolve_config, token_exists
 from sp_demo.config import Settings as TreservaSettings
 from sp_demo.db import LOGIN_WINDOWS, Permission, User, find_user_by_windows_account
@@ -74,8 +77,6 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def wait_until_up(url: str, ca_file: Path, process: subprocess.Popen) -> None:
-    import ssl
-
     context = ssl.create_default_context(cafile=str(ca_file))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -92,8 +93,6 @@ def wait_until_up(url: str, ca_file: Path, process: subprocess.Popen) -> None:
 @contextmanager
 def ocsp_responder(ca_file: Path, log_path: Path) -> Iterator[str]:
     """Run `idp pki ocsp-responder` for var/pki (the IdP refuses every card without it)."""
-    from idp.pki.revocation import published_url
-
     url = published_url(PKI_DIR)
     if not url:
         raise SystemExit(
@@ -221,8 +220,6 @@ def prepare_portal() -> None:
 
 
 def main() -> None:
-    from idp.pki import init_test_pki
-
     step(f"test PKI in {PKI_DIR.relative_to(REPO_ROOT)}")
     pki = init_test_pki(PKI_DIR, progress=lambda text: print(f"    {text}", flush=True))
     if not run(str(BIN / "idp"), "people", "list").stdout.strip():

@@ -26,6 +26,7 @@ from saml2.metadata import create_metadata_string
 
 from idp.authn import Authentication
 from idp.config import Settings
+from idp.federation.idp_metadata import idp_metadata_xml
 from idp.saml.server import SamlIdentityProvider
 from tests.support import tls_context
 
@@ -230,7 +231,7 @@ def in_process_idp(
     )
     provider = SamlIdentityProvider(settings, b"pairwise secret of an in-process test IdP")
     idp_metadata = work / "idp-metadata.xml"
-    idp_metadata.write_text(provider.metadata_xml(), encoding="utf-8")
+    idp_metadata.write_text(idp_metadata_xml(provider), encoding="utf-8")
     made = {
         entity_id: registered_service_provider(
             work / f"sp-{number}", entity_id, idp_metadata, metadata_dir, **options

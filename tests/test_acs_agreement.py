@@ -1,6 +1,6 @@
 """``idp metadata validate`` and the running IdP take the same decision on every SP's ACS.
 
-One rule (idp/federation/acs.py) and one setting (``IDP_ALLOW_HTTP_LOOPBACK_ACS``): https
+One rule (idp/saml/acs.py) and one setting (``IDP_ALLOW_HTTP_LOOPBACK_ACS``): https
 always; http only for 127.0.0.1, localhost and [::1], and only with the setting. The same SP
 metadata files go through the validator and through the IdP's AuthnRequest handling, with the
 setting off and on, and the decisions are compared file by file; the remote aggregate loader's
@@ -20,6 +20,7 @@ from saml2 import BINDING_HTTP_REDIRECT
 from idp.config import Settings
 from idp.federation.checks import entity_problems, validate_metadata
 from idp.federation.document import entity_descriptors, parse_metadata
+from idp.federation.idp_metadata import idp_metadata_xml
 from idp.pki import TestPki
 from idp.saml.bindings import read_redirect_query
 from idp.saml.server import SamlIdentityProvider, SamlRequestRejected
@@ -71,7 +72,7 @@ def federation(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> F
         for allow in (False, True)
     }
     idp_metadata = work / "idp-metadata.xml"
-    idp_metadata.write_text(idps[False].metadata_xml(), encoding="utf-8")
+    idp_metadata.write_text(idp_metadata_xml(idps[False]), encoding="utf-8")
     sps = {}
     for name, (locations, _without, _with) in CASES.items():
         sp = registered_service_provider(

@@ -7,8 +7,9 @@ import html
 
 import httpx
 
+from idp import attributes
 from idp.config import REPO_ROOT
-from idp.saml import attributes, encryption, loa, statuses
+from idp.saml import encryption, loa, statuses
 from idp.saml.integration_guide import integration_markdown
 from tests.conftest import IdpUnderTest
 from tests.support import tls_context

@@ -231,11 +231,12 @@ def _metadata(valid_until: dt.datetime) -> str:
 
 def test_stale_sp_metadata_makes_the_node_not_ready(tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC)
-    services = SimpleNamespace(
-        settings=SimpleNamespace(sp_metadata_dir=tmp_path),
-        saml=SimpleNamespace(metadata_xml=lambda: _metadata(now + dt.timedelta(days=1))),
+    services = SimpleNamespace(settings=SimpleNamespace(sp_metadata_dir=tmp_path))
+    probe = ReadinessProbe(
+        services,  # type: ignore[arg-type]
+        oidc=None,  # type: ignore[arg-type]
+        idp_metadata=lambda: _metadata(now + dt.timedelta(days=1)),
     )
-    probe = ReadinessProbe(services)  # type: ignore[arg-type]
     (tmp_path / "fresh.xml").write_text(_metadata(now + dt.timedelta(hours=1)))
     assert probe._run(probe._metadata)["ok"]
     (tmp_path / "stale.xml").write_text(_metadata(now - dt.timedelta(hours=1)))

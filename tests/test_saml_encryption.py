@@ -31,6 +31,7 @@ from saml2.xml.schema import validate as validate_with_saml_schemas
 
 from idp.config import Settings
 from idp.federation.checks import validate_metadata
+from idp.federation.idp_metadata import idp_metadata_xml
 from idp.pki import TestPki
 from idp.saml import encryption
 from idp.saml.bindings import read_redirect_query
@@ -417,7 +418,7 @@ def requiring(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory):
     )
     idp = SamlIdentityProvider(settings, b"pairwise secret")
     idp_metadata = work / "idp-metadata.xml"
-    idp_metadata.write_text(idp.metadata_xml(), encoding="utf-8")
+    idp_metadata.write_text(idp_metadata_xml(idp), encoding="utf-8")
     sps = {
         name: registered_service_provider(
             work / name, f"https://{name}.example.test/sp", idp_metadata, metadata_dir, **options

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from idp.app_simulator.protocol import ECDSA_SHA256, RSA_PKCS1_SHA256
 from idp.pki.softhsm import TokenError, resolve_config, run_on_token
@@ -121,8 +122,6 @@ def sign_with_key(
 
 def _on_token_find_card(session: Any, hsa_id: str | None) -> tuple[bytes, str, bytes]:
     """(CKA_ID, "rsa" or "ec", certificate DER) of the one card certificate wanted."""
-    from pkcs11 import Attribute, KeyType, ObjectClass
-
     wanted: dict[Any, Any] = {Attribute.CLASS: ObjectClass.CERTIFICATE}
     if hsa_id:
         wanted[Attribute.LABEL] = hsa_id
@@ -148,14 +147,10 @@ def _on_token_find_card(session: Any, hsa_id: str | None) -> tuple[bytes, str, b
 
 
 def _on_token_sign_rsa(session: Any, key_id: bytes, data: bytes) -> bytes:
-    from pkcs11 import Mechanism, ObjectClass
-
     key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=key_id)
     return key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS)
 
 
 def _on_token_sign_ecdsa_digest(session: Any, key_id: bytes, digest: bytes) -> bytes:
-    from pkcs11 import Mechanism, ObjectClass
-
     key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=key_id)
     return key.sign(digest, mechanism=Mechanism.ECDSA)

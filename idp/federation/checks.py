@@ -25,7 +25,7 @@ from lxml import etree
 from saml2 import BINDING_HTTP_POST
 from saml2.time_util import str_to_time
 
-from idp.federation.acs import acs_location_problem
+from idp import attributes
 from idp.federation.document import (
     DEFAULT_MAX_BYTES,
     DSIG_NS,
@@ -43,7 +43,7 @@ from idp.federation.signing import (
     has_signature,
     verify_metadata_signature,
 )
-from idp.saml import attributes
+from idp.saml.acs import acs_location_problem
 from idp.saml.encryption import choose_recipient, offers_from_element
 
 MIN_RSA_BITS = 2048
@@ -160,7 +160,7 @@ def acs_locations(entity: etree._Element) -> list[str]:
 
 def acs_problems(entity: etree._Element, *, allow_http_loopback: bool = False) -> list[str]:
     """Why the entity's ACS endpoints are unusable: none for HTTP-POST, a location the runtime
-    would refuse (:func:`idp.federation.acs.acs_location_problem`), an index used twice."""
+    would refuse (:func:`idp.saml.acs.acs_location_problem`), an index used twice."""
     problems = []
     if not acs_locations(entity):
         problems.append("no AssertionConsumerService with the HTTP-POST binding")

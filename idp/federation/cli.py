@@ -12,17 +12,20 @@ from pathlib import Path
 import click
 
 from idp.config import Settings
+from idp.db import Database, create_schema
 from idp.federation.aggregate import DEFAULT_VALIDITY, build_aggregate, metadata_files
 from idp.federation.checks import Report, validate_metadata
 from idp.federation.document import DEFAULT_MAX_BYTES, MetadataDocumentError
 from idp.federation.idp_metadata import CACHE_DURATION
-from idp.federation.rollover import (
+from idp.federation.oidc_client_report import oidc_client_report
+from idp.oidc.clients import find_client
+from idp.saml.integration_guide import DOCUMENTED_ENTITY_ID, integration_markdown
+from idp.saml.rollover import (
     RolloverError,
     finish_rollover,
     signing_keys,
     start_rollover,
 )
-from idp.saml.integration_guide import DOCUMENTED_ENTITY_ID, integration_markdown
 
 
 @click.group("metadata")
@@ -113,10 +116,6 @@ def aggregate_command(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text lines.")
 def oidc_client_check(client_id: str, as_json: bool) -> None:
     """Check a registered OIDC client: one line a check; exit 1 if any failed."""
-    from idp.db import Database, create_schema
-    from idp.federation.oidc_client_report import oidc_client_report
-    from idp.oidc.clients import find_client
-
     database = Database(Settings().database_url)
     create_schema(database.engine)
     with database.session() as session:

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 from lxml import etree
 
+from idp.errors import Refusal
+
 MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 ENTITY_DESCRIPTOR = f"{{{MD_NS}}}EntityDescriptor"
@@ -22,13 +24,8 @@ ENTITIES_DESCRIPTOR = f"{{{MD_NS}}}EntitiesDescriptor"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 
-class MetadataDocumentError(Exception):
+class MetadataDocumentError(Refusal):
     """The document cannot be used at all: not read, too big, not XML, a DTD, not metadata."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def _parser() -> etree.XMLParser:

@@ -19,11 +19,12 @@ from lxml import etree
 from saml2.metadata import entity_descriptor
 from saml2.server import Server
 
+from idp import attributes
 from idp.federation.aggregate import xml_instant
 from idp.federation.document import DSIG_NS, MD_NS
-from idp.federation.rollover import SigningKeys
 from idp.federation.signing import sign_metadata
-from idp.saml import attributes
+from idp.saml.rollover import SigningKeys
+from idp.saml.server import SamlIdentityProvider
 
 ALG_NS = "urn:oasis:names:tc:SAML:metadata:algsupport"
 MDATTR_NS = "urn:oasis:names:tc:SAML:metadata:attribute"
@@ -160,3 +161,9 @@ def build_idp_metadata(
     if keys.next_cert_file is not None:
         _add_next_key(root, keys.next_cert_file)
     return sign_metadata(root, keys.key_file, keys.cert_file)
+
+
+def idp_metadata_xml(saml: SamlIdentityProvider) -> str:
+    """The running IdP's metadata, signed in-process, valid for 24 hours: its current pysaml2
+    configuration and signing keys. Blocks (signing): call it from a worker thread."""
+    return build_idp_metadata(saml.server(), saml.signing_keys()).decode("utf-8")

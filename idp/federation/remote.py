@@ -26,13 +26,14 @@ import os
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 
+from idp.audit import AuditHook
 from idp.config import Settings
+from idp.errors import Refusal
 from idp.federation.checks import (
     duplicate_entity_ids,
     effective_valid_until,
@@ -53,19 +54,12 @@ from idp.federation.signing import MetadataSignatureError, verify_metadata_signa
 
 logger = logging.getLogger("idp.federation.remote")
 
-# (event, outcome, detail) → recorded in the audit trail by the caller's callback.
-AuditHook = Callable[[str, str, str], None]
 CACHE_DIR = "sp-metadata-aggregate"
 ACCEPTED_FILE = "accepted.xml"
 
 
-class AggregateRefused(Exception):
+class AggregateRefused(Refusal):
     """A fetched aggregate is not used; ``reason`` is a short code, the message says why."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,32 @@
-"""The one error type of a login that the user must be told about."""
+"""The one error type of a login that the user must be told about, and its reasons."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 
-class LoginFailed(Exception):
-    """A login step was refused. ``reason`` is a stable code (see ``idp.web.messages``)."""
+from idp.errors import Refusal
 
-    def __init__(self, reason: str, detail: str = "", *, hsa_id: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+
+class LoginReason(StrEnum):
+    """Why a login step was refused; the values are the codes of ``idp.web.messages``."""
+
+    UNKNOWN_LOGIN = "unknown_login"
+    OTHER_BROWSER = "other_browser"
+    EXPIRED_LOGIN = "expired_login"
+    LOGIN_ALREADY_COMPLETED = "login_already_completed"
+    LOGIN_CANCELLED = "login_cancelled"
+    LOGIN_WRONG_STEP = "login_wrong_step"
+    HSA_ID_NOT_OFFERED = "hsa_id_not_offered"
+    UNKNOWN_PERSON = "unknown_person"
+    PERSON_DEACTIVATED = "person_deactivated"
+
+
+class LoginFailed(Refusal):
+    """A login step was refused. ``hsa_id`` names who tried, when that was known before the
+    refusal (for the audit trail)."""
+
+    reason: LoginReason
+
+    def __init__(self, reason: LoginReason, detail: str = "", *, hsa_id: str = "") -> None:
+        super().__init__(reason, detail)
         self.hsa_id = hsa_id

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
 from idp.directory.people import entry_and_service_ids
-from idp.login.errors import LoginFailed
+from idp.login.errors import LoginFailed, LoginReason
 from idp.siths.validation import ValidatedCertificate
 
 
@@ -28,9 +28,11 @@ def authentications_for_certificate(
     hsa_id = certificate.hsa_id.value
     entry, service_ids = entry_and_service_ids(session, hsa_id, accepted_organisations)
     if entry is None:
-        raise LoginFailed("unknown_person", f"{hsa_id} is not in the directory", hsa_id=hsa_id)
+        raise LoginFailed(
+            LoginReason.UNKNOWN_PERSON, f"{hsa_id} is not in the directory", hsa_id=hsa_id
+        )
     if not entry.active:
-        raise LoginFailed("person_deactivated", f"{hsa_id} is deactivated", hsa_id=hsa_id)
+        raise LoginFailed(LoginReason.PERSON_DEACTIVATED, f"{hsa_id} is deactivated", hsa_id=hsa_id)
     instant = int(time.time())
     login_id = secrets.token_urlsafe(16)
     return [

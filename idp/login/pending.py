@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import update
@@ -22,10 +23,23 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from idp.authn import Authentication
 from idp.db import stored_utc
-from idp.login.errors import LoginFailed
+from idp.login.errors import LoginFailed, LoginReason
 from idp.store.models import PendingLogin
 
 BROWSER_COOKIE = "__Host-idp-browser"
+
+
+class PendingState(StrEnum):
+    """Where a pending login is; the values are what the ``pending_logins.state`` column holds.
+    States only move forward: PENDING → (CHOOSING →) AUTHENTICATED → COMPLETED, and PENDING or
+    CHOOSING → CANCELLED."""
+
+    PENDING = "pending"  # waiting for a login method to succeed
+    CHOOSING = "choosing"  # the certificate could mean several HSA-IDs: the user picks one
+    AUTHENTICATED = "authenticated"  # who logged in is known; the application is not answered
+    COMPLETED = "completed"  # the application got its answer (repeatable for REPEAT_WINDOW)
+    CANCELLED = "cancelled"  # the user gave up; the application is told so
+
 
 # How long after completion the browser that completed a login may have its answer again. The
 # answer can be lost after the login was committed: the node died before nginx had the
@@ -64,7 +78,7 @@ def create_pending_login(
         client_id=client_id,
         client_name=client_name,
         force_authn=force_authn,
-        state="pending",
+        state=PendingState.PENDING,
         created_at=now,
         expires_at=now + dt.timedelta(seconds=ttl_seconds),
     )
@@ -78,30 +92,31 @@ def load_pending_login(
     reference: str,
     browser_token: str | None,
     *,
-    expected_state: str | tuple[str, ...],
+    expected_state: PendingState | tuple[PendingState, ...],
 ) -> PendingLogin:
     """The pending login if it exists, is this browser's, in ``expected_state`` (one state or a
     tuple of them) and unexpired; else :class:`LoginFailed` saying which check failed.
 
     The checks run in that order, so another browser always gets ``other_browser`` and an
     expired login ``expired_login`` whatever its state. A completed login is returned only if
-    ``expected_state`` names "completed", and only within :data:`REPEAT_WINDOW` of completion
+    ``expected_state`` names COMPLETED, and only within :data:`REPEAT_WINDOW` of completion
     (:func:`complete_pending_login` shortens its expiry to that)."""
     pending = session.get(PendingLogin, reference[:64]) if reference else None
     if pending is None:
-        raise LoginFailed("unknown_login", "no such pending login")
+        raise LoginFailed(LoginReason.UNKNOWN_LOGIN, "no such pending login")
     if not browser_token or not hmac.compare_digest(
         pending.browser_binding, token_hash(browser_token)
     ):
-        raise LoginFailed("other_browser", "the login was started in another browser")
+        raise LoginFailed(LoginReason.OTHER_BROWSER, "the login was started in another browser")
     ensure_unexpired(pending)
-    allowed = (expected_state,) if isinstance(expected_state, str) else expected_state
+    allowed = (expected_state,) if isinstance(expected_state, PendingState) else expected_state
     if pending.state not in allowed:
-        if pending.state == "completed":
-            raise LoginFailed("login_already_completed", "this login is already finished")
-        if pending.state == "cancelled":
-            raise LoginFailed("login_cancelled", "the user cancelled this login")
-        raise LoginFailed("login_wrong_step", f"login is {pending.state}, not {allowed}")
+        if pending.state == PendingState.COMPLETED:
+            raise LoginFailed(LoginReason.LOGIN_ALREADY_COMPLETED, "this login is already finished")
+        if pending.state == PendingState.CANCELLED:
+            raise LoginFailed(LoginReason.LOGIN_CANCELLED, "the user cancelled this login")
+        expected = tuple(str(state) for state in allowed)
+        raise LoginFailed(LoginReason.LOGIN_WRONG_STEP, f"login is {pending.state}, not {expected}")
     return pending
 
 
@@ -116,23 +131,25 @@ def answerable_login(
         return None
     if not hmac.compare_digest(pending.browser_binding, token_hash(browser_token)):
         return None
-    return None if pending.state in ("completed", "cancelled") else pending
+    return None if pending.state in (PendingState.COMPLETED, PendingState.CANCELLED) else pending
 
 
 def cancel_pending_login(session: Session, pending: PendingLogin) -> None:
     """End a login the user gave up on (once; it can then neither go on nor complete).
 
     ``pending`` must come from :func:`load_pending_login` in the same transaction."""
-    _transition(session, pending, pending.state, state="cancelled")
+    _transition(session, pending, PendingState(pending.state), state=PendingState.CANCELLED)
 
 
 def ensure_unexpired(pending: PendingLogin) -> None:
     """Raise :class:`LoginFailed` (expired_login) if the pending login's time is up."""
     if stored_utc(pending.expires_at) < dt.datetime.now(dt.UTC):
-        raise LoginFailed("expired_login", "the login took too long")
+        raise LoginFailed(LoginReason.EXPIRED_LOGIN, "the login took too long")
 
 
-def _transition(session: Session, pending: PendingLogin, from_state: str, **values: Any) -> None:
+def _transition(
+    session: Session, pending: PendingLogin, from_state: PendingState, **values: Any
+) -> None:
     """Move ``pending`` from ``from_state`` with a conditional UPDATE, once, whatever races.
 
     ``pending`` must have been loaded in ``from_state`` (by :func:`load_pending_login`). Then the
@@ -148,7 +165,7 @@ def _transition(session: Session, pending: PendingLogin, from_state: str, **valu
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise LoginFailed("login_already_completed", "another request finished this step")
+        raise LoginFailed(LoginReason.LOGIN_ALREADY_COMPLETED, "another request finished this step")
     for name, value in values.items():
         set_committed_value(pending, name, value)
 
@@ -163,8 +180,8 @@ def mark_authenticated(
         _transition(
             session,
             pending,
-            "pending",
-            state="authenticated",
+            PendingState.PENDING,
+            state=PendingState.AUTHENTICATED,
             authentication=authentications[0].to_json(),
             candidate_hsa_ids=None,
         )
@@ -172,8 +189,8 @@ def mark_authenticated(
         _transition(
             session,
             pending,
-            "pending",
-            state="choosing",
+            PendingState.PENDING,
+            state=PendingState.CHOOSING,
             authentication={"candidates": [a.to_json() for a in authentications]},
             candidate_hsa_ids=[a.hsa_id for a in authentications],
         )
@@ -184,12 +201,14 @@ def choose_hsa_id(session: Session, pending: PendingLogin, hsa_id: str) -> None:
     candidates = (pending.authentication or {}).get("candidates", [])
     chosen = [c for c in candidates if c["hsa_id"] == hsa_id]
     if not chosen:
-        raise LoginFailed("hsa_id_not_offered", f"{hsa_id[:40]} was not one of the choices")
+        raise LoginFailed(
+            LoginReason.HSA_ID_NOT_OFFERED, f"{hsa_id[:40]} was not one of the choices"
+        )
     _transition(
         session,
         pending,
-        "choosing",
-        state="authenticated",
+        PendingState.CHOOSING,
+        state=PendingState.AUTHENTICATED,
         authentication=chosen[0],
         candidate_hsa_ids=None,
     )
@@ -205,18 +224,24 @@ def complete_pending_login(session: Session, pending: PendingLogin) -> Authentic
     """
     authentication = _authentication_of(pending)
     repeatable_until = min(stored_utc(pending.expires_at), dt.datetime.now(dt.UTC) + REPEAT_WINDOW)
-    _transition(session, pending, "authenticated", state="completed", expires_at=repeatable_until)
+    _transition(
+        session,
+        pending,
+        PendingState.AUTHENTICATED,
+        state=PendingState.COMPLETED,
+        expires_at=repeatable_until,
+    )
     return authentication
 
 
 def repeat_completed_login(pending: PendingLogin) -> Authentication:
     """Who logged in to a completed login, to answer the application again; changes nothing.
 
-    Pass only a login that :func:`load_pending_login` returned in state "completed": that
+    Pass only a login that :func:`load_pending_login` returned in state COMPLETED: that
     makes it this browser's and within :data:`REPEAT_WINDOW` of its completion.
     """
-    if pending.state != "completed":
-        raise LoginFailed("login_wrong_step", f"login is {pending.state}, not completed")
+    if pending.state != PendingState.COMPLETED:
+        raise LoginFailed(LoginReason.LOGIN_WRONG_STEP, f"login is {pending.state}, not completed")
     return _authentication_of(pending)
 
 

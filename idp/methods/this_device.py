@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event, record_audit_event_in_thread
+from idp.client_certificate import presented_certificate
 from idp.login.errors import LoginFailed
 from idp.login.identify import authentications_for_certificate
-from idp.login.pending import BROWSER_COOKIE, load_pending_login, mark_authenticated
-from idp.methods.client_certificate import presented_certificate
+from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login, mark_authenticated
 from idp.services import services_of
 from idp.siths.revocation import audit_note, audit_reason
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
@@ -40,7 +40,7 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
 
     def authenticate() -> None:
         with services.database.session() as session:
-            pending = load_pending_login(session, ref, browser, expected_state="pending")
+            pending = load_pending_login(session, ref, browser, expected_state=PendingState.PENDING)
             if source.certificate is None:
                 raise CertificateRejected(RejectionReason.NO_CERTIFICATE, "no client certificate")
             leaf = load_certificate(source.certificate.leaf)
@@ -77,13 +77,13 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
     try:
         await run_in_threadpool(authenticate)
     except (LoginFailed, CertificateRejected) as exc:
-        reason = exc.reason.value if isinstance(exc, CertificateRejected) else exc.reason
+        reason = exc.reason
         await record_audit_event_in_thread(
             services.database,
             "login.method",
             outcome="failure",
             reason=reason,
-            hsa_id=getattr(exc, "hsa_id", "") or "",
+            hsa_id=exc.hsa_id,
             method=METHOD,
             detail=exc.detail,
         )

@@ -19,8 +19,8 @@ from typing import Any
 
 from authlib.oauth2.rfc6749.util import scope_to_list
 
+from idp.attributes import SAMBI, SWEDISH_EID
 from idp.authn import Authentication
-from idp.saml.attributes import SAMBI, SWEDISH_EID
 
 
 @dataclass(frozen=True)

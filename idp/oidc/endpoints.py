@@ -38,7 +38,7 @@ from idp.oidc.context import (
     USERINFO_PATH,
 )
 from idp.oidc.discovery import provider_metadata
-from idp.oidc.provider import OpenIDProvider
+from idp.oidc.provider import OpenIDProvider, oidc_of
 from idp.oidc.starlette_adapter import StarletteOAuth2Request, read_oauth2_request
 from idp.services import BackToService, FailureResponder, services_of
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
@@ -48,19 +48,15 @@ CONFIRM_LOGOUT_PATH = f"{END_SESSION_PATH}/confirm"
 INVALID_REQUEST = {"error": "invalid_request", "error_description": "Malformed request."}
 
 
-def provider_of(request: Request) -> OpenIDProvider:
-    return services_of(request).oidc
-
-
 @router.get(DISCOVERY_PATH)
 async def discovery(request: Request) -> Response:
-    metadata = provider_metadata(provider_of(request).context)
+    metadata = provider_metadata(oidc_of(request).context)
     return JSONResponse(metadata, headers={"Cache-Control": "public, max-age=3600"})
 
 
 @router.get(JWKS_PATH)
 async def jwks(request: Request) -> Response:
-    keys = provider_of(request).context.keys
+    keys = oidc_of(request).context.keys
     await run_in_threadpool(keys.refresh_if_changed)
     # Short caching: relying parties pick up a rollover's next key well before it signs.
     return JSONResponse(keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"})
@@ -69,7 +65,7 @@ async def jwks(request: Request) -> Response:
 @router.api_route(AUTHORIZE_PATH, methods=["GET", "POST"])
 async def authorize(request: Request) -> Response:
     services = services_of(request)
-    provider = services.oidc
+    provider = oidc_of(request)
     oauth2_request = await read_oauth2_request(request, provider.context.issuer)
     token, new_browser = browser_token(request)
     outcome = await run_in_threadpool(
@@ -98,7 +94,7 @@ async def respond_to_oidc_login(
     repeated: bool = False,
 ) -> Response:
     """The responder for ``protocol="oidc"``: redirect to the client with a code."""
-    provider = provider_of(request)
+    provider = oidc_of(request)
     outcome = await run_in_threadpool(
         finish_authorization, provider, protocol_state, authentication, repeated=repeated
     )
@@ -123,7 +119,7 @@ def oidc_failure_responder(provider: OpenIDProvider) -> FailureResponder:
 
 @router.post(TOKEN_PATH)
 async def token(request: Request) -> Response:
-    provider = provider_of(request)
+    provider = oidc_of(request)
     oauth2_request = await read_oauth2_request(request, provider.context.issuer)
 
     def exchange() -> Response:
@@ -141,7 +137,7 @@ async def token(request: Request) -> Response:
 
 @router.api_route(USERINFO_PATH, methods=["GET", "POST"])
 async def userinfo(request: Request) -> Response:
-    provider = provider_of(request)
+    provider = oidc_of(request)
     oauth2_request = await read_oauth2_request(request, provider.context.issuer)
     response: Response = await run_in_threadpool(
         provider.create_endpoint_response, "userinfo", oauth2_request
@@ -154,7 +150,7 @@ async def userinfo(request: Request) -> Response:
 async def end_session(request: Request) -> Response:
     """RP-initiated logout. Without an ``id_token_hint`` the user confirms first (anyone can
     link here, so an unconfirmed request must not log the user out)."""
-    provider = provider_of(request)
+    provider = oidc_of(request)
     oauth2_request = await read_oauth2_request(request, provider.context.issuer)
     try:
         validated = await run_in_threadpool(
@@ -183,7 +179,7 @@ async def end_session(request: Request) -> Response:
 
 @router.post(CONFIRM_LOGOUT_PATH)
 async def confirm_end_session(request: Request) -> Response:
-    provider = provider_of(request)
+    provider = oidc_of(request)
     form = await request.form(max_files=0, max_fields=5)
     sso_token = request.cookies.get(SSO_COOKIE)
     if not sso_token:

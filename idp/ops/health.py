@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from idp.client_certificate import TrustedProxies
 from idp.db import head_revision
-from idp.federation.rollover import signing_keys
-from idp.methods.client_certificate import TrustedProxies
+from idp.oidc.provider import OpenIDProvider
 from idp.ops.metrics import CONTENT_TYPE, IdpMetrics
+from idp.saml.rollover import signing_keys
 from idp.services import Services
 
 router = APIRouter()
@@ -59,6 +61,9 @@ class ReadinessProbe:
     """Runs the readiness checks (blocking: call from a worker thread)."""
 
     services: Services
+    oidc: OpenIDProvider
+    # The IdP's own signed metadata as /saml/metadata serves it (idp.federation.idp_metadata).
+    idp_metadata: Callable[[], str]
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # The migrations on disk do not change while the process runs: read them once.
     _head: str = field(default_factory=head_revision)
@@ -112,7 +117,7 @@ class ReadinessProbe:
         certificate = x509.load_pem_x509_certificate(keys.cert_file.read_bytes())
         if certificate.not_valid_after_utc <= dt.datetime.now(dt.UTC):
             raise RuntimeError("the SAML signing certificate has expired")
-        algorithms = self.services.oidc.context.keys.algorithms
+        algorithms = self.oidc.context.keys.algorithms
         if not algorithms:
             raise RuntimeError("no OIDC signing key is loaded")
         return {
@@ -122,7 +127,7 @@ class ReadinessProbe:
 
     def _metadata(self) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
-        own = _valid_until(self.services.saml.metadata_xml().encode("utf-8"))
+        own = _valid_until(self.idp_metadata().encode("utf-8"))
         if own is None or own <= now:
             raise RuntimeError("the IdP's metadata has no validUntil in the future")
         stale = []

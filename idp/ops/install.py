@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import FastAPI
 
-from idp.methods.client_certificate import TrustedProxies
+from idp.client_certificate import TrustedProxies
+from idp.federation.idp_metadata import idp_metadata_xml
+from idp.oidc.provider import OpenIDProvider
 from idp.ops import health
 from idp.ops.metrics import IdpMetrics
 from idp.ops.middleware import OperationsMiddleware
+from idp.saml.server import SamlIdentityProvider
 from idp.services import Services
 
 
-def install_operations(app: FastAPI, services: Services, metrics: IdpMetrics) -> None:
+def install_operations(
+    app: FastAPI,
+    services: Services,
+    saml: SamlIdentityProvider,
+    oidc: OpenIDProvider,
+    metrics: IdpMetrics,
+) -> None:
     """Add ``/healthz``, ``/readyz`` and ``/metrics``, count audit events and database gauges
     in ``metrics``, and give every request an id and a latency measurement.
 
@@ -19,7 +30,9 @@ def install_operations(app: FastAPI, services: Services, metrics: IdpMetrics) ->
     """
     app.state.metrics = metrics
     app.state.metrics_allowed = TrustedProxies(services.settings.metrics_allowed_networks)
-    app.state.readiness = health.ReadinessProbe(services)
+    app.state.readiness = health.ReadinessProbe(
+        services, oidc, functools.partial(idp_metadata_xml, saml)
+    )
     metrics.watch_audit_events(services.database)
     metrics.watch_database(services.database)
     app.include_router(health.router)

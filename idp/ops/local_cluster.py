@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from idp.config import REPO_ROOT
 
 NGINX_TEMPLATE = REPO_ROOT / "docker" / "nginx" / "idp.conf.template"
@@ -168,8 +170,6 @@ class PostgresCluster:
 
 
 def _ask_postgres(port: int, user: str, sql: str | None = None) -> None:
-    import psycopg
-
     with psycopg.connect(
         host="127.0.0.1",
         port=port,

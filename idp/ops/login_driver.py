@@ -27,6 +27,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from defusedxml import ElementTree
 
 from idp.app_simulator.protocol import ECDSA_SHA256, RSA_PKCS1_SHA256
 
@@ -205,8 +206,6 @@ class PemCard:
 def response_summary(saml_response: str) -> tuple[str, str]:
     """(InResponseTo, top-level StatusCode) of a base64 SAML Response, read without verifying
     anything: for load loops that verify a sample with a real SP afterwards."""
-    from defusedxml import ElementTree
-
     root = ElementTree.fromstring(base64.b64decode(saml_response))
     namespace = "{urn:oasis:names:tc:SAML:2.0:protocol}"
     status = root.find(f"{namespace}Status/{namespace}StatusCode")

@@ -38,6 +38,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from idp.db import Database
+from idp.login.pending import PendingState
 from idp.siths.revocation import RevocationCache
 from idp.store.models import AuditEvent, Order, PendingLogin, SsoSession
 
@@ -181,7 +182,9 @@ class _DatabaseGauges(Collector):
                 logins = session.scalar(
                     select(func.count())
                     .select_from(PendingLogin)
-                    .where(PendingLogin.state != "completed", PendingLogin.expires_at > now)
+                    .where(
+                        PendingLogin.state != PendingState.COMPLETED, PendingLogin.expires_at > now
+                    )
                 )
                 sessions = session.scalar(
                     select(func.count()).select_from(SsoSession).where(SsoSession.expires_at > now)

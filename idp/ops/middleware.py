@@ -14,7 +14,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from idp.methods.client_certificate import TrustedProxies
+from idp.client_certificate import TrustedProxies
 from idp.ops.metrics import IdpMetrics
 from idp.ops.request_context import (
     REQUEST_ID_HEADER,

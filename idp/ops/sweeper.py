@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Table, delete, select
 
 from idp.db import Base, Database, import_model_modules
+from idp.oidc.codes import RETENTION as OIDC_CODE_RETENTION
 
 logger = logging.getLogger("idp.sweeper")
 # One statement deletes at most this many rows, so no sweep holds locks for long.
@@ -34,12 +35,6 @@ class SweptTable:
     extra_retention: dt.timedelta = dt.timedelta(0)
 
 
-def _oidc_code_retention() -> dt.timedelta:
-    from idp.oidc.codes import RETENTION
-
-    return RETENTION
-
-
 SWEPT: tuple[SweptTable, ...] = (
     SweptTable("pending_logins", "expires_at"),
     SweptTable("orders", "expires_at"),
@@ -48,7 +43,7 @@ SWEPT: tuple[SweptTable, ...] = (
     SweptTable("revocation_cache", "until"),
     SweptTable("saml_session_participants", "expires_at"),
     SweptTable("oidc_access_tokens", "expires_at"),
-    SweptTable("oidc_authorization_codes", "expires_at", _oidc_code_retention()),
+    SweptTable("oidc_authorization_codes", "expires_at", OIDC_CODE_RETENTION),
 )
 
 

@@ -151,7 +151,7 @@ class _Worker:
         source_root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from idp.pki.pkcs11_worker import main; main()"],
+            [sys.executable, "-c", f"from {WORKER_MODULE} import main; main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": path},
@@ -179,14 +179,20 @@ _WORKER_LOCK = threading.Lock()
 _worker: _Worker | None = None
 
 
-def _in_worker(function: Callable[..., Result], *args: Any) -> Result:
+# The worker's module, named and never imported here: it imports this module (for the errors
+# and module_path), and only the worker process loads python-pkcs11's library.
+WORKER_MODULE = "idp.pki.pkcs11_worker"
+
+
+def _in_worker(name: str, *args: Any) -> Any:
+    """``WORKER_MODULE.name(*args)``, run in the worker process."""
     global _worker
     with _WORKER_LOCK:
         if _worker is None or _worker.process.poll() is not None:
             _worker = _Worker()
             atexit.register(_worker.stop)
         try:
-            return _worker.call(function.__module__, function.__name__, args)
+            return _worker.call(WORKER_MODULE, name, args)
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
             _worker.process.kill()
             _worker = None
@@ -195,10 +201,9 @@ def _in_worker(function: Callable[..., Result], *args: Any) -> Result:
 
 def token_exists(config: Path, label: str) -> bool:
     """Whether the token directory of ``config`` holds a token labelled ``label``."""
-    from idp.pki import pkcs11_worker
-
     _check_label(label)
-    return _in_worker(pkcs11_worker.token_exists, config, label)
+    exists: bool = _in_worker("token_exists", config, label)
+    return exists
 
 
 def create_token(config: Path, label: str, *, pin: str, so_pin: str) -> None:
@@ -245,7 +250,6 @@ def run_on_token(
     :class:`PinLocked`; other PKCS#11 failures come out as :class:`TokenError`; what
     ``operation`` raises otherwise comes out as it is.
     """
-    from idp.pki import pkcs11_worker
-
     _check_label(label)
-    return _in_worker(pkcs11_worker.run, config, label, pin, rw, operation, args)
+    result: Result = _in_worker("run", config, label, pin, rw, operation, args)
+    return result

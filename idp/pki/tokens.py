@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from asn1crypto.core import OctetString
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pkcs11 import Attribute, KeyType, ObjectClass
+from pkcs11 import exceptions as p11
+from pkcs11.util.ec import encode_named_curve_parameters
+from pkcs11.util.x509 import decode_x509_certificate
 
 from idp.pki.cards import issue_card_for_public_key
 from idp.pki.issue import KEY_BITS, Issuer
@@ -171,10 +176,6 @@ def store_certificate(
 
 def _on_token_generate_key_pair(session: Any, label: str, key_type: str) -> tuple[bytes, bytes]:
     """Make the key pair; return its public key (SubjectPublicKeyInfo DER) and its CKA_ID."""
-    from asn1crypto.core import OctetString
-    from pkcs11 import Attribute, KeyType
-    from pkcs11.util.ec import encode_named_curve_parameters
-
     # What the token's keys may do: sign (private) and verify (public), nothing else.
     # SENSITIVE and non-EXTRACTABLE are SoftHSM's defaults too; they are spelled out because
     # they are the point of keeping a card's key on a token.
@@ -235,25 +236,17 @@ def _on_token_generate_key_pair(session: Any, label: str, key_type: str) -> tupl
 
 
 def _on_token_destroy_key_pair(session: Any, key_id: bytes) -> None:
-    from pkcs11 import Attribute
-
     for obj in list(session.get_objects({Attribute.ID: key_id})):
         obj.destroy()
 
 
 def _on_token_store_certificate(session: Any, der: bytes, label: str, key_id: bytes) -> None:
-    from pkcs11 import Attribute
-    from pkcs11.util.x509 import decode_x509_certificate
-
     template = decode_x509_certificate(der)
     template.update({Attribute.TOKEN: True, Attribute.LABEL: label, Attribute.ID: key_id})
     session.create_object(template)
 
 
 def _on_token_list_objects(session: Any) -> list[TokenObject]:
-    from pkcs11 import Attribute, KeyType, ObjectClass
-    from pkcs11 import exceptions as p11
-
     kinds = {
         ObjectClass.PRIVATE_KEY: "private_key",
         ObjectClass.PUBLIC_KEY: "public_key",

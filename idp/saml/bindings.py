@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from starlette.datastructures import FormData
 
+from idp.errors import Refusal
+
 SAML_REQUEST = "SAMLRequest"
 SAML_RESPONSE = "SAMLResponse"
 RELAY_STATE = "RelayState"
@@ -54,13 +56,8 @@ _ALGORITHMS: dict[str, tuple[type, hashes.HashAlgorithm]] = {
 }
 
 
-class BindingMessageRejected(Exception):
+class BindingMessageRejected(Refusal):
     """The query or form is not one SAML binding message; ``reason`` is a stable code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class RedirectSignatureInvalid(BindingMessageRejected):

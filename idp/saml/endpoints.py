@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event, record_audit_event_in_thread
 from idp.authn import Authentication
+from idp.errors import Refusal
 from idp.login.pending import create_pending_login
 from idp.login.sso import SSO_COOKIE, find_sso_session
 from idp.saml import slo_endpoints
@@ -36,6 +37,7 @@ from idp.saml.server import (
     SamlIdentityProvider,
     SamlRequestNotMet,
     SamlRequestRejected,
+    saml_of,
 )
 from idp.saml.statuses import AUTHN_FAILED, CANCELLED, NO_PASSIVE
 from idp.services import BackToService, FailureResponder, Services, services_of
@@ -48,12 +50,6 @@ router.include_router(slo_endpoints.router)
 
 # A request ID is remembered for longer than an AuthnRequest can be accepted.
 REPLAY_WINDOW = dt.timedelta(minutes=15)
-
-
-@router.get("/metadata")
-async def metadata(request: Request) -> Response:
-    xml = await run_in_threadpool(services_of(request).saml.metadata_xml)
-    return Response(xml, media_type="application/samlmetadata+xml")
 
 
 @router.get("/integration")
@@ -69,7 +65,7 @@ async def single_sign_on_redirect(request: Request) -> Response:
     try:
         received = read_redirect_query(request.scope.get("query_string", b""))
     except BindingMessageRejected as exc:
-        return await _rejected(services_of(request), request, _refusal_of(exc))
+        return await _rejected(services_of(request), request, exc)
     return await _receive_authn_request(request, BINDING_HTTP_REDIRECT, received)
 
 
@@ -78,12 +74,8 @@ async def single_sign_on_post(request: Request) -> Response:
     try:
         received = read_post_form(await request.form(max_files=0, max_fields=MAX_PARAMETERS))
     except BindingMessageRejected as exc:
-        return await _rejected(services_of(request), request, _refusal_of(exc))
+        return await _rejected(services_of(request), request, exc)
     return await _receive_authn_request(request, BINDING_HTTP_POST, received)
-
-
-def _refusal_of(exc: BindingMessageRejected) -> SamlRequestRejected:
-    return SamlRequestRejected(exc.reason, exc.detail)
 
 
 async def _receive_authn_request(
@@ -91,7 +83,7 @@ async def _receive_authn_request(
 ) -> Response:
     services = services_of(request)
     try:
-        info, sp = await run_in_threadpool(services.saml.parse_authn_request, binding, received)
+        info, sp = await run_in_threadpool(saml_of(request).parse_authn_request, binding, received)
     except SamlRequestRejected as exc:
         return await _rejected(services, request, exc)
     except SamlRequestNotMet as exc:
@@ -153,7 +145,7 @@ async def _receive_authn_request(
         response = await respond_to_saml_login(request, info.to_json(), value)
     elif outcome == "no_passive":
         built = await run_in_threadpool(
-            services.saml.build_error_response,
+            saml_of(request).build_error_response,
             info,
             NO_PASSIVE,
             "No SSO session and IsPassive was set",
@@ -178,14 +170,15 @@ async def _answer_not_met(request: Request, exc: SamlRequestNotMet) -> Response:
         detail=exc.detail,
     )
     built = await run_in_threadpool(
-        services.saml.build_error_response, exc.request, exc.status, exc.detail
+        saml_of(request).build_error_response, exc.request, exc.status, exc.detail
     )
     return _post_page(request, exc.request, built.encoded)
 
 
 async def _rejected(
-    services: Services, request: Request, exc: SamlRequestRejected, client_id: str = ""
+    services: Services, request: Request, exc: Refusal, client_id: str = ""
 ) -> Response:
+    """An AuthnRequest refused before any SP may be answered: audited, and a page."""
     await record_audit_event_in_thread(
         services.database,
         "saml.authn_request",
@@ -241,7 +234,7 @@ async def respond_to_saml_login(
     info = AuthnRequestInfo.from_json(protocol_state)
 
     def build_and_record() -> BuiltResponse:
-        built = services.saml.build_authn_response(info, authentication)
+        built = saml_of(request).build_authn_response(info, authentication)
         # Single Logout must later name the subject exactly as this SP received it.
         if built.subject is not None:
             record_participant(

@@ -2,7 +2,7 @@
 
 The page ``/saml/integration`` and the repository's ``docs/INTEGRATION.md`` (``idp metadata
 integration-guide``) are both rendered from :func:`integration_guide`: attribute names from
-:mod:`idp.saml.attributes`, LoA values from :mod:`idp.saml.loa`, statuses from
+:mod:`idp.attributes`, LoA values from :mod:`idp.saml.loa`, statuses from
 :mod:`idp.saml.statuses`. So what they say is what the IdP does.
 """
 
@@ -17,8 +17,9 @@ from saml2.saml import (
     NAMEID_FORMAT_UNSPECIFIED,
 )
 
+from idp import attributes
 from idp.config import REPO_ROOT
-from idp.saml import attributes, encryption, loa, statuses
+from idp.saml import encryption, loa, statuses
 
 # The entityID the repository's copy (docs/INTEGRATION.md) is written for.
 DOCUMENTED_ENTITY_ID = "https://idp.example.org/saml/metadata"

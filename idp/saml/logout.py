@@ -29,6 +29,7 @@ from saml2.sigver import MissingKey, SignatureError
 from saml2.time_util import in_a_while, str_to_time
 
 from idp.config import Settings
+from idp.errors import Refusal
 from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
 from idp.saml.messages import (
     MessageRejected,
@@ -43,16 +44,11 @@ LOGOUT_REQUEST_LIFETIME_MINUTES = 5
 _BINDINGS = (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST)
 
 
-class LogoutRejected(Exception):
+class LogoutRejected(Refusal):
     """The message is refused and gets no answer. ``reason`` is a stable code for the audit
     trail and the error page: ``malformed_request``, ``unknown_sp``, ``bad_signature``,
     ``unsigned_request``, ``wrong_destination``, ``stale_request``, ``request_too_large``,
     ``xml_dtd_refused``; ``detail`` is for logs."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,13 @@ import zlib
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
+from idp.errors import Refusal
+
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-class MessageRejected(Exception):
+class MessageRejected(Refusal):
     """The message cannot be read; ``reason`` is a stable code and the text says why."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def _b64decode(text: str, limit: int) -> bytes:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from idp.attributes import AttributeProfile
+from idp.authn import Authentication
 from idp.saml.encryption import Recipient, encrypt_assertion
 from idp.saml.xmlsec_backend import (
     DSIG_NS,
@@ -104,6 +106,21 @@ class Attribute:
     name: str
     friendly_name: str
     values: tuple[str, ...]
+
+
+def released_attributes(
+    profile: AttributeProfile, names: Iterable[str], authentication: Authentication
+) -> list[Attribute]:
+    """The released names with their values, as a Response carries them; attributes without a
+    value are left out, not sent empty."""
+    table = profile.by_name()
+    released = []
+    for name in names:
+        attribute = table[name]
+        value = attribute.value(authentication)
+        if value:
+            released.append(Attribute(name, attribute.friendly_name, (value,)))
+    return released
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ pysaml2 reads SP metadata, parses requests and verifies their enveloped signatur
 the in-process backend, :mod:`idp.saml.xmlsec_backend`). This module adds what pysaml2 leaves
 to its caller or gets too loose for an IdP: per-SP signed-request policy read from the SP's
 metadata, redirect-binding signatures verified over the exact query octets received, ACS URLs
-only from metadata and only https (idp/federation/acs.py, the rule `idp metadata validate`
+only from metadata and only https (idp/saml/acs.py, the rule `idp metadata validate`
 applies), tight IssueInstant checks, attribute release per profile, and the Assertion
 encrypted for an SP that publishes an encryption key (idp/saml/encryption.py). Responses
 are built and signed by :mod:`idp.saml.response`, with the signing key of the same
@@ -27,7 +27,7 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
@@ -41,14 +41,14 @@ from saml2.saml import (
 from saml2.server import Server
 from saml2.sigver import CryptoBackend, MissingKey, SignatureError
 from saml2.time_util import str_to_time
+from starlette.requests import Request
 
+from idp import attributes
+from idp.audit import AuditHook
 from idp.authn import Authentication
 from idp.config import Settings
-from idp.federation.acs import acs_location_problem
-from idp.federation.idp_metadata import build_idp_metadata
-from idp.federation.remote import AuditHook, RemoteAggregate
-from idp.federation.rollover import signing_keys, state_stamp
-from idp.saml import attributes
+from idp.errors import Refusal
+from idp.saml.acs import acs_location_problem
 from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
 from idp.saml.encryption import (
     EncryptionError,
@@ -71,7 +71,9 @@ from idp.saml.response import (
     ResponseSigner,
     build_login_response,
     build_status_response,
+    released_attributes,
 )
+from idp.saml.rollover import SigningKeys, signing_keys, state_stamp
 from idp.saml.statuses import INVALID_NAME_ID_POLICY, NO_AUTHN_CONTEXT, ErrorStatus
 from idp.saml.xmlsec_backend import RSA_SHA256 as SIG_RSA_SHA256
 from idp.saml.xmlsec_backend import SHA256 as DIGEST_SHA256
@@ -83,13 +85,8 @@ XMLSEC_BINARY = "/usr/bin/xmlsec1"
 ASSERTION_LIFETIME = dt.timedelta(minutes=5)
 
 
-class SamlRequestRejected(Exception):
+class SamlRequestRejected(Refusal):
     """The AuthnRequest is refused. No Response may be sent: the SP is not trusted to get one."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class SamlRequestNotMet(Exception):
@@ -115,7 +112,7 @@ class ServiceProvider:
     requested_attributes: tuple[str, ...]
     entity_categories: tuple[str, ...]
     profile: attributes.AttributeProfile = field(compare=False)
-    # Why Responses may not go to this SP's ACS locations (idp/federation/acs.py), the rule
+    # Why Responses may not go to this SP's ACS locations (idp/saml/acs.py), the rule
     # `idp metadata validate` applies too; any problem makes the SP unusable, as there.
     acs_problems: tuple[str, ...] = ()
     # The SP's usable encryption key and algorithms: its Assertions are sent only encrypted.
@@ -339,19 +336,31 @@ class _Snapshot:
     signer: ResponseSigner
 
 
+class SpMetadataSource(Protocol):
+    """SP metadata from beyond ``sp_metadata_dir``: a remote signed aggregate
+    (:class:`idp.federation.remote.RemoteAggregate`), wired in at start-up."""
+
+    def metadata_files(self) -> list[str]:
+        """The verified files to load now; [] when there is none (or it expired)."""
+        ...
+
+
 class SamlIdentityProvider:
-    """The IdP's SAML side. Thread-safe; SP metadata is re-read when the directory changes."""
+    """The IdP's SAML side. Thread-safe; SP metadata is re-read when the directory changes.
+
+    ``remote``: more SP metadata (started by the caller, so the first server already has it).
+    """
 
     def __init__(
-        self, settings: Settings, pairwise_secret: bytes, audit: AuditHook | None = None
+        self,
+        settings: Settings,
+        pairwise_secret: bytes,
+        audit: AuditHook | None = None,
+        *,
+        remote: SpMetadataSource | None = None,
     ) -> None:
         self._settings = settings
-        # SP metadata from a remote signed aggregate, if configured: fetched once now (so the
-        # first server has it), then refreshed in the background.
-        self._remote = RemoteAggregate.from_settings(settings, audit)
-        if self._remote is not None:
-            self._remote.refresh()
-            self._remote.start(refresh_now=False)
+        self._remote = remote
         self._pairwise_secret = pairwise_secret
         self._audit = audit
         unknown = set(settings.require_encryption_profiles) - {p.name for p in attributes.PROFILES}
@@ -438,10 +447,10 @@ class SamlIdentityProvider:
 
     # --- metadata ----------------------------------------------------------------------------
 
-    def metadata_xml(self) -> str:
-        """The IdP's own metadata, signed in-process, valid for 24 hours (idp.federation)."""
-        server = self.server()
-        return build_idp_metadata(server, signing_keys(self._settings)).decode("utf-8")
+    def signing_keys(self) -> SigningKeys:
+        """The key that signs now and the one published beside it during a rollover; the
+        IdP's metadata (:mod:`idp.federation.idp_metadata`) names both."""
+        return signing_keys(self._settings)
 
     def describe_sp(self, entity_id: str) -> ServiceProvider | None:
         """What the SP's metadata says, or None if no metadata names this entity."""
@@ -704,7 +713,7 @@ class SamlIdentityProvider:
                 ),
                 authn_instant=authentication.authn_instant,
                 authn_context_class=request.authn_context_class or sp.profile.loa,
-                attributes=attributes.released_attributes(sp.profile, names, authentication),
+                attributes=released_attributes(sp.profile, names, authentication),
                 lifetime=ASSERTION_LIFETIME,
                 signer=snapshot.signer,
                 encrypt_for=sp.encryption,
@@ -723,3 +732,9 @@ class SamlIdentityProvider:
             message=message,
             signer=self._snapshot().signer,
         )
+
+
+def saml_of(request: Request) -> SamlIdentityProvider:
+    """The SAML side of the app serving ``request``, set once by :func:`idp.app.create_app`."""
+    provider: SamlIdentityProvider = request.app.state.saml
+    return provider

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event
+from idp.errors import Refusal
 from idp.login.sso import (
     SSO_COOKIE,
     end_sso_session,
@@ -44,6 +45,7 @@ from idp.saml.bindings import (
 )
 from idp.saml.logout import LogoutRejected, Outgoing, SamlLogout
 from idp.saml.participants import participants_of, session_keys_of_subject
+from idp.saml.server import SamlIdentityProvider, saml_of
 from idp.services import Services, services_of
 from idp.store.models import SeenMessage
 from idp.web.messages import message_for
@@ -55,8 +57,8 @@ router = APIRouter()
 REPLAY_WINDOW = dt.timedelta(minutes=15)
 
 
-def _logout_of(services: Services) -> SamlLogout:
-    return SamlLogout(services.settings, services.saml)
+def _logout_of(request: Request) -> SamlLogout:
+    return SamlLogout(services_of(request).settings, saml_of(request))
 
 
 @router.get("/slo/redirect")
@@ -64,7 +66,7 @@ async def single_logout_redirect(request: Request) -> Response:
     try:
         received = read_redirect_query(request.scope.get("query_string", b""), _MESSAGES)
     except BindingMessageRejected as exc:
-        return _rejected(services_of(request), request, "saml.logout", _refusal_of(exc))
+        return _rejected(services_of(request), request, "saml.logout", exc)
     return await _receive(request, BINDING_HTTP_REDIRECT, received)
 
 
@@ -74,15 +76,11 @@ async def single_logout_post(request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=MAX_PARAMETERS)
         received = read_post_form(form, _MESSAGES)
     except BindingMessageRejected as exc:
-        return _rejected(services_of(request), request, "saml.logout", _refusal_of(exc))
+        return _rejected(services_of(request), request, "saml.logout", exc)
     return await _receive(request, BINDING_HTTP_POST, received)
 
 
 _MESSAGES = (SAML_REQUEST, SAML_RESPONSE)
-
-
-def _refusal_of(exc: BindingMessageRejected) -> LogoutRejected:
-    return LogoutRejected(exc.reason, exc.detail)
 
 
 @router.get("/logout")
@@ -102,7 +100,7 @@ async def logout_page(request: Request) -> Response:
     entity_ids = await run_in_threadpool(load)
     if entity_ids is None:
         return render_page(request, "idp/saml_logout.html", {"state": "not_logged_in"})
-    names = await run_in_threadpool(_display_names, services, entity_ids)
+    names = await run_in_threadpool(_display_names, saml_of(request), entity_ids)
     return render_page(
         request,
         "idp/saml_logout.html",
@@ -159,7 +157,7 @@ async def _receive_request(
     """SP-initiated logout: end the sessions, then log out the session's other SPs."""
     try:
         incoming = await run_in_threadpool(
-            _logout_of(services).read_logout_request, binding, received
+            _logout_of(request).read_logout_request, binding, received
         )
     except LogoutRejected as exc:
         return _rejected(services, request, "saml.logout_request", exc)
@@ -220,7 +218,7 @@ async def _receive_response(
     """An SP's answer to the IdP's LogoutRequest: record it and go on with the run."""
     try:
         incoming = await run_in_threadpool(
-            _logout_of(services).read_logout_response, binding, received
+            _logout_of(request).read_logout_response, binding, received
         )
     except LogoutRejected as exc:
         return _rejected(services, request, "saml.logout_response", exc)
@@ -243,7 +241,7 @@ async def _receive_response(
 async def _continue(request: Request, services: Services, run_id: str) -> Response:
     """Send the run's next LogoutRequest, or, when none is left, answer the initiating SP (or
     show the user the outcome)."""
-    logout = _logout_of(services)
+    logout = _logout_of(request)
 
     def step() -> Outgoing | logout_run.Outcome:
         while True:
@@ -280,8 +278,9 @@ async def _continue(request: Request, services: Services, run_id: str) -> Respon
     result = await run_in_threadpool(step)
     if isinstance(result, Outgoing):
         return _send(request, result)
-    confirmed = await run_in_threadpool(_display_names, services, list(result.confirmed))
-    unconfirmed = await run_in_threadpool(_display_names, services, list(result.unconfirmed))
+    saml = saml_of(request)
+    confirmed = await run_in_threadpool(_display_names, saml, list(result.confirmed))
+    unconfirmed = await run_in_threadpool(_display_names, saml, list(result.unconfirmed))
     return render_page(
         request,
         "idp/saml_logout.html",
@@ -298,7 +297,7 @@ def _send(request: Request, message: Outgoing) -> Response:
 
 
 def _rejected(
-    services: Services, request: Request, event: str, exc: LogoutRejected, client_id: str = ""
+    services: Services, request: Request, event: str, exc: Refusal, client_id: str = ""
 ) -> Response:
     with services.database.session() as session:
         record_audit_event(
@@ -312,10 +311,10 @@ def _rejected(
     return error_page(request, exc.reason, message=message_for("saml_invalid_logout"))
 
 
-def _display_names(services: Services, entity_ids: list[str]) -> list[str]:
+def _display_names(saml: SamlIdentityProvider, entity_ids: list[str]) -> list[str]:
     names = []
     for entity_id in entity_ids:
-        sp = services.saml.describe_sp(entity_id)
+        sp = saml.describe_sp(entity_id)
         names.append(sp.display_name if sp is not None else entity_id)
     return names
 

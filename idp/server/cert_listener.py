@@ -11,7 +11,7 @@ So this listener does what nginx does with ``ssl_verify_client optional_no_ca``:
 requests a certificate and accepts whatever the client proves possession of (the TLS
 CertificateVerify signature is still checked by OpenSSL), and the certificate is handed to the
 application in the standard ASGI TLS extension (``scope["extensions"]["tls"]
-["client_cert_chain"]``), where ``idp.methods.client_certificate`` reads it. All validation
+["client_cert_chain"]``), where ``idp.client_certificate`` reads it. All validation
 happens in ``idp.siths.validation``, the same code for every login method and deployment.
 
 The listener speaks HTTP/1.1 (h11) and serves only the few small requests of a certificate

@@ -8,9 +8,9 @@
 
 Either way the node sweeps expired rows every ``sweep_interval_seconds``.
 
-With ``workers`` > 1 (``idp serve --workers N``) this process becomes the supervisor of N worker
-processes (:mod:`idp.server.supervisor`); each runs :func:`run_node` on ports it shares with
-the others (:mod:`idp.server.worker`).
+:func:`idp.server.serve.serve` runs :func:`run_node` in this process, or (``workers`` > 1)
+makes it the supervisor of N worker processes (:mod:`idp.server.supervisor`), each running
+:func:`run_node` on ports it shares with the others (:mod:`idp.server.worker`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ import uvicorn
 import uvloop
 from fastapi import FastAPI
 
-from idp.app import create_app
 from idp.config import Settings
 from idp.ops.sweeper import run_sweeper
 from idp.server.cert_listener import CertificateListener, ListenerLimits
 from idp.server.http_limits import HeadLimits, bounded_http_protocol
-from idp.server.logging_setup import configure_logging
 
 logger = logging.getLogger("idp.server")
 # Longer than nginx's upstream keepalive_timeout (60 s): the proxy, not the node, closes idle
@@ -101,20 +99,6 @@ class NodeProcess:
     sweep: bool = True
     # Called once, when uvicorn and the certificate listener accept connections.
     on_started: Callable[[], None] | None = None
-
-
-def serve(settings: Settings, *, log_level: str = "info") -> None:
-    """Serve until interrupted: in this process (``settings.workers`` == 1), where all listeners
-    share one app, one database, one event loop; or as a supervisor of that many workers."""
-    check_settings(settings)
-    if settings.workers > 1:
-        # Imported here: the supervisor's workers import this module (run_node).
-        from idp.server.supervisor import supervise
-
-        supervise(settings, log_level=log_level)
-        return
-    configure_logging(log_level, node=settings.node_name)
-    run_node(create_app(settings), settings, log_level)
 
 
 def run_node(

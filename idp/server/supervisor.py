@@ -44,7 +44,7 @@ from types import FrameType
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from idp.app import build_services
+from idp.app import build_components
 from idp.config import Settings
 from idp.server.logging_setup import configure_logging
 from idp.server.worker import READY_MESSAGE, WorkerSpec, run_worker
@@ -129,11 +129,11 @@ def supervise(settings: Settings, *, log_level: str = "info") -> None:
 
 
 def prepare_once(settings: Settings) -> None:
-    """Build the services once, as ``create_app`` would, and let them go (see the module doc)."""
+    """Build the components once, as ``create_app`` would, and let them go (see the module doc)."""
     # Without the remote SP metadata aggregate: it starts a refresh thread, which has no
     # business in a process that serves nothing. The workers fetch and verify it.
-    services = build_services(settings.model_copy(update={"sp_metadata_aggregate_url": ""}))
-    services.database.dispose()
+    components = build_components(settings.model_copy(update={"sp_metadata_aggregate_url": ""}))
+    components.services.database.dispose()
 
 
 class Supervisor:

@@ -44,6 +44,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from idp.errors import Refusal
+
 logger = logging.getLogger("idp.revocation")
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -59,18 +61,13 @@ class RevocationOutcome(StrEnum):
     UNKNOWN = "unknown"
 
 
-class RevocationProblem(Exception):
+class RevocationProblem(Refusal):
     """No usable answer from one source; ``reason`` is a stable code for the audit trail:
     ``unreachable``, ``invalid_response``, ``bad_signature``, ``untrusted_responder``,
     ``stale_response``, ``wrong_certificate``, ``nonce_mismatch``, ``invalid_crl``,
     ``stale_crl``, ``no_source``; from :meth:`RevocationChecker.check`, ``unavailable`` (every
     source failed, ``detail`` lists why) or ``invalid`` (as ``unavailable``, but at least one
     answer arrived and was invalid, so soft-fail did not apply)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from idp.errors import Refusal
 from idp.hsa_id import HsaId, InvalidHsaId, parse_hsa_id
 from idp.siths.revocation import (
     RevocationChecker,
@@ -95,15 +96,15 @@ class RejectionReason(StrEnum):
     REVOCATION_UNAVAILABLE = "revocation_unavailable"
 
 
-class CertificateRejected(Exception):
+class CertificateRejected(Refusal):
     """The certificate may not be used to log in. ``reason`` says which check failed;
     ``hsa_id`` is the certificate's HSA-ID when it was read before the refusal (the revocation
     reasons), else empty: for the audit trail, who tried."""
 
+    reason: RejectionReason
+
     def __init__(self, reason: RejectionReason, detail: str, *, hsa_id: str = "") -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
         self.hsa_id = hsa_id
 
 

@@ -14,8 +14,9 @@ from idp.db import Base
 class PendingLogin(Base):
     """A login that an application asked for and the user has not finished yet.
 
-    ``state`` moves pending (→ choosing) → authenticated → completed, or to cancelled; each
-    step is a conditional UPDATE so that a login is completed once, whatever races.
+    ``state`` holds a :class:`idp.login.pending.PendingState` value: pending (→ choosing) →
+    authenticated → completed, or to cancelled; each step is a conditional UPDATE so that a
+    login is completed once, whatever races.
     """
 
     __tablename__ = "pending_logins"

@@ -13,9 +13,10 @@ from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event
 from idp.authn import Authentication
-from idp.login.errors import LoginFailed
+from idp.login.errors import LoginFailed, LoginReason
 from idp.login.pending import (
     BROWSER_COOKIE,
+    PendingState,
     cancel_pending_login,
     choose_hsa_id,
     complete_pending_login,
@@ -30,7 +31,7 @@ from idp.web.render import error_page, render_page, set_cookie
 
 router = APIRouter()
 # The states in which /login/continue finishes a login: once, or again within the repeat window.
-_FINISHABLE = ("authenticated", "completed")
+_FINISHABLE = (PendingState.AUTHENTICATED, PendingState.COMPLETED)
 
 
 @router.get("/login")
@@ -41,7 +42,10 @@ async def choose_method(request: Request, ref: str = "") -> Response:
     def load() -> tuple[str, str]:
         with services.database.session() as session:
             pending = load_pending_login(
-                session, ref, request.cookies.get(BROWSER_COOKIE), expected_state="pending"
+                session,
+                ref,
+                request.cookies.get(BROWSER_COOKIE),
+                expected_state=PendingState.PENDING,
             )
             return pending.id, pending.client_name
 
@@ -85,9 +89,9 @@ async def continue_login(request: Request, ref: str = "") -> Response:
         with services.database.session() as session:
             # Still "pending" (no method has succeeded) is refused as login_wrong_step.
             pending = load_pending_login(
-                session, ref, browser, expected_state=("choosing", *_FINISHABLE)
+                session, ref, browser, expected_state=(PendingState.CHOOSING, *_FINISHABLE)
             )
-            if pending.state == "choosing":
+            if pending.state == PendingState.CHOOSING:
                 return list((pending.authentication or {}).get("candidates", []))
             return _finish(session, services.settings.sso_session_ttl_seconds, pending)
 
@@ -116,13 +120,19 @@ async def choose_service_id(request: Request) -> Response:
 
     def choose() -> None:
         with services.database.session() as session:
-            pending = load_pending_login(session, reference, browser, expected_state="choosing")
+            pending = load_pending_login(
+                session, reference, browser, expected_state=PendingState.CHOOSING
+            )
             choose_hsa_id(session, pending, hsa_id)
 
     try:
         await run_in_threadpool(choose)
     except LoginFailed as exc:
-        retry = f"/login/continue?ref={reference}" if exc.reason == "hsa_id_not_offered" else None
+        retry = (
+            f"/login/continue?ref={reference}"
+            if exc.reason == LoginReason.HSA_ID_NOT_OFFERED
+            else None
+        )
         return await refuse(request, exc, reference=reference, retry_url=retry)
     return RedirectResponse(f"/login/continue?ref={reference}", status_code=303)
 
@@ -148,7 +158,10 @@ async def cancel_login(
     def end() -> tuple[str, dict]:
         with services.database.session() as session:
             pending = load_pending_login(
-                session, reference, browser, expected_state=("pending", "choosing")
+                session,
+                reference,
+                browser,
+                expected_state=(PendingState.PENDING, PendingState.CHOOSING),
             )
             if also is not None:
                 also(session, pending)
@@ -185,14 +198,14 @@ def _finish(session: Session, sso_ttl_seconds: int, pending: PendingLogin) -> _F
     get a fresh answer to the same request, unless the login's SSO session was logged out
     meanwhile.
     """
-    if pending.state == "completed":
+    if pending.state == PendingState.COMPLETED:
         # The answer was lost (node died after committing, or a reload). Replace the login's
         # SSO session: its cookie may never have arrived. None left means a logout ended it,
         # and answering again would log the user back in.
         authentication = repeat_completed_login(pending)
         key = sso_session_key(authentication)
         if not end_sso_sessions_by_key(session, authentication.hsa_id, key):
-            raise LoginFailed("login_already_completed", "its SSO session has ended")
+            raise LoginFailed(LoginReason.LOGIN_ALREADY_COMPLETED, "its SSO session has ended")
         outcome = "repeated"
     else:
         authentication = complete_pending_login(session, pending)

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from idp.audit import record_audit_event, record_audit_event_in_thread
-from idp.login.errors import LoginFailed
+from idp.login.errors import LoginFailed, LoginReason
 from idp.login.identify import authentications_for_certificate
-from idp.login.pending import ensure_unexpired, mark_authenticated
+from idp.login.pending import PendingState, ensure_unexpired, mark_authenticated
 from idp.methods.other_device.orders import (
     OrderRefused,
     claim_by_auto_start,
@@ -96,7 +96,7 @@ ERRORS = {
 
 def _error(exc: OrderRefused) -> JSONResponse:
     return JSONResponse(
-        {"errorCode": exc.error_code, "details": exc.detail}, status_code=exc.status_code
+        {"errorCode": exc.reason, "details": exc.detail}, status_code=exc.status_code
     )
 
 
@@ -125,7 +125,7 @@ async def scan(request: Request, body: ScanRequest) -> ScanResponse | JSONRespon
     try:
         return await run_in_threadpool(claim)
     except OrderRefused as exc:
-        await _audit(services, "app.scan", "rejected", exc.error_code, exc.detail)
+        await _audit(services, "app.scan", "rejected", exc.reason, exc.detail)
         return _error(exc)
 
 
@@ -161,8 +161,10 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                         raise OrderRefused("invalidSignature", "the signature does not verify")
                     validated = services.validator.validate(leaf, intermediates)
                     hsa_id, revocation = validated.hsa_id.value, validated.revocation
-                    if pending is None or pending.state != "pending":
-                        raise LoginFailed("login_wrong_step", "the login is no longer waiting")
+                    if pending is None or pending.state != PendingState.PENDING:
+                        raise LoginFailed(
+                            LoginReason.LOGIN_WRONG_STEP, "the login is no longer waiting"
+                        )
                     ensure_unexpired(pending)
                     authentications = authentications_for_certificate(
                         session,
@@ -174,8 +176,8 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                     complete_order(session, order)
                 except CertificateRejected as exc:
                     hsa_id = hsa_id or exc.hsa_id
-                    refused = OrderRefused("certificateErr", f"{exc.reason.value}: {exc.detail}")
-                    fail_order(session, order, "certificateErr", exc.reason.value)
+                    refused = OrderRefused("certificateErr", f"{exc.reason}: {exc.detail}")
+                    fail_order(session, order, "certificateErr", exc.reason)
                 except LoginFailed as exc:
                     refused = OrderRefused("certificateErr", f"{exc.reason}: {exc.detail}")
                     fail_order(session, order, "certificateErr", exc.reason)
@@ -190,7 +192,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
                 outcome="success" if refused is None else "failure",
                 reason=audit_reason(revocation)
                 if refused is None
-                else (order.failure_reason or refused.error_code),
+                else (order.failure_reason or refused.reason),
                 hsa_id=hsa_id,
                 client_id=pending.client_id if pending else "",
                 method=METHOD,
@@ -204,7 +206,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
     try:
         status, refused = await run_in_threadpool(verify_and_complete)
     except OrderRefused as exc:
-        await _audit(services, "app.sign", "rejected", exc.error_code, exc.detail)
+        await _audit(services, "app.sign", "rejected", exc.reason, exc.detail)
         return _error(exc)
     if refused is not None:
         return _error(refused)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from idp.audit import record_audit_event
 from idp.login.errors import LoginFailed
-from idp.login.pending import BROWSER_COOKIE, load_pending_login
+from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login
 from idp.methods.other_device.orders import (
     create_order,
     current_qr_content,
@@ -39,7 +39,7 @@ from idp.web.render import render_page
 router = APIRouter()
 SELF_EXPLAINED_FAILURES = ("expired_order", "user_cancel")
 ORDER_TTL_SECONDS = 180
-FINISHED_STATES = ("authenticated", "choosing")
+FINISHED_STATES = (PendingState.AUTHENTICATED, PendingState.CHOOSING)
 
 
 def _view(order: Order, reference: str) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def _load(request: Request, reference: str, *, start_new: bool) -> tuple[str, Or
             session,
             reference,
             request.cookies.get(BROWSER_COOKIE),
-            expected_state=("pending", *FINISHED_STATES),
+            expected_state=(PendingState.PENDING, *FINISHED_STATES),
         )
         if pending.state in FINISHED_STATES:
             return pending.state, None, pending.client_name

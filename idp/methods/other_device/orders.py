@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from idp.db import stored_utc
+from idp.errors import Refusal
 from idp.login.pending import token_hash
 from idp.methods.other_device.qr import (
     QR_MAX_AGE_SECONDS,
@@ -31,13 +32,12 @@ from idp.store.models import Order, PendingLogin
 SIGN_CONTEXT = b"SITHS-eID-authentication-v1"
 
 
-class OrderRefused(Exception):
-    """The app's request is refused. ``error_code`` is the API's stable code."""
+class OrderRefused(Refusal):
+    """The app's request is refused. ``reason`` is the app API's stable ``errorCode``;
+    ``status_code`` the HTTP status it is answered with."""
 
-    def __init__(self, error_code: str, detail: str, status_code: int = 400) -> None:
-        super().__init__(f"{error_code}: {detail}")
-        self.error_code = error_code
-        self.detail = detail
+    def __init__(self, reason: str, detail: str, status_code: int = 400) -> None:
+        super().__init__(reason, detail)
         self.status_code = status_code
 
 

@@ -1,9 +1,12 @@
-"""Attribute profiles and release: which attributes an SP gets, named as its federation names them.
+"""Attribute profiles: which attributes an application gets, named as its federation names them.
 
 Two profiles exist (see DESIGN.md): Sambi, used in Swedish health and social care, and the
 Swedish eID Framework (``urn:oid:`` names). An SP gets the attributes it requests in its
 metadata (``RequestedAttribute``) plus those of an attribute set it declares as an entity
 category, and never more.
+
+Protocol-neutral tables: SAML (:mod:`idp.saml`) releases them as Attributes, OIDC
+(:mod:`idp.oidc.claims`) maps them to claims, and federation checks SP metadata against them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from dataclasses import dataclass
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT
 
 from idp.authn import Authentication
-from idp.saml.response import Attribute
 
 NAME_FORMAT_URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 HSAID_01_ENTITY_CATEGORY = "http://id.swedenconnect.se/ap/1.0/hsaid-01"
@@ -102,21 +104,6 @@ def released_names(
     if profile is SWEDISH_EID and HSAID_01_ENTITY_CATEGORY in set(entity_categories):
         wanted |= set(HSAID_01_ATTRIBUTES)
     return [attribute.name for attribute in profile.attributes if attribute.name in wanted]
-
-
-def released_attributes(
-    profile: AttributeProfile, names: Iterable[str], authentication: Authentication
-) -> list[Attribute]:
-    """The released names with their values, as a Response carries them; attributes without a
-    value are left out, not sent empty."""
-    table = profile.by_name()
-    released = []
-    for name in names:
-        attribute = table[name]
-        value = attribute.value(authentication)
-        if value:
-            released.append(Attribute(name, attribute.friendly_name, (value,)))
-    return released
 
 
 def friendly_names() -> dict[str, str]:

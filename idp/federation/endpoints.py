@@ -1,0 +1,19 @@
+"""``/saml/metadata``: the IdP's own signed metadata, as the running SAML side is configured."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from idp.federation.idp_metadata import idp_metadata_xml
+from idp.saml.server import saml_of
+
+router = APIRouter()
+
+
+@router.get("/saml/metadata")
+async def metadata(request: Request) -> Response:
+    xml = await run_in_threadpool(idp_metadata_xml, saml_of(request))
+    return Response(xml, media_type="application/samlmetadata+xml")

@@ -1,0 +1,89 @@
+"""The package structure the README promises, checked from the source (tools/import_graph.py).
+
+Every import counts, wherever it stands in a file: no import cycle between the units (idp's
+subpackages and top-level modules, sp_demo, portal) or between modules, no import inside a
+function (that is how cycles hide), idp never imports the applications around it, and the
+README's diagram is the one the imports draw.
+"""
+
+from __future__ import annotations
+
+from tools.import_graph import (
+    REPO_ROOT,
+    cycles,
+    import_sites,
+    mermaid,
+    module_graph,
+    readme_block,
+    unit_graph,
+    unit_of,
+)
+
+# What mock Treserva (sp_demo) may import from the IdP, and why. Nothing of the IdP's login,
+# SAML server or pages: the SP that checks the IdP must not share its judgement.
+SP_DEMO_MAY_IMPORT = {
+    # The package itself, for its warning filter (pysaml2's CFB warning).
+    "idp",
+    # Reading SAML messages off the Redirect and POST bindings (bounded, read once).
+    "idp.saml.bindings",
+    # `make demo` (sp_demo/demo.py) sets up the test PKI and its OCSP responder.
+    "idp.pki",
+    "idp.pki.revocation",
+}
+
+
+def test_the_toy_graph_functions_find_what_they_should() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "c"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+    # a → c is implied by a → b → c: the diagram leaves it out.
+    assert mermaid({"a": {"b", "c"}, "b": {"c"}, "c": set()}).splitlines()[-3:-1] == [
+        "    a --> b",
+        "    b --> c",
+    ]
+    assert unit_of("idp.saml.server") == "idp.saml"
+    assert unit_of("idp.services") == "idp.services"
+    assert unit_of("sp_demo.slo") == "sp_demo"
+
+
+def test_no_import_cycle_between_packages() -> None:
+    assert cycles(unit_graph()) == []
+
+
+def test_no_import_cycle_between_modules() -> None:
+    assert cycles(module_graph()) == []
+
+
+def test_no_import_inside_a_function() -> None:
+    nested = [
+        f"{site.path.relative_to(REPO_ROOT)}:{site.line} imports {site.target}"
+        for site in import_sites()
+        if site.in_function
+    ]
+    assert nested == []
+
+
+def test_the_idp_never_imports_the_applications_around_it() -> None:
+    offending = [
+        f"{site.module} imports {site.target}"
+        for site in import_sites()
+        if unit_of(site.module).startswith("idp")
+        and site.target.split(".")[0] in ("sp_demo", "portal")
+    ]
+    assert offending == []
+
+
+def test_mock_treserva_imports_only_neutral_idp_code() -> None:
+    imported = {
+        site.target
+        for site in import_sites()
+        if site.module.split(".")[0] == "sp_demo" and site.target.split(".")[0] == "idp"
+    }
+    assert imported <= SP_DEMO_MAY_IMPORT, sorted(imported - SP_DEMO_MAY_IMPORT)
+
+
+def test_the_readme_diagram_is_the_generated_one() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_block(readme) == mermaid(unit_graph()), (
+        "the README's package diagram is stale: python -m tools.import_graph --update README.md"
+    )
