@@ -29,6 +29,8 @@ SP_DEMO_MAY_IMPORT = {
     # `make demo` (sp_demo/demo.py) sets up the test PKI and its OCSP responder.
     "idp.pki",
     "idp.pki.revocation",
+    # ... and the portal's demo employee's card on a SoftHSM2 token.
+    "idp.pki.softhsm",
 }
 
 
