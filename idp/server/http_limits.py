@@ -68,15 +68,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering before the close: dropped
+        if not self._reading_head:
+            super().data_received(data)
+            return
+        if self._head_timer is None:  # the first bytes of a later request
+            self._arm_head_timer()
+        room = self.limits.max_head_bytes - self._head_bytes
+        # The parser sees at most the limit's worth of head: if the head has not ended within
+        # it, it is too large, however the bytes were split into reads (a single read can hold
+        # the whole 100 KB head, and the request would otherwise be parsed and served).
+        head, rest = data[:room], data[room:]
+        self._head_bytes += len(head)
+        if head:
+            super().data_received(head)
+        if not rest:
+            return
         if self._reading_head:
-            self._head_bytes += len(data)
-            if self._head_timer is None:  # the first bytes of a later request
-                self._arm_head_timer()
-        super().data_received(data)
-        # Counted per read, so the check comes after parsing: a read holding the end of the
-        # head and the start of the body must not count the body as head.
-        if self._reading_head and self._head_bytes > self.limits.max_head_bytes:
-            self._refuse(431)
+            if not self.transport.is_closing():
+                self._refuse(431)
+            return
+        self.data_received(rest)  # the body, or the next pipelined request
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
