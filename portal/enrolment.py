@@ -24,17 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp.db import stored_utc
 from idp.hsa_id import InvalidHsaId, parse_hsa_id
 from idp.methods.other_device.signature import (
-    ECDSA_SHA256,
-    RSA_PKCS1_SHA256,
+    key_signature_is_valid,
     signature_is_valid,
 )
 from idp.pki import TestPki, issue_card_for_public_key
@@ -130,23 +128,6 @@ def _same_name(order: Order, given_name: str, surname: str) -> bool:
     )
 
 
-def _new_key_signed(
-    key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, algorithm: str, signature: bytes, data: bytes
-) -> bool:
-    """True only if ``signature`` over ``data`` is by ``key`` with the algorithm its type uses
-    (the same two algorithms as the login's app API)."""
-    try:
-        if algorithm == RSA_PKCS1_SHA256 and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-            return True
-        if algorithm == ECDSA_SHA256 and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-            return True
-    except InvalidSignature:
-        return False
-    return False
-
-
 def _end_of_day(day: dt.date) -> dt.datetime:
     """The last second of ``day`` in Sweden, in UTC: "valid to" a date includes that date."""
     return dt.datetime.combine(day, dt.time(23, 59, 59), TIMEZONE).astimezone(dt.UTC)
@@ -197,7 +178,7 @@ def issue(
     if certificate.not_valid_after_utc < valid_to:
         raise Refused("card_expires_first", certificate.not_valid_after_utc.date().isoformat())
     new_key = _load_new_key(submission.public_key_pem)
-    if not _new_key_signed(
+    if not key_signature_is_valid(
         new_key, submission.new_key_algorithm, submission.new_key_signature, data
     ):
         raise Refused("new_key_not_proved")

@@ -6,6 +6,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from idp.siths.validation import check_card_key
 
@@ -25,6 +26,14 @@ def signature_is_valid(
     """
     key = certificate.public_key()
     check_card_key(key)
+    return key_signature_is_valid(key, algorithm, signature, data)
+
+
+def key_signature_is_valid(
+    key: CertificatePublicKeyTypes, algorithm: str, signature: bytes, data: bytes
+) -> bool:
+    """True only if ``signature`` over ``data`` is by ``key`` with the algorithm its type uses
+    (RSA PKCS#1 v1.5 or ECDSA, SHA-256); the key's strength is the caller's to check."""
     try:
         if algorithm == RSA_PKCS1_SHA256 and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
