@@ -108,14 +108,18 @@ def card_group() -> None:
 def enrol_command(
     link: str, token_label: str, pin: str, softhsm_conf: Path | None, ca_file: Path | None
 ) -> None:
-    """Prove possession of the card and fetch the Göteborg certificate onto it."""
+    """Prove possession of the card and fetch the Göteborg certificate onto it.
+
+    Without ``--ca-file`` the demo's test PKI CA is trusted if it exists, else the system's."""
+    if ca_file is None and Settings().tls_ca_file.is_file():
+        ca_file = Settings().tls_ca_file
     try:
         enrolled = card_client.enrol(
             link.strip().rstrip("/"),
             token_label=token_label,
             pin=pin,
             config=softhsm_conf,
-            ca_file=ca_file or Settings().tls_ca_file,
+            ca_file=ca_file,
         )
     except card_client.EnrolmentRefused as refused:
         raise click.ClickException(str(refused)) from refused
