@@ -76,12 +76,18 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, env=ENV, check=True, capture_output=True, text=True)
 
 
-def wait_until_up(url: str, ca_file: Path, process: subprocess.Popen) -> None:
+def wait_until_up(url: str, ca_file: Path, process: subprocess.Popen, log: Path) -> None:
+    """Wait for ``url`` to answer; if its process ends first, say why, from its log."""
     context = ssl.create_default_context(cafile=str(ca_file))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{url} did not start (exit code {process.returncode})")
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-8:]
+            cause = "\n    ".join(tail) or "(its log is empty)"
+            raise SystemExit(
+                f"{url} did not start (exit code {process.returncode}); the end of {log}:\n"
+                f"    {cause}"
+            )
         try:
             httpx.get(url, verify=context, timeout=2)
             return
@@ -107,7 +113,7 @@ def ocsp_responder(ca_file: Path, log_path: Path) -> Iterator[str]:
             stderr=log,
         )
         try:
-            wait_until_up(f"{url}/health", ca_file, responder)
+            wait_until_up(f"{url}/health", ca_file, responder, log_path)
             yield url
         finally:
             responder.terminate()
@@ -252,7 +258,7 @@ def main() -> None:
     ):
         idp = subprocess.Popen([str(BIN / "idp"), "serve"], env=ENV, stdout=idp_log, stderr=idp_log)
         try:
-            wait_until_up(f"{IDP_URL}/saml/metadata", pki.tls_ca_cert, idp)
+            wait_until_up(f"{IDP_URL}/saml/metadata", pki.tls_ca_cert, idp, logs / "idp.log")
             sp = subprocess.Popen(
                 [str(BIN / "sp-demo"), "serve"], env=ENV, stdout=sp_log, stderr=sp_log
             )
@@ -264,8 +270,8 @@ def main() -> None:
                 [str(BIN / "portal"), "serve"], env=ENV, stdout=portal_log, stderr=portal_log
             )
             try:
-                wait_until_up(f"{SP_URL}/", pki.tls_ca_cert, sp)
-                wait_until_up(f"{PORTAL_URL}/", pki.tls_ca_cert, portal)
+                wait_until_up(f"{SP_URL}/", pki.tls_ca_cert, sp, logs / "sp-demo.log")
+                wait_until_up(f"{PORTAL_URL}/", pki.tls_ca_cert, portal, logs / "portal.log")
                 print(
                     f"""
 Mock Treserva:            {SP_URL}/
