@@ -16,12 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from idp.audit import database_audit_hook
+from idp.audit import database_audit_hook, record_audit_event
 from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database, prepare_schema
 from idp.federation import endpoints as federation_endpoints
 from idp.federation.remote import RemoteAggregate
+from idp.login.authenticate import CertificateAuthentication
+from idp.login.policy import LoginPolicy
 from idp.methods import this_device
 from idp.methods.other_device import app_api
 from idp.methods.other_device import browser as other_device_browser
@@ -121,15 +123,19 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
     prepare_schema(database.engine, migrate=settings.migrate_on_start)
     trust = load_siths_trust(settings.trust_anchors_file, settings.intermediates_file)
     pairwise_secret = _pairwise_secret(settings)
+    policy = LoginPolicy.from_settings(settings)
+    validator = SithsValidator(
+        trust,
+        policy.accepted_organisations,
+        _revocation_checker(settings, database, metrics),
+    )
     services = Services(
         settings=settings,
         database=database,
-        validator=SithsValidator(
-            trust,
-            settings.accepted_organisations,
-            _revocation_checker(settings, database, metrics),
-        ),
+        validator=validator,
         trusted_proxies=TrustedProxies(settings.trusted_proxies),
+        policy=policy,
+        authenticator=CertificateAuthentication(validator, policy, record_audit_event),
     )
     saml = SamlIdentityProvider(
         settings,

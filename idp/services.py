@@ -17,6 +17,8 @@ from idp.authn import Authentication
 from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database
+from idp.login.authenticate import CertificateAuthentication
+from idp.login.policy import LoginPolicy
 from idp.siths.validation import SithsValidator
 
 
@@ -63,6 +65,9 @@ class Services:
     database: Database
     validator: SithsValidator
     trusted_proxies: TrustedProxies
+    policy: LoginPolicy
+    # The login's use cases (idp.login), built once with the validator, policy and audit sink.
+    authenticator: CertificateAuthentication
     responders: dict[str, Responder] = field(default_factory=dict)
     failure_responders: dict[str, FailureResponder] = field(default_factory=dict)
 

@@ -13,13 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from idp.audit import record_audit_event, record_audit_event_in_thread
+from idp.audit import record_audit_event_in_thread
 from idp.client_certificate import presented_certificate
 from idp.login.errors import LoginFailed
-from idp.login.identify import authentications_for_certificate
-from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login, mark_authenticated
+from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login
 from idp.services import services_of
-from idp.siths.revocation import audit_note, audit_reason
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
 from idp.web.back_to_service import back_to_service
 from idp.web.render import error_page
@@ -45,24 +43,8 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
                 raise CertificateRejected(RejectionReason.NO_CERTIFICATE, "no client certificate")
             leaf = load_certificate(source.certificate.leaf)
             intermediates = [load_certificate(pem) for pem in source.certificate.intermediates]
-            validated = services.validator.validate(leaf, intermediates)
-            authentications = authentications_for_certificate(
-                session,
-                validated,
-                method=METHOD,
-                accepted_organisations=settings.accepted_organisations,
-            )
-            mark_authenticated(session, pending, authentications)
-            record_audit_event(
-                session,
-                "login.method",
-                outcome="success",
-                reason=audit_reason(validated.revocation),
-                hsa_id=validated.hsa_id.value,
-                client_id=pending.client_id,
-                method=METHOD,
-                detail=f"certificate sha256 {validated.fingerprint_sha256}; "
-                f"{audit_note(validated.revocation)}",
+            services.authenticator.authenticate_certificate(
+                session, pending, leaf, intermediates, METHOD
             )
 
     if source.untrusted_header_from is not None:

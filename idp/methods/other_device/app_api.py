@@ -11,9 +11,6 @@ Errors are ``{"errorCode": …, "details": …}`` with a 4xx status.
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -21,25 +18,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from idp.audit import record_audit_event, record_audit_event_in_thread
-from idp.login.errors import LoginFailed, LoginReason
-from idp.login.identify import authentications_for_certificate
-from idp.login.pending import PendingState, ensure_unexpired, mark_authenticated
 from idp.methods.other_device.orders import (
     OrderRefused,
     claim_by_auto_start,
     claim_by_qr,
-    complete_order,
     fail_order,
     now_utc,
     order_for_app,
 )
-from idp.methods.other_device.signature import SIGNATURE_ALGORITHMS, signature_is_valid
+from idp.methods.other_device.signature import SIGNATURE_ALGORITHMS
+from idp.methods.other_device.signing import (
+    METHOD,
+    SignedOrder,
+    SignOutcome,
+    complete_signed_order,
+)
 from idp.services import Services, services_of
-from idp.siths.revocation import RevocationDecision, audit_note, audit_reason
-from idp.siths.validation import CertificateRejected, load_certificate
-from idp.store.models import PendingLogin
 
-METHOD = "siths-other-device"
 API_PREFIX = "/app-api/v1"
 router = APIRouter(prefix=API_PREFIX, tags=["SITHS eID app API v1"])
 
@@ -133,95 +128,22 @@ async def scan(request: Request, body: ScanRequest) -> ScanResponse | JSONRespon
 async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONResponse:
     """Verify the signature and the certificate; complete the order once."""
     services = services_of(request)
-    settings = services.settings
+    signed = SignedOrder(
+        body.orderRef, body.signToken, body.signatureAlgorithm, body.signature, body.certificates
+    )
 
-    def verify_and_complete() -> tuple[OrderStatus | None, OrderRefused | None]:
+    def verify_and_complete() -> SignOutcome:
         with services.database.session() as session:
-            now = now_utc()
-            order = order_for_app(session, body.orderRef, body.signToken, now)
-            pending = session.get(PendingLogin, order.pending_login_id)
-            refused = _check(body, order.data_to_sign)
-            hsa_id = ""
-            revocation: RevocationDecision | None = None
-            if refused is None:
-                try:
-                    # UTF-8, not ASCII: a PEM with other characters is unreadable, not a crash.
-                    leaf = load_certificate(body.certificates[0].encode("utf-8"))
-                    intermediates = [
-                        load_certificate(pem.encode("utf-8")) for pem in body.certificates[1:]
-                    ]
-                    # Proof of possession first: the card's key signed exactly this order's data.
-                    # A key no card may have is refused here (weak_key), before it verifies.
-                    if not signature_is_valid(
-                        leaf,
-                        body.signatureAlgorithm,
-                        base64.b64decode(body.signature),
-                        base64.b64decode(order.data_to_sign),
-                    ):
-                        raise OrderRefused("invalidSignature", "the signature does not verify")
-                    validated = services.validator.validate(leaf, intermediates)
-                    hsa_id, revocation = validated.hsa_id.value, validated.revocation
-                    if pending is None or pending.state != PendingState.PENDING:
-                        raise LoginFailed(
-                            LoginReason.LOGIN_WRONG_STEP, "the login is no longer waiting"
-                        )
-                    ensure_unexpired(pending)
-                    authentications = authentications_for_certificate(
-                        session,
-                        validated,
-                        method=METHOD,
-                        accepted_organisations=settings.accepted_organisations,
-                    )
-                    mark_authenticated(session, pending, authentications)
-                    complete_order(session, order)
-                except CertificateRejected as exc:
-                    hsa_id = hsa_id or exc.hsa_id
-                    refused = OrderRefused("certificateErr", f"{exc.reason}: {exc.detail}")
-                    fail_order(session, order, "certificateErr", exc.reason)
-                except LoginFailed as exc:
-                    refused = OrderRefused("certificateErr", f"{exc.reason}: {exc.detail}")
-                    fail_order(session, order, "certificateErr", exc.reason)
-                except OrderRefused as exc:
-                    refused = exc
-                    fail_order(session, order, "certificateErr", "bad_signature")
-            else:
-                fail_order(session, order, "certificateErr", "bad_signature")
-            record_audit_event(
-                session,
-                "login.method",
-                outcome="success" if refused is None else "failure",
-                reason=audit_reason(revocation)
-                if refused is None
-                else (order.failure_reason or refused.reason),
-                hsa_id=hsa_id,
-                client_id=pending.client_id if pending else "",
-                method=METHOD,
-                detail=f"order {order.order_ref}"
-                + (f": {refused.detail}" if refused else f"; {audit_note(revocation)}"),
-            )
-            if refused is not None:
-                return None, refused
-            return OrderStatus(orderRef=order.order_ref, status="complete", hintCode=""), None
+            return complete_signed_order(session, services.authenticator, signed)
 
     try:
-        status, refused = await run_in_threadpool(verify_and_complete)
+        outcome = await run_in_threadpool(verify_and_complete)
     except OrderRefused as exc:
         await _audit(services, "app.sign", "rejected", exc.reason, exc.detail)
         return _error(exc)
-    if refused is not None:
-        return _error(refused)
-    assert status is not None
-    return status
-
-
-def _check(body: SignRequest, data_to_sign: str) -> OrderRefused | None:
-    if body.signatureAlgorithm not in SIGNATURE_ALGORITHMS:
-        return OrderRefused("invalidParameters", f"unknown algorithm {body.signatureAlgorithm}")
-    try:
-        base64.b64decode(body.signature, validate=True)
-    except (binascii.Error, ValueError):
-        return OrderRefused("invalidParameters", "signature is not base64")
-    return None
+    if outcome.refused is not None:
+        return _error(outcome.refused)
+    return OrderStatus(orderRef=outcome.order_ref, status="complete", hintCode="")
 
 
 @router.post("/cancel", response_model=OrderStatus, responses=ERRORS)

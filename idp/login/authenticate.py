@@ -1,0 +1,120 @@
+"""Authenticate a certificate for a login method: validate → identify → mark authenticated → audit.
+
+The one way every SITHS method (the card in this browser's TLS handshake, the card signing in
+the app on another device) turns a presented certificate into who logged in. Plain Python:
+the channel parses its input, opens the transaction and calls
+:meth:`CertificateAuthentication.authenticate_certificate`; refusals are the existing
+:class:`idp.siths.validation.CertificateRejected` and :class:`idp.login.errors.LoginFailed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from idp.audit import record_audit_event
+from idp.authn import Authentication
+from idp.login.errors import LoginFailed, LoginReason
+from idp.login.identify import authentications_for_certificate
+from idp.login.pending import PendingState, ensure_unexpired, mark_authenticated
+from idp.login.policy import LoginPolicy
+from idp.siths.revocation import audit_note, audit_reason
+from idp.siths.validation import SithsValidator, ValidatedCertificate
+from idp.store.models import PendingLogin
+
+
+class AuditSink(Protocol):
+    """Where audit events go: added to the caller's transaction (:func:`record_audit_event`)."""
+
+    def __call__(
+        self,
+        session: Session,
+        event: str,
+        *,
+        outcome: str,
+        reason: str = "",
+        hsa_id: str = "",
+        client_id: str = "",
+        method: str = "",
+        detail: str = "",
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class AuthenticationResult:
+    """A certificate that authenticated a pending login: the validated certificate and one
+    :class:`Authentication` per HSA-ID its holder may use (several: the user chooses next)."""
+
+    certificate: ValidatedCertificate
+    authentications: list[Authentication]
+
+
+class CertificateAuthentication:
+    """Built once at start-up; safe to share between threads."""
+
+    def __init__(
+        self,
+        validator: SithsValidator,
+        policy: LoginPolicy,
+        audit: AuditSink = record_audit_event,
+    ) -> None:
+        self._validator = validator
+        self._policy = policy
+        self._audit = audit
+
+    def authenticate_certificate(
+        self,
+        session: Session,
+        pending: PendingLogin | None,
+        leaf: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        method: str,
+        *,
+        evidence: str = "",
+        then: Callable[[Session, AuthenticationResult], None] | None = None,
+    ) -> AuthenticationResult:
+        """Validate the certificate, find who it may log in as and record that on ``pending``
+        (which must still be waiting for a method: else ``login_wrong_step`` or
+        ``expired_login``), run ``then`` with the result in the same transaction, and audit the
+        success.
+
+        ``evidence`` names what was presented in the audit event's detail (default: the
+        certificate's SHA-256). Raises :class:`CertificateRejected` or :class:`LoginFailed`; a
+        :class:`LoginFailed` after validation names the certificate's HSA-ID. Failures are the
+        caller's to audit, since it may have to record more in the same event.
+        """
+        validated = self._validator.validate(leaf, intermediates)
+        hsa_id = validated.hsa_id.value
+        try:
+            if pending is None or pending.state != PendingState.PENDING:
+                raise LoginFailed(LoginReason.LOGIN_WRONG_STEP, "the login is no longer waiting")
+            ensure_unexpired(pending)
+            authentications = authentications_for_certificate(
+                session,
+                validated,
+                method=method,
+                accepted_organisations=self._policy.accepted_organisations,
+            )
+            mark_authenticated(session, pending, authentications)
+        except LoginFailed as exc:
+            exc.hsa_id = exc.hsa_id or hsa_id
+            raise
+        result = AuthenticationResult(validated, authentications)
+        if then is not None:
+            then(session, result)
+        self._audit(
+            session,
+            "login.method",
+            outcome="success",
+            reason=audit_reason(validated.revocation),
+            hsa_id=hsa_id,
+            client_id=pending.client_id,
+            method=method,
+            detail=f"{evidence or f'certificate sha256 {validated.fingerprint_sha256}'}; "
+            f"{audit_note(validated.revocation)}",
+        )
+        return result
