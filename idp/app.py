@@ -24,6 +24,7 @@ from idp.federation import endpoints as federation_endpoints
 from idp.federation.remote import RemoteAggregate
 from idp.login.authenticate import CertificateAuthentication
 from idp.login.policy import LoginPolicy
+from idp.login.steps import LoginSteps
 from idp.methods import this_device
 from idp.methods.other_device import app_api
 from idp.methods.other_device import browser as other_device_browser
@@ -136,6 +137,7 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
         trusted_proxies=TrustedProxies(settings.trusted_proxies),
         policy=policy,
         authenticator=CertificateAuthentication(validator, policy, record_audit_event),
+        steps=LoginSteps(database, record_audit_event, settings.sso_session_ttl_seconds),
     )
     saml = SamlIdentityProvider(
         settings,

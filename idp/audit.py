@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,24 @@ AUDIT_FIELDS = "audit_fields"
 # (event, outcome, detail) → an audit event, for parts that run outside a request and its
 # session (the remote metadata refresher, metadata loading): see database_audit_hook.
 AuditHook = Callable[[str, str, str], None]
+
+
+class AuditSink(Protocol):
+    """Where a use case records its audit events: into the caller's transaction, with the
+    fields of :func:`record_audit_event` (which is one)."""
+
+    def __call__(
+        self,
+        session: Session,
+        event: str,
+        *,
+        outcome: str,
+        reason: str = "",
+        hsa_id: str = "",
+        client_id: str = "",
+        method: str = "",
+        detail: str = "",
+    ) -> None: ...
 
 
 def database_audit_hook(database: Database) -> AuditHook:

@@ -19,6 +19,7 @@ from idp.config import Settings
 from idp.db import Database
 from idp.login.authenticate import CertificateAuthentication
 from idp.login.policy import LoginPolicy
+from idp.login.steps import LoginSteps
 from idp.siths.validation import SithsValidator
 
 
@@ -68,6 +69,7 @@ class Services:
     policy: LoginPolicy
     # The login's use cases (idp.login), built once with the validator, policy and audit sink.
     authenticator: CertificateAuthentication
+    steps: LoginSteps
     responders: dict[str, Responder] = field(default_factory=dict)
     failure_responders: dict[str, FailureResponder] = field(default_factory=dict)
 

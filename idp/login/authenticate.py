@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from cryptography import x509
 from sqlalchemy.orm import Session
 
-from idp.audit import record_audit_event
+from idp.audit import AuditSink, record_audit_event
 from idp.authn import Authentication
 from idp.login.errors import LoginFailed, LoginReason
 from idp.login.identify import authentications_for_certificate
@@ -25,23 +24,6 @@ from idp.login.policy import LoginPolicy
 from idp.siths.revocation import audit_note, audit_reason
 from idp.siths.validation import SithsValidator, ValidatedCertificate
 from idp.store.models import PendingLogin
-
-
-class AuditSink(Protocol):
-    """Where audit events go: added to the caller's transaction (:func:`record_audit_event`)."""
-
-    def __call__(
-        self,
-        session: Session,
-        event: str,
-        *,
-        outcome: str,
-        reason: str = "",
-        hsa_id: str = "",
-        client_id: str = "",
-        method: str = "",
-        detail: str = "",
-    ) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -10,27 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from idp.audit import record_audit_event
 from idp.login.errors import LoginFailed
-from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login
-from idp.methods.other_device.orders import (
-    create_order,
-    current_qr_content,
-    expire_if_due,
-    fail_order,
-    latest_order,
-    now_utc,
-    prefetch_login_and_latest_order,
-)
+from idp.login.pending import BROWSER_COOKIE
+from idp.methods.other_device.orders import current_qr_content, now_utc
 from idp.methods.other_device.qr import qr_svg
 from idp.methods.other_device.status_texts import status_text
+from idp.methods.other_device.waiting import WaitingForApp, cancel_live_order, waiting_for_app
 from idp.services import services_of
-from idp.store.models import Order, PendingLogin
+from idp.store.models import Order
 from idp.web.login_pages import cancel_login
 from idp.web.messages import message_for
 from idp.web.refusals import refuse
@@ -38,8 +29,6 @@ from idp.web.render import render_page
 
 router = APIRouter()
 SELF_EXPLAINED_FAILURES = ("expired_order", "user_cancel")
-ORDER_TTL_SECONDS = 180
-FINISHED_STATES = (PendingState.AUTHENTICATED, PendingState.CHOOSING)
 
 
 def _view(order: Order, reference: str) -> dict[str, Any]:
@@ -67,53 +56,25 @@ def _view(order: Order, reference: str) -> dict[str, Any]:
     return view
 
 
-def _load(request: Request, reference: str, *, start_new: bool) -> tuple[str, Order | None, str]:
-    """(pending state, current order, client name); starts an order if asked or none exists."""
-    services = services_of(request)
-    with services.database.session() as session:
-        # Once a second per waiting browser: the login and its order in one query. Every
-        # check on the login is still load_pending_login's (which finds the prefetched row in
-        # the session), made before the order is looked at.
-        _prefetched, order = prefetch_login_and_latest_order(session, reference)
-        pending = load_pending_login(
-            session,
+async def _waiting(request: Request, reference: str, *, start_new: bool) -> WaitingForApp:
+    return await run_in_threadpool(
+        lambda: waiting_for_app(
+            services_of(request).database,
             reference,
             request.cookies.get(BROWSER_COOKIE),
-            expected_state=(PendingState.PENDING, *FINISHED_STATES),
+            start_new=start_new,
         )
-        if pending.state in FINISHED_STATES:
-            return pending.state, None, pending.client_name
-        if order is not None:
-            expire_if_due(session, order, now_utc())
-        if order is None or (start_new and order.status != "pending"):
-            order = create_order(
-                session,
-                pending,
-                user_visible_data=(
-                    f"Inloggning till {pending.client_name} via Göteborgs Stads Åtkomsttjänst"
-                ),
-                ttl_seconds=ORDER_TTL_SECONDS,
-            )
-            record_audit_event(
-                session,
-                "order.created",
-                outcome="pending",
-                client_id=pending.client_id,
-                method="siths-other-device",
-                detail=f"order {order.order_ref}",
-            )
-        return pending.state, order, pending.client_name
+    )
 
 
 @router.get("/login/other-device")
 async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
     try:
-        state, order, client_name = await run_in_threadpool(
-            _load, request, ref, start_new=bool(new)
-        )
+        waiting = await _waiting(request, ref, start_new=bool(new))
     except LoginFailed as exc:
         return await refuse(request, exc, reference=ref)
-    if state in FINISHED_STATES or order is None or order.status == "complete":
+    order = waiting.order
+    if order is None or order.status == "complete":
         return RedirectResponse(f"/login/continue?ref={ref}", status_code=303)
     view = _view(order, ref)
     return render_page(
@@ -121,7 +82,7 @@ async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
         "idp/other_device.html",
         {
             "reference": ref,
-            "client_name": client_name,
+            "client_name": waiting.client_name,
             "view": view,
             "auto_start_url": f"sithseid:///?autostarttoken={order.auto_start_token}&redirect=null",
             "refresh": order.status == "pending",
@@ -132,7 +93,7 @@ async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
 @router.get("/login/other-device/collect")
 async def collect(request: Request, ref: str = "") -> Response:
     try:
-        state, order, _client_name = await run_in_threadpool(_load, request, ref, start_new=False)
+        waiting = await _waiting(request, ref, start_new=False)
     except LoginFailed as exc:
         message = message_for(exc.reason)
         return JSONResponse(
@@ -147,7 +108,7 @@ async def collect(request: Request, ref: str = "") -> Response:
             status_code=message.status_code,
             headers={"Cache-Control": "no-store"},
         )
-    if state in FINISHED_STATES or order is None:
+    if waiting.order is None:
         view = {
             "status": "complete",
             "hintCode": "",
@@ -156,7 +117,7 @@ async def collect(request: Request, ref: str = "") -> Response:
             "next": f"/login/continue?ref={ref}",
         }
     else:
-        view = _view(order, ref)
+        view = _view(waiting.order, ref)
     return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
 
@@ -165,19 +126,4 @@ async def cancel(request: Request) -> Response:
     """The user gives up on the QR page: the order fails (the app is told ``cancelled``) and the
     login ends, with the way back to the application."""
     form = await request.form(max_files=0, max_fields=5)
-
-    def cancel_order(session: Session, pending: PendingLogin) -> None:
-        order = latest_order(session, pending.id)
-        if order is not None and order.status == "pending":
-            fail_order(session, order, "cancelled", "")
-            record_audit_event(
-                session,
-                "login.method",
-                outcome="failure",
-                reason="cancelled",
-                client_id=pending.client_id,
-                method="siths-other-device",
-                detail=f"order {order.order_ref}",
-            )
-
-    return await cancel_login(request, str(form.get("ref", "")), also=cancel_order)
+    return await cancel_login(request, str(form.get("ref", "")), also=cancel_live_order)
