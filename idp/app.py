@@ -133,9 +133,7 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
     services = Services(
         settings=settings,
         database=database,
-        validator=validator,
         trusted_proxies=TrustedProxies(settings.trusted_proxies),
-        policy=policy,
         authenticator=CertificateAuthentication(validator, policy, record_audit_event),
         steps=LoginSteps(database, record_audit_event, settings.sso_session_ttl_seconds),
     )

@@ -18,9 +18,7 @@ from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database
 from idp.login.authenticate import CertificateAuthentication
-from idp.login.policy import LoginPolicy
 from idp.login.steps import LoginSteps
-from idp.siths.validation import SithsValidator
 
 
 class Responder(Protocol):
@@ -64,10 +62,9 @@ class FailureResponder(Protocol):
 class Services:
     settings: Settings
     database: Database
-    validator: SithsValidator
     trusted_proxies: TrustedProxies
-    policy: LoginPolicy
-    # The login's use cases (idp.login), built once with the validator, policy and audit sink.
+    # The login's use cases (idp.login), built once at start-up with the validator, the login
+    # policy and the audit sink.
     authenticator: CertificateAuthentication
     steps: LoginSteps
     responders: dict[str, Responder] = field(default_factory=dict)

@@ -79,7 +79,7 @@ class CertificateAuthentication:
                 session,
                 validated,
                 method=method,
-                accepted_organisations=self._policy.accepted_organisations,
+                policy=self._policy,
             )
             mark_authenticated(session, pending, authentications)
         except LoginFailed as exc:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Collection
 
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
 from idp.directory.people import entry_and_service_ids
 from idp.login.errors import LoginFailed, LoginReason
+from idp.login.policy import LoginPolicy
 from idp.siths.validation import ValidatedCertificate
 
 
@@ -19,14 +19,15 @@ def authentications_for_certificate(
     certificate: ValidatedCertificate,
     *,
     method: str,
-    accepted_organisations: Collection[str],
+    policy: LoginPolicy,
 ) -> list[Authentication]:
-    """One :class:`Authentication` per HSA-ID the card's holder may use; the card's own first.
+    """One :class:`Authentication` per HSA-ID the card's holder may use (in the organisations
+    the ``policy`` accepts); the card's own first.
 
     Raises :class:`LoginFailed` if the directory does not know the HSA-ID or it is inactive.
     """
     hsa_id = certificate.hsa_id.value
-    entry, service_ids = entry_and_service_ids(session, hsa_id, accepted_organisations)
+    entry, service_ids = entry_and_service_ids(session, hsa_id, policy.accepted_organisations)
     if entry is None:
         raise LoginFailed(
             LoginReason.UNKNOWN_PERSON, f"{hsa_id} is not in the directory", hsa_id=hsa_id
