@@ -89,3 +89,34 @@ def test_the_readme_diagram_is_the_generated_one() -> None:
     assert readme_block(readme) == mermaid(unit_graph()), (
         "the README's package diagram is stale: python -m tools.import_graph --update README.md"
     )
+
+
+# The login's application layer is plain Python: HTTP, pages and protocols are adapters
+# around it (the routers parse, call idp.login, and render or map the refusal).
+LOGIN_LAYER_MUST_NOT_IMPORT = (
+    "starlette",
+    "fastapi",
+    "idp.web",
+    "idp.saml",
+    "idp.oidc",
+    "idp.methods",
+    "idp.services",
+)
+
+
+def _names_any(target: str, prefixes: tuple[str, ...]) -> bool:
+    return any(target == prefix or target.startswith(f"{prefix}.") for prefix in prefixes)
+
+
+def test_the_login_layer_imports_no_http_and_no_protocol() -> None:
+    login_imports = [site for site in import_sites() if unit_of(site.module) == "idp.login"]
+    assert any(site.target == "idp.login.pending" for site in login_imports)
+    offending = [
+        f"{site.module} imports {site.target}"
+        for site in login_imports
+        if _names_any(site.target, LOGIN_LAYER_MUST_NOT_IMPORT)
+    ]
+    assert offending == []
+    # The check itself tells an adapter's import from a neighbour's name.
+    assert _names_any("starlette.requests", LOGIN_LAYER_MUST_NOT_IMPORT)
+    assert not _names_any("idp.webhooks", LOGIN_LAYER_MUST_NOT_IMPORT)
