@@ -17,7 +17,7 @@ from idp.audit import record_audit_event_in_thread
 from idp.client_certificate import presented_certificate
 from idp.login.errors import LoginFailed
 from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login
-from idp.services import services_of
+from idp.services import Services, services_of
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
 from idp.web.back_to_service import back_to_service
 from idp.web.render import error_page
@@ -48,27 +48,27 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
             )
 
     if source.untrusted_header_from is not None:
-        await record_audit_event_in_thread(
-            services.database,
-            "proxy.untrusted_header",
-            outcome="ignored",
-            reason="untrusted_certificate_header",
-            detail=f"certificate header from {source.untrusted_header_from}",
-            method=METHOD,
-        )
+        detail = f"certificate header from {source.untrusted_header_from}"
+        reason = "untrusted_certificate_header"
+        await _audit(services, "proxy.untrusted_header", "ignored", reason, detail)
     try:
         await run_in_threadpool(authenticate)
     except (LoginFailed, CertificateRejected) as exc:
-        reason = exc.reason
-        await record_audit_event_in_thread(
-            services.database,
-            "login.method",
-            outcome="failure",
-            reason=reason,
-            hsa_id=exc.hsa_id,
-            method=METHOD,
-            detail=exc.detail,
-        )
-        back = await back_to_service(request, ref, cancelled=False, detail=reason)
-        return error_page(request, reason, retry_url=retry_url, back_to_service=back)
+        await _audit(services, "login.method", "failure", exc.reason, exc.detail, hsa_id=exc.hsa_id)
+        back = await back_to_service(request, ref, cancelled=False, detail=exc.reason)
+        return error_page(request, exc.reason, retry_url=retry_url, back_to_service=back)
     return RedirectResponse(f"{settings.base_url}/login/continue?ref={ref}", status_code=303)
+
+
+async def _audit(
+    services: Services, event: str, outcome: str, reason: str, detail: str, hsa_id: str = ""
+) -> None:
+    await record_audit_event_in_thread(
+        services.database,
+        event,
+        outcome=outcome,
+        reason=reason,
+        hsa_id=hsa_id,
+        method=METHOD,
+        detail=detail,
+    )
