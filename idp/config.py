@@ -8,7 +8,6 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 GOTEBORGS_STAD_ORG_NUMBER = "2120001355"
 
 
@@ -52,7 +51,9 @@ class Settings(BaseSettings):
     # share the ports through SO_REUSEPORT under a supervisor. "auto": one per CPU.
     workers: int = 1
 
-    var_dir: Path = REPO_ROOT / "var"
+    # Relative paths are taken from the current directory when the settings are read, never
+    # from where the code is installed (a wheel in site-packages has no place for state).
+    var_dir: Path = Path("var")
     # SQLite under var_dir by default; PostgreSQL as postgresql+psycopg://user@host/db.
     database_url: str = ""
     # Apply migrations when the server starts. Unset: yes for SQLite (the embedded default),
@@ -73,7 +74,7 @@ class Settings(BaseSettings):
     # SAML
     saml_signing_key: Path = Path()
     saml_signing_cert: Path = Path()
-    sp_metadata_dir: Path = REPO_ROOT / "metadata" / "sp"
+    sp_metadata_dir: Path = Path("metadata") / "sp"
     saml_max_request_bytes: int = 64 * 1024
     # A remote signed SP metadata aggregate (idp/federation/remote.py): fetched over HTTPS,
     # verified with the pinned federation certificate, refreshed every refresh_seconds.
@@ -146,6 +147,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
+        self.var_dir = self.var_dir.absolute()
+        self.sp_metadata_dir = self.sp_metadata_dir.absolute()
         if self.pki_dir == Path():
             self.pki_dir = self.var_dir / "pki"
         if not self.database_url:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TIMEZONE = ZoneInfo("Europe/Stockholm")
 GOTEBORGS_STAD = "2120001355"
 _UNSET = Path()
@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8447
 
-    var_dir: Path = REPO_ROOT / "var"
+    var_dir: Path = Path("var")
     pki_dir: Path = _UNSET
     tls_ca_file: Path = _UNSET
     tls_cert: Path = _UNSET
@@ -88,7 +88,8 @@ class Settings(BaseSettings):
             "tls_key": self.pki_dir / "tls" / "server.key.pem",
             "trust_anchors_file": self.pki_dir / "siths" / "trust-anchors.pem",
             "intermediates_file": self.pki_dir / "siths" / "intermediates.pem",
-            "idp_command": REPO_ROOT / ".venv" / "bin" / "idp",
+            # The IdP's command from the same installation (venv) as the portal.
+            "idp_command": Path(sys.executable).parent / "idp",
         }
         for name, default in defaults.items():
             value = getattr(self, name)
@@ -122,7 +123,8 @@ class Settings(BaseSettings):
 
 
 def _absolute(path: Path) -> Path:
-    return path if path.is_absolute() else REPO_ROOT / path
+    """A relative path from the current directory, never from where the code is installed."""
+    return path.absolute()
 
 
 def today() -> dt.date:

@@ -14,19 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from portal.config import REPO_ROOT, Settings
+from portal.config import Settings
 from portal.db import Database
 from portal.models import EKU_ADMIN, IT_CONTACT, RoleGrant
 from portal.refusals import FALLBACK, Refused, Words
 
-TEMPLATES_DIR = REPO_ROOT / "templates" / "portal"
 LOGIN_KEY = "login"
 CSRF_KEY = "csrf"
-templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+# Package data (portal/templates), so an installed wheel finds its pages.
+templates = Jinja2Templates(
+    env=Environment(loader=PackageLoader("portal", "templates"), autoescape=select_autoescape())
+)
 
 
 @dataclass(frozen=True)

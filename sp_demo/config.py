@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Dates (the cut-over) are Swedish calendar dates: "from 1 March" means from midnight in Sweden.
 TIMEZONE = ZoneInfo("Europe/Stockholm")
 
@@ -48,7 +47,7 @@ class Settings(BaseSettings):
     # How long fetched IdP metadata is used before it is fetched again (key rollover).
     idp_metadata_refresh_seconds: int = 3600
 
-    var_dir: Path = REPO_ROOT / "var"
+    var_dir: Path = Path("var")
     pki_dir: Path = _UNSET
     tls_ca_file: Path = _UNSET
     # OpenID Connect login beside SAML: offered when a client secret is configured (the IdP's
@@ -154,4 +153,5 @@ class Settings(BaseSettings):
 
 
 def _absolute(path: Path) -> Path:
-    return path if path.is_absolute() else REPO_ROOT / path
+    """A relative path from the current directory, never from where the code is installed."""
+    return path.absolute()

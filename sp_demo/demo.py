@@ -59,6 +59,11 @@ ENV = {
     **os.environ,
     "IDP_VAR_DIR": str(VAR),
     "IDP_PKI_DIR": str(PKI_DIR),
+    # Every program's state in the checkout's var/ and metadata/, whatever directory the demo is
+    # started from (their defaults are relative to the current directory).
+    "IDP_SP_METADATA_DIR": str(REPO_ROOT / "metadata" / "sp"),
+    "SP_DEMO_VAR_DIR": os.environ.get("SP_DEMO_VAR_DIR", str(VAR)),
+    "PORTAL_VAR_DIR": os.environ.get("PORTAL_VAR_DIR", str(VAR)),
     # The demo shows the choice of tjänste-id, so the private provider's HSA-IDs are accepted.
     "IDP_ACCEPTED_ORGANISATIONS": json.dumps(["2120001355", "5567000010"]),
     # Mock Treserva's readiness report checks HSA-IDs against what the IdP's directory holds.

@@ -12,15 +12,15 @@ import secrets
 from typing import Any
 
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sp_demo.config import REPO_ROOT, Settings
+from sp_demo.config import Settings
 from sp_demo.db import Database
 from sp_demo.messages import UserMessage, message_for
 from sp_demo.saml import LoginResult
 
-TEMPLATES_DIR = REPO_ROOT / "templates" / "sp_demo"
 LOGIN_KEY = "login"
 WINDOWS_KEY = "windows_login"
 CSRF_KEY = "csrf"
@@ -28,7 +28,10 @@ CSRF_KEY = "csrf"
 AFTER_LOGIN_KEY = "after_login"
 AFTER_LOGIN_PATHS = frozenset({"/me", "/admin"})
 
-templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+# Package data (sp_demo/templates), so an installed wheel finds its pages.
+templates = Jinja2Templates(
+    env=Environment(loader=PackageLoader("sp_demo", "templates"), autoescape=select_autoescape())
+)
 
 
 def settings_of(request: Request) -> Settings:
@@ -75,7 +78,7 @@ def csrf_ok(request: Request, submitted: object) -> bool:
 def render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
-    """Render ``templates/sp_demo/<template>`` with what the base layout needs."""
+    """Render ``sp_demo/templates/<template>`` with what the base layout needs."""
     settings = settings_of(request)
     base = {
         "display_name": settings.display_name,

@@ -51,12 +51,19 @@ class RunningServer:
 
 
 def start_server(
-    args: list[str], env: dict[str, str], ready_url: str, ca_file: Path, log_path: Path
+    args: list[str],
+    env: dict[str, str],
+    ready_url: str,
+    ca_file: Path,
+    log_path: Path,
+    cwd: Path | None = None,
 ) -> RunningServer:
     """Start a server process and wait until ``ready_url`` answers over TLS."""
     full_env = {**os.environ, **env}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(args, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, env=full_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -753,7 +753,7 @@ def test_build_context_leaves_out_keys_databases_and_caches() -> None:
         "tests/conftest.py",
     ):
         assert ignore.excludes(PurePosixPath(left_out)), left_out
-    for kept in ("idp/config.py", "templates/idp", "pyproject.toml", "metadata/README.md"):
+    for kept in ("idp/config.py", "idp/templates/idp", "pyproject.toml", "metadata/README.md"):
         assert not ignore.excludes(PurePosixPath(kept)), kept
 
 
@@ -761,7 +761,7 @@ def test_the_image_file_set_has_no_secrets_state_or_bytecode(
     image: ImageModel, app_copy: Path
 ) -> None:
     copied = [path for path in app_copy.rglob("*") if path.is_file()]
-    assert (app_copy / "idp" / "config.py").is_file() and (app_copy / "templates").is_dir()
+    assert (app_copy / "idp" / "config.py").is_file() and (app_copy / "idp" / "templates").is_dir()
     assert not [p for p in copied if SECRET_FILE.search(p.name)]
     assert not [p for p in copied if "__pycache__" in p.parts or p.suffix == ".pyc"]
     relative = [p.relative_to(app_copy) for p in copied]
@@ -815,7 +815,12 @@ def test_a_node_runs_from_the_image_file_set(
         **container_environment(
             final,
             # Loopback instead of 0.0.0.0: the test talks to the node only over loopback.
-            {"IDP_VAR_DIR": str(var_dir), "IDP_HOST": "127.0.0.1", "IDP_PORT": str(port)},
+            {
+                "IDP_VAR_DIR": str(var_dir),
+                "IDP_HOST": "127.0.0.1",
+                "IDP_PORT": str(port),
+                "IDP_SP_METADATA_DIR": str(app_copy / "metadata" / "sp"),
+            },
         ),
         "PYTHONPATH": str(app_copy),
         # What compose.yml adds: the PKI (a shared volume there) and nginx's address.
@@ -859,7 +864,7 @@ def test_a_node_runs_from_the_image_file_set(
         for path in ("/healthz", "/readyz"):
             answer = httpx.get(f"{base_url}{path}", timeout=10)
             assert answer.status_code == 200, f"{path}: {answer.text}\n{node.log()}"
-        # A page (templates/), its style sheet (idp/web/static) and the signed metadata.
+        # A page (idp/templates), its style sheet (idp/web/static) and the signed metadata.
         start_page = httpx.get(f"{base_url}/", timeout=10)
         assert start_page.status_code == 200 and "Åtkomsttjänst" in start_page.text
         assert httpx.get(f"{base_url}/static/style.css", timeout=10).status_code == 200

@@ -8,11 +8,10 @@ import html
 import httpx
 
 from idp import attributes
-from idp.config import REPO_ROOT
 from idp.saml import encryption, loa, statuses
 from idp.saml.integration_guide import integration_markdown
 from tests.conftest import IdpUnderTest
-from tests.support import tls_context
+from tests.support import REPO_ROOT, tls_context
 
 
 def test_repository_copy_is_current() -> None:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import psycopg
 
-from idp.config import REPO_ROOT
-
+# Test kit run from a checkout: the repository's own nginx configuration.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = REPO_ROOT / "docker" / "nginx" / "idp.conf.template"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 UNPRIVILEGED_USER = "nobody"

@@ -18,7 +18,6 @@ from saml2.saml import (
 )
 
 from idp import attributes
-from idp.config import REPO_ROOT
 from idp.saml import encryption, loa, statuses
 
 # The entityID the repository's copy (docs/INTEGRATION.md) is written for.
@@ -267,9 +266,9 @@ def integration_guide(entity_id: str) -> IntegrationGuide:
 
 
 def integration_markdown(entity_id: str = DOCUMENTED_ENTITY_ID) -> str:
-    """The guide as Markdown (``templates/idp/integration.md``), for the repository."""
+    """The guide as Markdown (``idp/templates/idp/integration.md``), for the repository."""
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(REPO_ROOT / "templates")),
+        loader=jinja2.PackageLoader("idp", "templates"),
         autoescape=False,  # noqa: S701 - Markdown with XML and PHP snippets, not HTML
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,

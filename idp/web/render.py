@@ -7,17 +7,19 @@ import urllib.parse
 from typing import Any
 
 from fastapi.templating import Jinja2Templates
-from jinja2 import pass_context
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from idp.config import REPO_ROOT
 from idp.login.pending import BROWSER_COOKIE, new_token
 from idp.services import BackToService
 from idp.web.messages import UserMessage, message_for
 
-templates = Jinja2Templates(directory=str(REPO_ROOT / "templates"))
+# Package data (idp/templates), so an installed wheel finds its pages wherever it is installed.
+templates = Jinja2Templates(
+    env=Environment(loader=PackageLoader("idp", "templates"), autoescape=select_autoescape())
+)
 
 BROWSER_COOKIE_MAX_AGE = 365 * 24 * 3600
 
@@ -68,7 +70,7 @@ def language_switch(request: Request, lang: str) -> dict[str, str] | None:
 def render_page(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
-    """Render ``templates/<template>`` with a fresh CSP nonce for any inline script.
+    """Render ``idp/templates/<template>`` with a fresh CSP nonce for any inline script.
 
     The page is in the browser's language (Swedish unless English was chosen); a language
     chosen with ``?lang=`` is remembered in a cookie for the rest of the login.
