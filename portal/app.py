@@ -35,6 +35,7 @@ from portal.db import Database
 from portal.import_jobs import ImportJobs
 from portal.refusals import Refused
 from portal.web import fallback_page, refusal_page
+from sp_demo.app import STATIC_DIR as TRESERVA_STATIC_DIR
 
 logger = logging.getLogger("portal")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -134,6 +135,12 @@ def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> F
         # from another site.
         same_site="lax",
         https_only=settings.uses_https,
+    )
+    # The portal looks like mock Treserva: its stylesheet, served as it is, under the portal's.
+    app.mount(
+        "/static/treserva",
+        StaticFiles(directory=str(TRESERVA_STATIC_DIR)),
+        name="treserva-static",
     )
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
