@@ -82,6 +82,7 @@ def _revocation_checker(
         clock_skew=dt.timedelta(seconds=settings.revocation_clock_skew_seconds),
         timeout_seconds=settings.revocation_timeout_seconds,
         ocsp_url=settings.revocation_ocsp_url,
+        unreachable_retry=dt.timedelta(seconds=settings.revocation_unreachable_retry_seconds),
     )
     # The cache is the IdP's database, so every node reuses what any node learned.
     cache: RevocationCache = DatabaseRevocationCache(database)

@@ -11,6 +11,7 @@ that failed). A second IdP process with soft-fail on shows what soft-fail forgiv
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 import sqlite3
@@ -34,6 +35,8 @@ from idp.app_simulator import AppApiError, SithsEidApp
 from idp.cli import main as idp_command
 from idp.pki import TestPki, issue_card
 from idp.pki.revocation import published_url
+from idp.pki.storage import load_certificate
+from idp.siths.revocation import RevocationChecker, RevocationPolicy, RevocationProblem, http_fetch
 from tests.conftest import (
     DIRECTORY_CSV,
     GOTEBORG,
@@ -467,6 +470,51 @@ def test_responder_down_with_soft_fail_lets_in_and_says_so_loudly(
     log = soft_fail_idp.server.log()
     assert "revocation SOFT-FAIL is ON" in log  # at start-up
     assert "REVOCATION SOFT-FAIL: login allowed WITHOUT revocation status" in log
+
+
+def test_an_unreachable_responder_is_not_asked_again_for_a_while(
+    soft_fail_idp: IdpUnderTest, tmp_path: Path
+) -> None:
+    """While a responder is down, each login does not try it again: the first login found the
+    port closed, the next one (within IDP_REVOCATION_UNREACHABLE_RETRY_SECONDS, 30 s) counts it
+    unreachable without asking, and is still let in only as a loud soft-fail."""
+    card = issue(soft_fail_idp.pki, tmp_path, ANNA, ocsp=f"{closed_port_url()}/ocsp", crl="")
+    mark = audit_mark(soft_fail_idp)
+    first = assert_logged_in(soft_fail_idp, login_this_device(soft_fail_idp, card), card, mark)
+    assert "ConnectError" in first.detail and "next try after" not in first.detail, first
+    mark = audit_mark(soft_fail_idp)
+    second = assert_logged_in(soft_fail_idp, login_this_device(soft_fail_idp, card), card, mark)
+    assert second.reason == "revocation_soft_fail", second
+    assert "unreachable" in second.detail and "next try after" in second.detail, second
+    assert "ConnectError" not in second.detail, second
+
+
+def test_checker_remembers_a_closed_port_until_the_retry_time(
+    idp: IdpUnderTest, tmp_path: Path
+) -> None:
+    """The checker with its real HTTP fetcher against a closed port: asked once, then not
+    until ``unreachable_retry`` has passed; fail-closed it refuses meanwhile, as unreachable."""
+    closed = f"{closed_port_url()}/ocsp"
+    card = load_certificate(issue(idp.pki, tmp_path, ANNA, ocsp=closed, crl="").cert)
+    issuer = load_certificate(idp.pki.hsa_ca_cert)
+    fetch = http_fetch(timeout_seconds=2.0)
+    asked: list[str] = []
+
+    def counting_fetch(url: str, body: bytes | None) -> bytes:
+        asked.append(url)
+        return fetch(url, body)
+
+    retry = dt.timedelta(seconds=30)
+    checker = RevocationChecker(RevocationPolicy(unreachable_retry=retry), None, counting_fetch)
+    now = dt.datetime.now(dt.UTC)
+    for moment in (now, now + retry - dt.timedelta(seconds=1)):
+        with pytest.raises(RevocationProblem) as refused:
+            checker.check(card, issuer, moment)
+        assert refused.value.reason == "unavailable" and "unreachable" in refused.value.detail
+    assert len(asked) == 1, asked
+    with pytest.raises(RevocationProblem):
+        checker.check(card, issuer, now + retry)
+    assert len(asked) == 2, asked
 
 
 def test_soft_fail_does_not_forgive_an_invalid_answer(

@@ -20,7 +20,9 @@ Policy: fail closed. Revoked or unknown → refused; nothing usable from either 
 timeout, an HTTP error status): the decision says so and it is logged loudly. An answer that
 arrived but is invalid (bad signature, stale, wrong certificate or nonce, garbage) is refused
 even then, because that is what an attack or a broken responder looks like, not an outage.
-Everything here is synchronous: call it from a worker thread.
+A source found unreachable is not asked again for the policy's ``unreachable_retry`` (it counts
+as unreachable meanwhile), so that while a responder is down a login neither waits for it nor
+for its timeout again. Everything here is synchronous: call it from a worker thread.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ class RevocationPolicy:
     ocsp_url: str = ""  # overrides the certificate's AIA when set
     use_crl: bool = True
     max_cache_age: dt.timedelta = dt.timedelta(hours=1)
+    # How long a source that could not be reached counts as unreachable without being asked;
+    # zero: ask it at every check.
+    unreachable_retry: dt.timedelta = dt.timedelta(seconds=30)
 
 
 def http_fetch(timeout_seconds: float) -> Fetcher:
@@ -140,6 +145,36 @@ def http_fetch(timeout_seconds: float) -> Fetcher:
             raise RevocationProblem(UNREACHABLE, f"{url}: {type(exc).__name__}") from exc
 
     return fetch
+
+
+class UnreachableSources:
+    """The sources (URLs) that could not be reached lately, each until a moment. Per process
+    (what one node saw of the network); thread-safe."""
+
+    def __init__(self, retry: dt.timedelta) -> None:
+        self._retry = retry
+        self._until: dict[str, dt.datetime] = {}
+        self._lock = threading.Lock()
+
+    def fetch(self, fetch: Fetcher, url: str, body: bytes | None, now: dt.datetime) -> bytes:
+        """``fetch(url, body)``, unless ``url`` was unreachable within the retry time: then
+        :class:`RevocationProblem` ``unreachable`` at once. Remembers a source that turns out
+        unreachable, and forgets one that answers."""
+        with self._lock:
+            until = self._until.get(url)
+        if until is not None and now < until:
+            raise RevocationProblem(UNREACHABLE, f"{url} was unreachable, next try after {until}")
+        try:
+            data = fetch(url, body)
+        except RevocationProblem as exc:
+            if exc.reason == UNREACHABLE and self._retry > dt.timedelta(0):
+                with self._lock:
+                    self._until[url] = now + self._retry
+            raise
+        if until is not None:
+            with self._lock:
+                self._until.pop(url, None)
+        return data
 
 
 def _urls(certificate: x509.Certificate) -> tuple[list[str], list[str]]:
@@ -206,6 +241,7 @@ class RevocationChecker:
         self._policy = policy
         self._cache = cache
         self._fetch = fetch or http_fetch(policy.timeout_seconds)
+        self._unreachable = UnreachableSources(policy.unreachable_retry)
 
     def check(
         self, certificate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
@@ -271,7 +307,8 @@ class RevocationChecker:
             .add_extension(x509.OCSPNonce(nonce), critical=False)
             .build()
         )
-        body = self._fetch(url, request.public_bytes(serialization.Encoding.DER))
+        der = request.public_bytes(serialization.Encoding.DER)
+        body = self._unreachable.fetch(self._fetch, url, der, now)
         try:
             return self._judge_ocsp(body, nonce, certificate, issuer, now)
         except (ValueError, UnsupportedAlgorithm) as exc:
@@ -400,7 +437,7 @@ class RevocationChecker:
     def _read_crl(
         self, url: str, certificate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
     ) -> tuple[RevocationDecision, dt.datetime]:
-        data = self._fetch(url, None)
+        data = self._unreachable.fetch(self._fetch, url, None, now)
         try:
             crl = (
                 x509.load_pem_x509_crl(data)
