@@ -139,8 +139,8 @@ class Settings(BaseSettings):
     revocation_ocsp_url: str = ""
     revocation_clock_skew_seconds: int = 300
     revocation_timeout_seconds: float = 5.0
-    # A source that could not be reached is not asked again for this long (each login counts
-    # it unreachable meanwhile); 0: ask at every login.
+    # With soft-fail, a source that could not be reached is not asked again for this long (each
+    # login counts it unreachable meanwhile); 0: ask at every login.
     revocation_unreachable_retry_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("workers", mode="before")

@@ -492,8 +492,10 @@ def test_an_unreachable_responder_is_not_asked_again_for_a_while(
 def test_checker_remembers_a_closed_port_until_the_retry_time(
     idp: IdpUnderTest, tmp_path: Path
 ) -> None:
-    """The checker with its real HTTP fetcher against a closed port: asked once, then not
-    until ``unreachable_retry`` has passed; fail-closed it refuses meanwhile, as unreachable."""
+    """The checker with its real HTTP fetcher against a closed port. With soft-fail the port is
+    asked once, then not until ``unreachable_retry`` has passed (each check soft-fails
+    meanwhile, as unreachable); failing closed it is asked at every check, so that logins
+    work again as soon as the responder does."""
     closed = f"{closed_port_url()}/ocsp"
     card = load_certificate(issue(idp.pki, tmp_path, ANNA, ocsp=closed, crl="").cert)
     issuer = load_certificate(idp.pki.hsa_ca_cert)
@@ -505,16 +507,25 @@ def test_checker_remembers_a_closed_port_until_the_retry_time(
         return fetch(url, body)
 
     retry = dt.timedelta(seconds=30)
-    checker = RevocationChecker(RevocationPolicy(unreachable_retry=retry), None, counting_fetch)
+    policy = RevocationPolicy(soft_fail=True, unreachable_retry=retry)
+    checker = RevocationChecker(policy, None, counting_fetch)
     now = dt.datetime.now(dt.UTC)
     for moment in (now, now + retry - dt.timedelta(seconds=1)):
+        decision = checker.check(card, issuer, moment)
+        assert decision.soft_failed and "unreachable" in decision.detail, decision
+    assert asked == [closed]
+    assert checker.check(card, issuer, now + retry).soft_failed
+    assert asked == [closed, closed]
+
+    asked.clear()
+    closed_checker = RevocationChecker(
+        RevocationPolicy(unreachable_retry=retry), None, counting_fetch
+    )
+    for _ in range(2):
         with pytest.raises(RevocationProblem) as refused:
-            checker.check(card, issuer, moment)
+            closed_checker.check(card, issuer, now)
         assert refused.value.reason == "unavailable" and "unreachable" in refused.value.detail
-    assert len(asked) == 1, asked
-    with pytest.raises(RevocationProblem):
-        checker.check(card, issuer, now + retry)
-    assert len(asked) == 2, asked
+    assert asked == [closed, closed]
 
 
 def test_soft_fail_does_not_forgive_an_invalid_answer(

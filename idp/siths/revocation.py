@@ -20,9 +20,11 @@ Policy: fail closed. Revoked or unknown → refused; nothing usable from either 
 timeout, an HTTP error status): the decision says so and it is logged loudly. An answer that
 arrived but is invalid (bad signature, stale, wrong certificate or nonce, garbage) is refused
 even then, because that is what an attack or a broken responder looks like, not an outage.
-A source found unreachable is not asked again for the policy's ``unreachable_retry`` (it counts
-as unreachable meanwhile), so that while a responder is down a login neither waits for it nor
-for its timeout again. Everything here is synchronous: call it from a worker thread.
+With ``soft_fail``, a source found unreachable is not asked again for the policy's
+``unreachable_retry`` (it counts as unreachable meanwhile), so that while a responder is down a
+login neither waits for it nor for its timeout again. Failing closed, every login asks again:
+there a remembered outage would refuse logins after the responder is back.
+Everything here is synchronous: call it from a worker thread.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ class RevocationPolicy:
     ocsp_url: str = ""  # overrides the certificate's AIA when set
     use_crl: bool = True
     max_cache_age: dt.timedelta = dt.timedelta(hours=1)
-    # How long a source that could not be reached counts as unreachable without being asked;
-    # zero: ask it at every check.
+    # With soft_fail: how long a source that could not be reached counts as unreachable without
+    # being asked; zero: ask it at every check.
     unreachable_retry: dt.timedelta = dt.timedelta(seconds=30)
 
 
@@ -241,7 +243,9 @@ class RevocationChecker:
         self._policy = policy
         self._cache = cache
         self._fetch = fetch or http_fetch(policy.timeout_seconds)
-        self._unreachable = UnreachableSources(policy.unreachable_retry)
+        self._unreachable = UnreachableSources(
+            policy.unreachable_retry if policy.soft_fail else dt.timedelta(0)
+        )
 
     def check(
         self, certificate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime
