@@ -62,6 +62,16 @@ def reference_of(continue_url: str) -> str:
     return urllib.parse.parse_qs(urllib.parse.urlsplit(continue_url).query)["ref"][0]
 
 
+def continue_url_of(idp: IdpUnderTest, final: httpx.Response) -> str:
+    """The ``/login/continue`` URL of the login whose answer ``final`` is: the card listener
+    answers itself when the card finished the login, else it sent the browser there."""
+    url = str(final.request.url)
+    assert url.startswith(
+        (f"{idp.cert_login_url}/cert-login?ref=", f"{idp.base_url}/login/continue?ref=")
+    ), url
+    return f"{idp.base_url}/login/continue?ref={reference_of(url)}"
+
+
 def assert_refused(response: httpx.Response, status: int, reason: str) -> None:
     assert response.status_code == status, response.text[:500]
     assert reason_code(response.text) == reason, response.text[:2000]
@@ -89,10 +99,26 @@ def completed(idp: IdpUnderTest) -> Iterator[CompletedSamlLogin]:
     with browser(idp.ca_file, idp.card("anna")) as client:
         final = login_with_card(client, login_url, idp.base_url)
         assert final.status_code == 200, final.text[:1000]
-        continue_url = str(final.request.url)
-        assert continue_url.startswith(f"{idp.base_url}/login/continue?ref="), continue_url
+        continue_url = continue_url_of(idp, final)
         _action, fields = posted_form(final)
         yield CompletedSamlLogin(client, request_id, continue_url, fields["SAMLResponse"])
+
+
+def test_loading_the_card_step_again_after_it_finished_gets_the_answer_again(
+    idp: IdpUnderTest, completed: CompletedSamlLogin
+) -> None:
+    """The card listener answers a finished login itself: a reload of that page (or a proxy
+    retrying it) is sent to ``/login/continue``, which answers the same request again."""
+    repeats = audit_count(idp, "login", "repeated")
+    reload = completed.client.get(f"{idp.cert_login_url}/cert-login?ref={completed.ref}")
+    assert reload.status_code == 303, reload.text[:1000]
+    assert reload.headers["location"] == completed.continue_url
+    again = follow(completed.client, reload, idp.base_url)
+    action, fields = posted_form(again)
+    assert action == idp.sp.acs_url
+    assert fields["SAMLResponse"] != completed.first_response
+    assert idp.sp.parse(fields["SAMLResponse"], completed.request_id).in_response_to
+    assert audit_count(idp, "login", "repeated") == repeats + 1
 
 
 def test_same_browser_repeating_the_last_step_gets_a_fresh_answer_to_the_same_request(
@@ -232,8 +258,7 @@ def oidc_card_login(
     """(verifier, state, /login/continue URL, the callback's query) of a finished card login."""
     verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
     final = login_with_card(client, authorization_url(idp, verifier, state, **extra), idp.base_url)
-    continue_url = str(final.request.url)
-    assert continue_url.startswith(f"{idp.base_url}/login/continue?ref="), continue_url
+    continue_url = continue_url_of(idp, final)
     return verifier, state, continue_url, callback_of(final)
 
 

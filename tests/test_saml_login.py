@@ -15,7 +15,7 @@ from saml2 import samlp
 
 from tests.conftest import IdpUnderTest
 from tests.flows import login_with_card, open_login, posted_form
-from tests.support import browser, reason_code, tls_context
+from tests.support import browser, parse_page, reason_code, tls_context
 
 SAMBI_LOA = "http://id.sambi.se/loa/loa3"
 EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa3"
@@ -108,6 +108,38 @@ def test_login_with_card_gives_signed_sambi_assertion(idp: IdpUnderTest) -> None
     assert confirmation.in_response_to == request_id
     assert confirmation.not_on_or_after
     assert assertion.subject.name_id.format.endswith("transient")
+
+
+def test_card_listener_answers_with_the_response_form_itself(idp: IdpUnderTest) -> None:
+    """A card that names one HSA-ID finishes the login on the card listener's origin: its
+    answer is the page that posts the Response to the SP's ACS (no trip through
+    /login/continue), with the same headers as every page, and the SSO cookie, which the main
+    origin then honours (cookies are per host, not per port)."""
+    login_url, request_id = idp.sp.login_url()
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        chooser = open_login(client, login_url, idp.base_url)
+        href = parse_page(chooser.text).links["method-this-device"]
+        answer = client.get(href)
+        assert answer.status_code == 200, answer.text[:2000]
+        assert str(answer.request.url).startswith(f"{idp.cert_login_url}/cert-login?ref=")
+        action, fields = posted_form(answer)
+        assert action == idp.sp.acs_url
+        assert idp.sp.parse(fields["SAMLResponse"], request_id).in_response_to == request_id
+        csp = answer.headers["content-security-policy"]
+        nonce = re.search(r"'nonce-([^']+)'", csp)
+        assert nonce and f'<script nonce="{nonce.group(1)}">' in answer.text, csp
+        assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["strict-transport-security"].startswith("max-age=")
+        cookie = next(
+            c for c in answer.headers.get_list("set-cookie") if c.startswith("__Host-idp-sso=")
+        )
+        assert "secure" in cookie.lower() and "path=/" in cookie.lower(), cookie
+        # The main origin knows the session: the next SP gets in without the card.
+        second_url, second_id = idp.eid_sp.login_url()
+        _action, again = posted_form(open_login(client, second_url, idp.base_url))
+        assert idp.eid_sp.parse(again["SAMLResponse"], second_id).in_response_to == second_id
 
 
 def test_swedish_eid_profile_releases_only_what_is_requested(idp: IdpUnderTest) -> None:

@@ -93,6 +93,17 @@ class LoginSteps:
                 return list((pending.authentication or {}).get("candidates", []))
             return self._finish(session, pending)
 
+    def finish_if_authenticated(
+        self, session: Session, pending: PendingLogin
+    ) -> FinishedLogin | None:
+        """Finish, in the caller's transaction, a login that a method has just authenticated
+        (``pending`` as :meth:`~idp.login.authenticate.CertificateAuthentication.
+        authenticate_certificate` left it): the finished login if it names one HSA-ID, ``None``
+        if the user must choose a tjänste-id first (:meth:`choose_or_finish` next)."""
+        if pending.state != PendingState.AUTHENTICATED:
+            return None
+        return self._finish(session, pending)
+
     def choose_service_id(self, reference: str, browser: str | None, hsa_id: str) -> None:
         """Pick one of the offered tjänste-ids (anything else: ``hsa_id_not_offered``)."""
         with self._database.session() as session:

@@ -2,8 +2,12 @@
 
 This endpoint is served on the certificate listener's origin (``cert_login_url``) so that the
 browser's card prompt appears here and nowhere else. It validates the certificate, finds the
-person and records the result on the pending login of *this* browser, then sends the browser
-back to the main origin to finish.
+person and records the result on the pending login of *this* browser. When that names one
+HSA-ID, the login is finished in the same transaction and this origin answers with the
+protocol's answer (the SAML Response form, the OIDC redirect), as ``/login/continue`` would;
+when the user must choose a tjänste-id first, or the login was already completed (a reload,
+or a proxy's retry of a request whose answer was lost), the browser is sent back to
+``/login/continue`` on the main origin.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from idp.audit import record_audit_event_in_thread
 from idp.client_certificate import presented_certificate
 from idp.login.errors import LoginFailed
 from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login
+from idp.login.steps import FinishedLogin
 from idp.services import Services, services_of
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
 from idp.web.back_to_service import back_to_service
+from idp.web.login_pages import answer_finished_login
 from idp.web.render import error_page
 
 METHOD = "siths-this-device"
@@ -35,10 +41,15 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
         request, header_name=settings.client_cert_header, trusted_proxies=services.trusted_proxies
     )
     retry_url = f"{settings.base_url}/login?ref={ref}"
+    continue_url = f"{settings.base_url}/login/continue?ref={ref}"
 
-    def authenticate() -> None:
+    def authenticate() -> FinishedLogin | None:
         with services.database.session() as session:
-            pending = load_pending_login(session, ref, browser, expected_state=PendingState.PENDING)
+            pending = load_pending_login(
+                session, ref, browser, expected_state=(PendingState.PENDING, PendingState.COMPLETED)
+            )
+            if pending.state == PendingState.COMPLETED:
+                return None  # /login/continue answers again, or says why not
             if source.certificate is None:
                 raise CertificateRejected(RejectionReason.NO_CERTIFICATE, "no client certificate")
             leaf = load_certificate(source.certificate.leaf)
@@ -46,18 +57,21 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
             services.authenticator.authenticate_certificate(
                 session, pending, leaf, intermediates, METHOD
             )
+            return services.steps.finish_if_authenticated(session, pending)
 
     if source.untrusted_header_from is not None:
         detail = f"certificate header from {source.untrusted_header_from}"
         reason = "untrusted_certificate_header"
         await _audit(services, "proxy.untrusted_header", "ignored", reason, detail)
     try:
-        await run_in_threadpool(authenticate)
+        finished = await run_in_threadpool(authenticate)
     except (LoginFailed, CertificateRejected) as exc:
         await _audit(services, "login.method", "failure", exc.reason, exc.detail, hsa_id=exc.hsa_id)
         back = await back_to_service(request, ref, cancelled=False, detail=exc.reason)
         return error_page(request, exc.reason, retry_url=retry_url, back_to_service=back)
-    return RedirectResponse(f"{settings.base_url}/login/continue?ref={ref}", status_code=303)
+    if finished is None:
+        return RedirectResponse(continue_url, status_code=303)
+    return await answer_finished_login(request, finished)
 
 
 async def _audit(

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from idp.login.errors import LoginFailed, LoginReason
 from idp.login.pending import BROWSER_COOKIE
 from idp.login.sso import SSO_COOKIE
-from idp.login.steps import CancelAlso
+from idp.login.steps import CancelAlso, FinishedLogin
 from idp.services import services_of
 from idp.web.refusals import refuse
 from idp.web.render import error_page, render_page, set_cookie
@@ -57,10 +57,19 @@ async def continue_login(request: Request, ref: str = "") -> Response:
         return render_page(
             request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": outcome}
         )
-    response = await services.responders[outcome.protocol](
-        request, outcome.protocol_state, outcome.authentication, repeated=outcome.repeated
+    return await answer_finished_login(request, outcome)
+
+
+async def answer_finished_login(request: Request, finished: FinishedLogin) -> Response:
+    """The protocol's answer to a finished login (a SAML Response form, an OIDC redirect), with
+    the browser's SSO cookie. Used by ``/login/continue`` and by ``/cert-login`` when the card
+    finished the login there: the cookie is host-only and cookies do not tell ports apart, so
+    both origins set the same one."""
+    services = services_of(request)
+    response = await services.responders[finished.protocol](
+        request, finished.protocol_state, finished.authentication, repeated=finished.repeated
     )
-    set_cookie(response, SSO_COOKIE, outcome.sso_token, None)
+    set_cookie(response, SSO_COOKIE, finished.sso_token, None)
     return response
 
 
