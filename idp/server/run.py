@@ -33,9 +33,11 @@ from idp.server.cert_listener import CertificateListener, ListenerLimits
 from idp.server.http_limits import HeadLimits, bounded_http_protocol
 
 logger = logging.getLogger("idp.server")
-# Longer than nginx's upstream keepalive_timeout (60 s): the proxy, not the node, closes idle
-# connections, so nginx never writes a request into a connection the node just closed.
-PROXY_KEEP_ALIVE_SECONDS = 75
+# How long an idle connection stays open. Embedded: longer than a user's pause on the chooser
+# (uvicorn's default, 5 s, is not), so the next page does not pay for a new TLS handshake.
+# Behind nginx: longer than its upstream keepalive_timeout (60 s), so the proxy, not the node,
+# closes idle connections, and nginx never writes a request into one the node just closed.
+KEEP_ALIVE_SECONDS = 75
 # How often a starting node looks whether uvicorn listens yet (to tell the supervisor).
 STARTED_POLL_SECONDS = 0.05
 
@@ -65,13 +67,14 @@ def _uvicorn_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn
         "access_log": False,
         # Idle keep-alive connections must not hold a stopping node up.
         "timeout_graceful_shutdown": 5,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         # uvicorn bounds neither the size nor the time of a request head: this does.
         "http": bounded_http_protocol(
             HeadLimits(head_timeout=settings.request_head_timeout_seconds)
         ),
     }
     if settings.behind_proxy:
-        return uvicorn.Config(app, timeout_keep_alive=PROXY_KEEP_ALIVE_SECONDS, **common)
+        return uvicorn.Config(app, **common)
     return uvicorn.Config(
         app, ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key), **common
     )
