@@ -74,6 +74,39 @@ class ListenerLimits:
     request: float = 20.0
 
 
+_ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+
+async def _collect_answer(
+    app: ASGIApp, scope: dict[str, Any], body: bytes
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Run ``app`` on ``scope`` with ``body`` as the whole request; its status, headers and
+    body, collected whole (the listener's answers are small pages)."""
+    delivered = False
+    status = 500
+    headers: list[tuple[bytes, bytes]] = []
+    content = bytearray()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # nothing more will come; wait to be cancelled
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            content.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, headers, bytes(content)
+
+
 class _RequestTimedOut(Exception):
     pass
 
@@ -212,7 +245,7 @@ class CertificateListener:
         self._host = host
         self._port = port
         self._context = make_tls_context(cert_file, key_file)
-        self._strip_header = strip_header.lower().encode("latin-1")
+        self._strip = strip_header.lower().encode("latin-1")
         self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
 
@@ -314,16 +347,21 @@ class CertificateListener:
         stream: _TlsStream,
         peer: Any,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        target = request.target.decode("latin-1")
-        path, _, query = target.partition("?")
-        headers = [
-            (name.lower(), value)
-            for name, value in request.headers
-            if name.lower() != self._strip_header
-        ]
-        scope = {
+        """Run the app for one request; its status, headers and whole body."""
+        try:
+            return await _collect_answer(self._app, self._scope(request, chain, peer), body)
+        except Exception as exc:
+            # The app answers its own errors (idp.web.failsafe); this is what is left if even
+            # that failed: the same reason code and bilingual text, without the templates.
+            logger.error("application error on the certificate listener", exc_info=exc)
+            return bare_error_answer(exc)
+
+    def _scope(self, request: h11.Request, chain: list[str], peer: Any) -> dict[str, Any]:
+        """The ASGI scope of ``request``, the card's chain in the TLS extension."""
+        path, _, query = request.target.decode("latin-1").partition("?")
+        return {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "asgi": _ASGI_VERSION,
             "http_version": request.http_version.decode("ascii"),
             "method": request.method.decode("ascii"),
             "scheme": "https",
@@ -331,7 +369,8 @@ class CertificateListener:
             "raw_path": path.encode("latin-1"),
             "query_string": query.encode("latin-1"),
             "root_path": "",
-            "headers": headers,
+            # h11 gives the names in lower case already.
+            "headers": [(name, value) for name, value in request.headers if name != self._strip],
             "client": (peer[0], peer[1]) if peer else None,
             "server": (self._host, self._port),
             "state": {},
@@ -346,35 +385,6 @@ class CertificateListener:
                 }
             },
         }
-        delivered = False
-        status = 500
-        response_headers: list[tuple[bytes, bytes]] = []
-        content = bytearray()
-
-        async def receive() -> dict[str, Any]:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.Event().wait()  # nothing more will come; wait to be cancelled
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status, response_headers
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_headers = list(message.get("headers", []))
-            elif message["type"] == "http.response.body":
-                content.extend(message.get("body", b""))
-
-        try:
-            await self._app(scope, receive, send)
-        except Exception as exc:
-            # The app answers its own errors (idp.web.failsafe); this is what is left if even
-            # that failed: the same reason code and bilingual text, without the templates.
-            logger.error("application error on the certificate listener", exc_info=exc)
-            return bare_error_answer(exc)
-        return status, response_headers, bytes(content)
 
     @classmethod
     async def _refuse(cls, http: h11.Connection, stream: _TlsStream, status: int) -> None:
