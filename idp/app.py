@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from idp.audit import database_audit_hook, record_audit_event
 from idp.client_certificate import TrustedProxies
@@ -41,6 +41,7 @@ from idp.siths.validation import SithsValidator
 from idp.store.revocation_cache import DatabaseRevocationCache
 from idp.web import login_pages
 from idp.web.failsafe import FailSafe
+from idp.web.json_response import JsonResponse
 from idp.web.messages import FALLBACK, UserMessage
 from idp.web.middleware import LimitsAndHeaders
 from idp.web.render import error_page, render_page
@@ -194,7 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
             for error in exc.errors()
         )
-        return JSONResponse(
+        return JsonResponse(
             {"errorCode": "invalidParameters", "details": problems}, status_code=422
         )
 

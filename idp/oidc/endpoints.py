@@ -16,7 +16,7 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event
 from idp.authn import Authentication
@@ -41,6 +41,7 @@ from idp.oidc.discovery import provider_metadata
 from idp.oidc.provider import OpenIDProvider, oidc_of
 from idp.oidc.starlette_adapter import StarletteOAuth2Request, read_oauth2_request
 from idp.services import BackToService, FailureResponder, services_of
+from idp.web.json_response import JsonResponse
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
 router = APIRouter()
@@ -51,7 +52,7 @@ INVALID_REQUEST = {"error": "invalid_request", "error_description": "Malformed r
 @router.get(DISCOVERY_PATH)
 async def discovery(request: Request) -> Response:
     metadata = provider_metadata(oidc_of(request).context)
-    return JSONResponse(metadata, headers={"Cache-Control": "public, max-age=3600"})
+    return JsonResponse(metadata, headers={"Cache-Control": "public, max-age=3600"})
 
 
 @router.get(JWKS_PATH)
@@ -59,7 +60,7 @@ async def jwks(request: Request) -> Response:
     keys = oidc_of(request).context.keys
     await run_in_threadpool(keys.refresh_if_changed)
     # Short caching: relying parties pick up a rollover's next key well before it signs.
-    return JSONResponse(keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"})
+    return JsonResponse(keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
 @router.api_route(AUTHORIZE_PATH, methods=["GET", "POST"])
@@ -128,7 +129,7 @@ async def token(request: Request) -> Response:
             response: Response = provider.create_token_response(oauth2_request)
         except ValueError:
             # authlib refuses to build an error description from unprintable input.
-            response = JSONResponse(INVALID_REQUEST, status_code=400)
+            response = JsonResponse(INVALID_REQUEST, status_code=400)
         _audit_token(provider, oauth2_request, response)
         return response
 

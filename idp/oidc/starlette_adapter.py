@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import JsonPayload, JsonRequest, OAuth2Payload, OAuth2Request
 from starlette.datastructures import FormData
@@ -182,7 +183,7 @@ class StarletteAuthorizationServer(AuthorizationServer):
     ) -> Response:
         header_map = dict(headers)
         if isinstance(payload, dict):
-            payload = json.dumps(payload)
+            payload = orjson.dumps(payload)
             header_map.setdefault("Content-Type", "application/json")
         return Response(content=payload or b"", status_code=status_code, headers=header_map)
 

@@ -31,7 +31,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from idp.client_certificate import TrustedProxies
 from idp.db import head_revision
@@ -39,6 +39,7 @@ from idp.oidc.provider import OpenIDProvider
 from idp.ops.metrics import CONTENT_TYPE, IdpMetrics
 from idp.saml.rollover import signing_keys
 from idp.services import Services
+from idp.web.json_response import JsonResponse
 
 router = APIRouter()
 # Written to var/ and deleted by every probe: a disk that cannot take this cannot take a login's
@@ -145,14 +146,14 @@ class ReadinessProbe:
 @router.get("/healthz", include_in_schema=False)
 async def healthz(request: Request) -> Response:
     worker: dict[str, int] = getattr(request.app.state, "worker", None) or {}
-    return JSONResponse({"status": "alive", **worker}, headers={"cache-control": "no-store"})
+    return JsonResponse({"status": "alive", **worker}, headers={"cache-control": "no-store"})
 
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> Response:
     probe: ReadinessProbe = request.app.state.readiness
     ready, checks = await run_in_threadpool(probe.check)
-    return JSONResponse(
+    return JsonResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
         headers={"cache-control": "no-store"},

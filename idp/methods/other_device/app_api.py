@@ -15,7 +15,6 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from idp.audit import record_audit_event, record_audit_event_in_thread
 from idp.methods.other_device.orders import (
@@ -34,6 +33,7 @@ from idp.methods.other_device.signing import (
     complete_signed_order,
 )
 from idp.services import Services, services_of
+from idp.web.json_response import JsonResponse
 
 API_PREFIX = "/app-api/v1"
 router = APIRouter(prefix=API_PREFIX, tags=["SITHS eID app API v1"])
@@ -89,14 +89,14 @@ ERRORS = {
 }
 
 
-def _error(exc: OrderRefused) -> JSONResponse:
-    return JSONResponse(
+def _error(exc: OrderRefused) -> JsonResponse:
+    return JsonResponse(
         {"errorCode": exc.reason, "details": exc.detail}, status_code=exc.status_code
     )
 
 
 @router.post("/scan", response_model=ScanResponse, responses=ERRORS)
-async def scan(request: Request, body: ScanRequest) -> ScanResponse | JSONResponse:
+async def scan(request: Request, body: ScanRequest) -> ScanResponse | JsonResponse:
     """Claim the order whose QR code (or autoStartToken) the app has."""
     services = services_of(request)
 
@@ -125,7 +125,7 @@ async def scan(request: Request, body: ScanRequest) -> ScanResponse | JSONRespon
 
 
 @router.post("/sign", response_model=OrderStatus, responses=ERRORS)
-async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONResponse:
+async def sign(request: Request, body: SignRequest) -> OrderStatus | JsonResponse:
     """Verify the signature and the certificate; complete the order once."""
     services = services_of(request)
     signed = SignedOrder(
@@ -147,7 +147,7 @@ async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONRespons
 
 
 @router.post("/cancel", response_model=OrderStatus, responses=ERRORS)
-async def cancel(request: Request, body: CancelRequest) -> OrderStatus | JSONResponse:
+async def cancel(request: Request, body: CancelRequest) -> OrderStatus | JsonResponse:
     """The user cancelled in the app."""
     services = services_of(request)
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from idp.login.errors import LoginFailed
 from idp.login.pending import BROWSER_COOKIE
@@ -22,6 +22,7 @@ from idp.methods.other_device.status_texts import status_text
 from idp.methods.other_device.waiting import WaitingForApp, cancel_live_order, waiting_for_app
 from idp.services import services_of
 from idp.store.models import Order
+from idp.web.json_response import JsonResponse
 from idp.web.login_pages import cancel_login
 from idp.web.messages import message_for
 from idp.web.refusals import refuse
@@ -96,7 +97,7 @@ async def collect(request: Request, ref: str = "") -> Response:
         waiting = await _waiting(request, ref, start_new=False)
     except LoginFailed as exc:
         message = message_for(exc.reason)
-        return JSONResponse(
+        return JsonResponse(
             {
                 "status": "failed",
                 "hintCode": exc.reason,
@@ -118,7 +119,7 @@ async def collect(request: Request, ref: str = "") -> Response:
         }
     else:
         view = _view(waiting.order, ref)
-    return JSONResponse(view, headers={"Cache-Control": "no-store"})
+    return JsonResponse(view, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/login/other-device/cancel")
