@@ -11,6 +11,7 @@ Two sources, in this order:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import urllib.parse
 from collections.abc import Iterable
@@ -32,10 +33,16 @@ class TrustedProxies:
 
     def __init__(self, entries: Iterable[str]) -> None:
         self._networks = [ipaddress.ip_network(entry, strict=False) for entry in entries]
+        # Asked for every request (the request id, the certificate header): remember the
+        # answer per peer address instead of parsing the address each time.
+        self._answers = functools.lru_cache(maxsize=4096)(self._listed)
 
     def __contains__(self, address: str | None) -> bool:
-        if not address:
+        if not address or not self._networks:
             return False
+        return self._answers(address)
+
+    def _listed(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

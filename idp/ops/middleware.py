@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
+from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idp.client_certificate import TrustedProxies
@@ -40,6 +41,9 @@ class OperationsMiddleware:
         self.app = app
         self.metrics = metrics
         self.trusted_proxies = trusted_proxies
+        # The latency histogram's child per (route, method, status class): found once, not
+        # looked up (under the metric's lock) at every request.
+        self._latency: dict[tuple[str, str, str], Histogram] = {}
 
     def _request_id(self, scope: Scope) -> str:
         client = scope.get("client")
@@ -74,10 +78,11 @@ class OperationsMiddleware:
             failed = False
         finally:
             elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            self.metrics.request_latency.labels(
-                route, scope.get("method", ""), f"{status // 100}xx"
-            ).observe(elapsed)
+            key = (_route_template(scope), scope.get("method", ""), f"{status // 100}xx")
+            latency = self._latency.get(key)
+            if latency is None:
+                latency = self._latency[key] = self.metrics.request_latency.labels(*key)
+            latency.observe(elapsed)
             access_logger.info(
                 "%s %s %d %.1f ms",
                 scope.get("method", ""),
