@@ -13,7 +13,7 @@ In the same run, side by side:
 
 - **card login**: the above;
 - **transport floor**: each browser makes the same connections and the same number of
-  requests (three on the IdP's origin, one with the card on the certificate origin) to static
+  requests (two on the IdP's origin, one with the card on the certificate origin) to static
   answers (``/healthz``, a style sheet): TLS and HTTP alone, the ceiling any login could reach
   with this client on this machine.
 
@@ -64,7 +64,7 @@ def _context(job: Job) -> ssl.SSLContext:
 
 def _one(job: Job, client, url: str, request_id: str) -> tuple[bool, str, str, str]:  # type: ignore[no-untyped-def]
     if job.kind == "floor":
-        for _ in range(3):
+        for _ in range(2):  # the SSO redirect and the chooser
             client.get(f"{job.base_url}/healthz").raise_for_status()
         client.get(f"{job.cert_login_url}/static/style.css").raise_for_status()
         return True, "", "", ""
