@@ -9,12 +9,11 @@ A node with several worker processes adds the process's identity to each of its 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections.abc import Mapping
-
-import orjson
 
 from idp.audit import AUDIT_FIELDS
 from idp.ops.request_context import current_request_id
@@ -64,8 +63,7 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = getattr(record, name)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        # orjson: UTF-8 as it is (ensure_ascii=False); str() of what JSON has no type for.
-        return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def configure_logging(
