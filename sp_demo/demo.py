@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from idp.pki import init_test_pki
-from idp.pki.revocation import published_url
-from idp.pki.softhsm import resolve_config, token_exists
+from siths_testkit.pki import init_test_pki
+from siths_testkit.pki.revocation import published_url
+from siths_testkit.pki.softhsm import resolve_config, token_exists
 from sp_demo.config import Settings as TreservaSettings
 from sp_demo.db import LOGIN_WINDOWS, Permission, User, find_user_by_windows_account
 from sp_demo.db import Database as TreservaDatabase

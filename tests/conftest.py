@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idp.pki import TestPki, init_test_pki
+from siths_testkit.pki import TestPki, init_test_pki
 from tests.saml_sp import EID_ATTRIBUTES, TestServiceProvider, make_service_provider
 from tests.support import (
     VENV_BIN,

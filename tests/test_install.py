@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from idp.pki import load_test_pki
+from siths_testkit.pki import load_test_pki
 from tests.flows import login_with_card, posted_form
 from tests.saml_sp import sp_of_running_idp
 from tests.support import REPO_ROOT, browser, free_port, start_server

@@ -2,7 +2,7 @@
 
 Both work on TEST material only. The PKI directory defaults to ``var/pki``, or ``IDP_PKI_DIR``
 when set, the same variable the IdP reads its PKI location from. ``idp card issue --token``
-puts the card on a SoftHSM2 token instead of in files (see :mod:`idp.pki.tokens`).
+puts the card on a SoftHSM2 token instead of in files (see :mod:`siths_testkit.pki.tokens`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 import click
 
 from idp.hsa_id import InvalidHsaId
-from idp.pki.cards import DEFAULT_P12_PASSWORD, issue_card
-from idp.pki.init import DEFAULT_BASE_URL_HOSTS, init_test_pki
-from idp.pki.layout import FILES, MANIFEST, load_test_pki
-from idp.pki.model import TestPki
-from idp.pki.names import organisation_name, validate_hsa_id
-from idp.pki.revocation import DEFAULT_REVOCATION_URL
-from idp.pki.softhsm import TokenError, create_token, resolve_config, token_exists
-from idp.pki.storage import write_certificates
-from idp.pki.tokens import issue_card_on_token
+from siths_testkit.pki.cards import DEFAULT_P12_PASSWORD, issue_card
+from siths_testkit.pki.init import DEFAULT_BASE_URL_HOSTS, init_test_pki
+from siths_testkit.pki.layout import FILES, MANIFEST, load_test_pki
+from siths_testkit.pki.model import TestPki
+from siths_testkit.pki.names import organisation_name, validate_hsa_id
+from siths_testkit.pki.revocation import DEFAULT_REVOCATION_URL
+from siths_testkit.pki.softhsm import TokenError, create_token, resolve_config, token_exists
+from siths_testkit.pki.storage import write_certificates
+from siths_testkit.pki.tokens import issue_card_on_token
 
 __all__ = ["card_group", "pki_group"]
 

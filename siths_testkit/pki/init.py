@@ -1,6 +1,6 @@
 """``init_test_pki``: generate the whole test PKI that mirrors SITHS, once.
 
-What it creates (see :mod:`idp.pki.layout` for where):
+What it creates (see :mod:`siths_testkit.pki.layout` for where):
 
 - the SITHS test hierarchy: "SITHS e-id Root CA v2 TEST" with the two issuing CAs "SITHS e-id
   Person HSA-id 3 CA v1 TEST" and "SITHS e-id Person ID 3 CA v1 TEST", plus the bundles the IdP
@@ -27,8 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from idp.pki.cards import DEFAULT_P12_PASSWORD, _issue_card_unchecked
-from idp.pki.issue import (
+from siths_testkit.pki.cards import DEFAULT_P12_PASSWORD, _issue_card_unchecked
+from siths_testkit.pki.issue import (
     AUTHENTICATION,
     CardProfile,
     Issuer,
@@ -40,7 +40,7 @@ from idp.pki.issue import (
     self_signed_certificate,
     tls_server_certificate,
 )
-from idp.pki.layout import (
+from siths_testkit.pki.layout import (
     BAD_CARDS_DIR,
     CARDS_DIR,
     MANIFEST,
@@ -48,8 +48,8 @@ from idp.pki.layout import (
     pki_paths,
     write_manifest,
 )
-from idp.pki.model import CardFiles, TestPki
-from idp.pki.names import (
+from siths_testkit.pki.model import CardFiles, TestPki
+from siths_testkit.pki.names import (
     HSA_ID_CA_COMMON_NAME,
     IDP_NEXT_SIGNING_COMMON_NAME,
     IDP_SIGNING_COMMON_NAME,
@@ -62,13 +62,13 @@ from idp.pki.names import (
     ca_name,
     own_name,
 )
-from idp.pki.revocation import (
+from siths_testkit.pki.revocation import (
     DEFAULT_REVOCATION_URL,
     RevocationPointers,
     create_revocation_material,
     record_issued,
 )
-from idp.pki.storage import load_certificate, write_certificates, write_private_key
+from siths_testkit.pki.storage import load_certificate, write_certificates, write_private_key
 
 __all__ = ["DEFAULT_BASE_URL_HOSTS", "init_test_pki"]
 
@@ -177,7 +177,7 @@ _CARDS: tuple[_CardSpec, ...] = (
 )
 
 # Root, two issuing CAs, forged root and CA, TLS CA and server, two IdP keys, SP key, cards.
-# Plus the OCSP responder and its deliberately EKU-less twin (idp.pki.revocation).
+# Plus the OCSP responder and its deliberately EKU-less twin (siths_testkit.pki.revocation).
 _KEY_COUNT = 10 + len(_CARDS) + 2
 
 
@@ -211,7 +211,7 @@ def init_test_pki(
     ``revocation_url`` is where ``idp pki ocsp-responder`` will serve OCSP and the CRLs (also
     only the first time): every card points at ``{revocation_url}/ocsp`` and
     ``{revocation_url}/crl/hsa-id-ca.crl``, and the manifest records it (see
-    :mod:`idp.pki.revocation`).
+    :mod:`siths_testkit.pki.revocation`).
     """
     report = progress or (lambda _line: None)
     directory.mkdir(parents=True, exist_ok=True)
