@@ -67,7 +67,7 @@ class PluginGroup(click.Group):
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
         if not isinstance(command, click.Command):
-            return f"it is a {type(command).__name__}, not a click command"
+            return f"it is not a click command but an object of type {type(command).__name__}"
         self.add_command(command, entry_point.name)
         return None
 
