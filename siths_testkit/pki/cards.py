@@ -281,16 +281,13 @@ def _issue_card_unchecked(
         now=now,
         pointers=pointers,
     )
-    cert_path, key_path, p12_path = card_paths(out_dir, file_stem)
-    write_private_key(key_path, key)
-    write_certificates(cert_path, [certificate])
-    write_p12(
-        p12_path,
+    cert_path, key_path, p12_path = _write_card_files(
+        card_paths(out_dir, file_stem),
+        key,
+        certificate,
+        issuer,
         friendly_name=f"{given_name} {surname} ({serial_number or name})",
-        key=key,
-        certificate=certificate,
-        ca_certificates=[issuer.certificate],
-        password=p12_password,
+        p12_password=p12_password,
     )
     return CardFiles(
         name=name,
@@ -303,3 +300,28 @@ def _issue_card_unchecked(
         kind=kind,
         extra_certs=list(extra_certs),
     )
+
+
+def _write_card_files(
+    paths: tuple[Path, Path, Path],
+    key: CardKey,
+    certificate: x509.Certificate,
+    issuer: Issuer,
+    *,
+    friendly_name: str,
+    p12_password: bytes,
+) -> tuple[Path, Path, Path]:
+    """Write a card's certificate (PEM), key (PKCS#8, mode 0600) and PKCS#12 (key, certificate
+    and issuing CA) to ``paths``, as :func:`~siths_testkit.pki.layout.card_paths` names them."""
+    cert_path, key_path, p12_path = paths
+    write_private_key(key_path, key)
+    write_certificates(cert_path, [certificate])
+    write_p12(
+        p12_path,
+        friendly_name=friendly_name,
+        key=key,
+        certificate=certificate,
+        ca_certificates=[issuer.certificate],
+        password=p12_password,
+    )
+    return paths
