@@ -6,6 +6,8 @@
 - :mod:`siths_testkit.login_driver`: a card login over HTTP without a browser (tests,
   benchmarks);
 - :mod:`siths_testkit.local_cluster`: a throwaway PostgreSQL and nginx on loopback;
+- ``demo_people.csv``: the invented people of ``make demo`` and docker/compose.yml, the
+  holders of the test PKI's cards (``idp people import``);
 - :mod:`siths_testkit.cli`: ``idp pki …``, ``idp card …`` and ``idp app …``, which the ``idp``
   command finds through the ``atkomsttjansten.cli`` entry points (pyproject.toml).
 
