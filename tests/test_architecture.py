@@ -40,6 +40,7 @@ def test_the_toy_graph_functions_find_what_they_should() -> None:
     assert unit_of("idp.saml.server") == "idp.saml"
     assert unit_of("idp.services") == "idp.services"
     assert unit_of("sp_demo.slo") == "sp_demo"
+    assert unit_of("siths_testkit.pki.cards") == "siths_testkit"
 
 
 def test_no_import_cycle_between_packages() -> None:
