@@ -34,6 +34,7 @@ from idp.ops.install import install_operations
 from idp.ops.metrics import CountingRevocationCache, IdpMetrics
 from idp.saml import endpoints as saml_endpoints
 from idp.saml.server import SamlIdentityProvider
+from idp.saml.sso import SamlSingleSignOn
 from idp.services import Services
 from idp.siths.revocation import RevocationCache, RevocationChecker, RevocationPolicy
 from idp.siths.trust import load_siths_trust
@@ -98,6 +99,7 @@ class Components:
 
     services: Services
     saml: SamlIdentityProvider
+    saml_sso: SamlSingleSignOn
     oidc: OpenIDProvider
 
 
@@ -146,9 +148,16 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
     oidc = build_provider(settings, database, pairwise_secret)
     services.responders["saml"] = saml_endpoints.respond_to_saml_login
     services.responders["oidc"] = oidc_endpoints.respond_to_oidc_login
-    services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml)
+    saml_sso = SamlSingleSignOn(
+        saml,
+        database,
+        record_audit_event,
+        pending_ttl_seconds=settings.pending_login_ttl_seconds,
+        sso_ttl_seconds=settings.sso_session_ttl_seconds,
+    )
+    services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml_sso)
     services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(oidc)
-    return Components(services, saml, oidc)
+    return Components(services, saml, saml_sso, oidc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -163,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     components = build_components(settings, metrics)
     app.state.services = components.services
     app.state.saml = components.saml
+    app.state.saml_sso = components.saml_sso
     app.state.oidc = components.oidc
     app.include_router(federation_endpoints.router)
     app.include_router(saml_endpoints.router)

@@ -14,6 +14,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from idp.db import Database
+from idp.errors import Refusal
 from idp.store.models import AuditEvent
 
 logger = logging.getLogger("idp.audit")
@@ -108,3 +109,28 @@ async def record_audit_event_in_thread(database: Database, event: str, **fields:
             record_audit_event(session, event, **fields)  # type: ignore[arg-type]
 
     await asyncio.to_thread(write)
+
+
+def record_refusal(
+    audit: AuditSink,
+    session: Session,
+    event: str,
+    refusal: Refusal,
+    *,
+    outcome: str = "rejected",
+    hsa_id: str = "",
+    client_id: str = "",
+    method: str = "",
+) -> None:
+    """The one way a :class:`Refusal` becomes an audit event: its code as the reason and its
+    detail as the detail, in ``event`` with ``outcome`` (into the caller's transaction)."""
+    audit(
+        session,
+        event,
+        outcome=outcome,
+        reason=refusal.reason,
+        hsa_id=hsa_id,
+        client_id=client_id,
+        method=method,
+        detail=refusal.detail,
+    )

@@ -64,6 +64,7 @@ from idp.saml.messages import (
     decode_redirect_message,
     require_root,
 )
+from idp.saml.reasons import SamlReason
 from idp.saml.response import (
     Addressing,
     BuiltResponse,
@@ -74,7 +75,7 @@ from idp.saml.response import (
     released_attributes,
 )
 from idp.saml.rollover import SigningKeys, signing_keys, state_stamp
-from idp.saml.statuses import INVALID_NAME_ID_POLICY, NO_AUTHN_CONTEXT, ErrorStatus
+from idp.saml.statuses import ErrorStatus
 from idp.saml.xmlsec_backend import RSA_SHA256 as SIG_RSA_SHA256
 from idp.saml.xmlsec_backend import SHA256 as DIGEST_SHA256
 from idp.saml.xmlsec_backend import shared_backend
@@ -89,15 +90,19 @@ class SamlRequestRejected(Refusal):
     """The AuthnRequest is refused. No Response may be sent: the SP is not trusted to get one."""
 
 
-class SamlRequestNotMet(Exception):
-    """A valid request from a known SP asks for what the IdP cannot do: the SP gets ``status``
-    in a signed Response to ``request`` (at the ACS from its metadata)."""
+class SamlRequestNotMet(Refusal):
+    """A valid request from a known SP asks for what the IdP cannot do: the SP gets the status
+    for ``reason`` (:data:`idp.saml.statuses.SAML_STATUS`) in a signed Response to
+    ``request`` (at the ACS from its metadata)."""
 
-    def __init__(self, request: AuthnRequestInfo, status: ErrorStatus, detail: str) -> None:
-        super().__init__(f"{status.reason}: {detail}")
+    def __init__(self, request: AuthnRequestInfo, reason: SamlReason, detail: str) -> None:
+        super().__init__(reason, detail)
         self.request = request
-        self.status = status
-        self.detail = detail
+
+
+class SamlResponseRefused(Refusal):
+    """A finished login's Response may not be sent (a directory value XML cannot carry, SP
+    metadata that no longer allows an answer, encryption failed): nothing goes to the SP."""
 
 
 @dataclass(frozen=True)
@@ -295,7 +300,7 @@ def _choose_authn_context(message: samlp.AuthnRequest, sp: ServiceProvider) -> s
     try:
         return choose_authn_context(requested_context(refs, requested.comparison), sp.profile.loa)
     except ValueError as exc:
-        raise SamlRequestRejected("malformed_request", str(exc)) from exc
+        raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, str(exc)) from exc
 
 
 def _request_boolean(value: object, name: str) -> bool:
@@ -304,7 +309,7 @@ def _request_boolean(value: object, name: str) -> bool:
     try:
         return xs_boolean(value, default=False)
     except NotABoolean as exc:
-        raise SamlRequestRejected("malformed_request", f"{name}: {exc}") from exc
+        raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, f"{name}: {exc}") from exc
 
 
 def _metadata_boolean(value: object, *, default: bool, broken: bool = False) -> bool:
@@ -547,12 +552,13 @@ class SamlIdentityProvider:
             parsed = server.parse_authn_request(xml, binding=None)
         except (IncorrectlySigned, SignatureError, MissingKey) as exc:
             raise SamlRequestRejected(
-                "bad_signature", f"the request's signature is invalid ({type(exc).__name__})"
+                SamlReason.BAD_SIGNATURE,
+                f"the request's signature is invalid ({type(exc).__name__})",
             ) from exc
         except Exception as exc:
-            raise SamlRequestRejected("malformed_request", type(exc).__name__) from exc
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, type(exc).__name__) from exc
         if parsed is None or parsed.message is None:
-            raise SamlRequestRejected("malformed_request", "not an AuthnRequest")
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "not an AuthnRequest")
         message: samlp.AuthnRequest = parsed.message
         issuer = (
             message.issuer.text.strip()
@@ -560,10 +566,10 @@ class SamlIdentityProvider:
             else ""
         )
         if not issuer:
-            raise SamlRequestRejected("malformed_request", "the request has no Issuer")
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "the request has no Issuer")
         sp = self._describe_sp(server, issuer)
         if sp is None:
-            raise SamlRequestRejected("unknown_sp", f"no metadata for {issuer}")
+            raise SamlRequestRejected(SamlReason.UNKNOWN_SP, f"no metadata for {issuer}")
 
         if binding == BINDING_HTTP_REDIRECT:
             signed = self._verify_redirect_signature(received, sp)
@@ -572,7 +578,7 @@ class SamlIdentityProvider:
             signed = message.signature is not None
         if sp.authn_requests_signed and not signed:
             raise SamlRequestRejected(
-                "unsigned_request", "the SP's metadata says its requests are signed"
+                SamlReason.UNSIGNED_REQUEST, "the SP's metadata says its requests are signed"
             )
         # The SP is who it says: is it one the IdP may answer at all?
         self._check_usable(sp)
@@ -580,7 +586,7 @@ class SamlIdentityProvider:
         self._check_timing_and_destination(message, binding)
         acs_url = self._choose_acs(message, sp)
         if not message.id:
-            raise SamlRequestRejected("malformed_request", "the request has no ID")
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "the request has no ID")
         info = AuthnRequestInfo(
             request_id=message.id,
             sp_entity_id=sp.entity_id,
@@ -601,17 +607,17 @@ class SamlIdentityProvider:
                 authn_context_class=_choose_authn_context(message, sp),
             ), sp
         except AuthnContextNotMet as exc:
-            raise SamlRequestNotMet(info, NO_AUTHN_CONTEXT, str(exc)) from exc
+            raise SamlRequestNotMet(info, SamlReason.NO_AUTHN_CONTEXT, str(exc)) from exc
         except _NameIdPolicyNotMet as exc:
-            raise SamlRequestNotMet(info, INVALID_NAME_ID_POLICY, str(exc)) from exc
+            raise SamlRequestNotMet(info, SamlReason.INVALID_NAME_ID_POLICY, str(exc)) from exc
 
     @staticmethod
     def _check_usable(sp: ServiceProvider) -> None:
         """Refuse, before anybody logs in, an SP that could never be answered safely."""
         if sp.acs_problems:
-            raise SamlRequestRejected("insecure_acs", "; ".join(sp.acs_problems))
+            raise SamlRequestRejected(SamlReason.INSECURE_ACS, "; ".join(sp.acs_problems))
         if sp.encryption_refusal:
-            raise SamlRequestRejected("encryption_required", sp.encryption_refusal)
+            raise SamlRequestRejected(SamlReason.ENCRYPTION_REQUIRED, sp.encryption_refusal)
 
     @staticmethod
     def _verify_redirect_signature(received: BindingMessage, sp: ServiceProvider) -> bool:
@@ -621,37 +627,42 @@ class SamlIdentityProvider:
         try:
             verify_query_signature(received.query_signature, sp.signing_certificates)
         except RedirectSignatureInvalid as exc:
-            raise SamlRequestRejected("bad_signature", exc.detail) from exc
+            raise SamlRequestRejected(SamlReason.BAD_SIGNATURE, exc.detail) from exc
         return True
 
     def _check_timing_and_destination(self, message: samlp.AuthnRequest, binding: str) -> None:
         if message.version != "2.0":
-            raise SamlRequestRejected("malformed_request", "SAML version must be 2.0")
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "SAML version must be 2.0")
         if message.destination and message.destination != self._sso_urls[binding]:
             raise SamlRequestRejected(
-                "wrong_destination", f"Destination {message.destination} is not this endpoint"
+                SamlReason.WRONG_DESTINATION,
+                f"Destination {message.destination} is not this endpoint",
             )
         try:
             issued = dt.datetime.fromtimestamp(
                 calendar.timegm(str_to_time(message.issue_instant)), dt.UTC
             )
         except (TypeError, ValueError) as exc:
-            raise SamlRequestRejected("malformed_request", "IssueInstant is not a time") from exc
+            raise SamlRequestRejected(
+                SamlReason.MALFORMED_REQUEST, "IssueInstant is not a time"
+            ) from exc
         skew = dt.timedelta(seconds=self._settings.saml_clock_skew_seconds)
         if abs(issued - dt.datetime.now(dt.UTC)) > skew:
-            raise SamlRequestRejected("stale_request", f"IssueInstant {message.issue_instant}")
+            raise SamlRequestRejected(
+                SamlReason.STALE_REQUEST, f"IssueInstant {message.issue_instant}"
+            )
 
     @staticmethod
     def _choose_acs(message: samlp.AuthnRequest, sp: ServiceProvider) -> str:
         if message.protocol_binding and message.protocol_binding != BINDING_HTTP_POST:
             raise SamlRequestRejected(
-                "unsupported_binding", f"ProtocolBinding {message.protocol_binding}"
+                SamlReason.UNSUPPORTED_BINDING, f"ProtocolBinding {message.protocol_binding}"
             )
         known = {location for location, _index, _default in sp.acs_post_urls}
         if message.assertion_consumer_service_url:
             if message.assertion_consumer_service_url not in known:
                 raise SamlRequestRejected(
-                    "acs_not_in_metadata",
+                    SamlReason.ACS_NOT_IN_METADATA,
                     f"{message.assertion_consumer_service_url} is not an ACS in the SP's metadata",
                 )
             return message.assertion_consumer_service_url
@@ -660,10 +671,10 @@ class SamlIdentityProvider:
             for location, index, _default in sp.acs_post_urls:
                 if index == wanted:
                     return location
-            raise SamlRequestRejected("acs_not_in_metadata", f"no ACS with index {wanted}")
+            raise SamlRequestRejected(SamlReason.ACS_NOT_IN_METADATA, f"no ACS with index {wanted}")
         default = sp.default_acs()
         if default is None:
-            raise SamlRequestRejected("acs_not_in_metadata", "the SP has no HTTP-POST ACS")
+            raise SamlRequestRejected(SamlReason.ACS_NOT_IN_METADATA, "the SP has no HTTP-POST ACS")
         return default
 
     # --- responses ---------------------------------------------------------------------------
@@ -700,7 +711,9 @@ class SamlIdentityProvider:
         snapshot = self._snapshot()
         sp = self._describe_sp(snapshot.server, request.sp_entity_id)
         if sp is None:
-            raise SamlRequestRejected("unknown_sp", f"no metadata for {request.sp_entity_id}")
+            raise SamlRequestRejected(
+                SamlReason.UNKNOWN_SP, f"no metadata for {request.sp_entity_id}"
+            )
         # The metadata may have changed since the request was accepted.
         self._check_usable(sp)
         names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
@@ -719,7 +732,7 @@ class SamlIdentityProvider:
                 encrypt_for=sp.encryption,
             )
         except EncryptionError as exc:
-            raise SamlRequestRejected("encryption_failed", str(exc)) from exc
+            raise SamlRequestRejected(SamlReason.ENCRYPTION_FAILED, str(exc)) from exc
 
     def build_error_response(
         self, request: AuthnRequestInfo, status: ErrorStatus, message: str

@@ -45,6 +45,7 @@ from idp.saml.bindings import (
 )
 from idp.saml.logout import LogoutRejected, Outgoing, SamlLogout
 from idp.saml.participants import participants_of, session_keys_of_subject
+from idp.saml.reasons import SamlReason
 from idp.saml.server import SamlIdentityProvider, saml_of
 from idp.services import Services, services_of
 from idp.store.models import SeenMessage
@@ -178,7 +179,7 @@ async def _receive_request(
             try:
                 session.flush()
             except IntegrityError as exc:
-                raise LogoutRejected("replayed_request", incoming.request_id[:80]) from exc
+                raise LogoutRejected(SamlReason.REPLAYED_REQUEST, incoming.request_id[:80]) from exc
             subjects = session_keys_of_subject(
                 session, incoming.sp_entity_id, incoming.name_id, incoming.session_indexes
             )
@@ -231,7 +232,7 @@ async def _receive_response(
 
     run_id = await run_in_threadpool(record)
     if run_id is None:
-        exc = LogoutRejected("unsolicited_response", incoming.in_response_to[:80])
+        exc = LogoutRejected(SamlReason.UNSOLICITED_RESPONSE, incoming.in_response_to[:80])
         return _rejected(services, request, "saml.logout_response", exc, incoming.sp_entity_id)
     if not incoming.success:
         logger.info("%s did not confirm the logout", incoming.sp_entity_id)
