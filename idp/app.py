@@ -33,7 +33,9 @@ from idp.oidc.provider import OpenIDProvider, build_provider
 from idp.ops.install import install_operations
 from idp.ops.metrics import CountingRevocationCache, IdpMetrics
 from idp.saml import endpoints as saml_endpoints
+from idp.saml.logout import SamlLogout
 from idp.saml.server import SamlIdentityProvider
+from idp.saml.slo import SamlSingleLogout
 from idp.saml.sso import SamlSingleSignOn
 from idp.services import Services
 from idp.siths.revocation import RevocationCache, RevocationChecker, RevocationPolicy
@@ -100,6 +102,7 @@ class Components:
     services: Services
     saml: SamlIdentityProvider
     saml_sso: SamlSingleSignOn
+    saml_slo: SamlSingleLogout
     oidc: OpenIDProvider
 
 
@@ -157,7 +160,8 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
     )
     services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml_sso)
     services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(oidc)
-    return Components(services, saml, saml_sso, oidc)
+    saml_slo = SamlSingleLogout(saml, SamlLogout(settings, saml), database, record_audit_event)
+    return Components(services, saml, saml_sso, saml_slo, oidc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -173,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = components.services
     app.state.saml = components.saml
     app.state.saml_sso = components.saml_sso
+    app.state.saml_slo = components.saml_slo
     app.state.oidc = components.oidc
     app.include_router(federation_endpoints.router)
     app.include_router(saml_endpoints.router)

@@ -13,10 +13,8 @@ the status of :data:`idp.saml.statuses.SAML_STATUS`. Every refusal is audited he
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp.audit import AuditSink, record_refusal
@@ -28,6 +26,7 @@ from idp.login.sso import find_sso_session
 from idp.saml.bindings import BindingMessage
 from idp.saml.participants import record_participant
 from idp.saml.reasons import SamlReason
+from idp.saml.replay import refuse_replay
 from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import (
     AuthnRequestInfo,
@@ -38,10 +37,6 @@ from idp.saml.server import (
     ServiceProvider,
 )
 from idp.saml.statuses import saml_status
-from idp.store.models import SeenMessage
-
-# A request ID is remembered for longer than an AuthnRequest can be accepted.
-REPLAY_WINDOW = dt.timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -167,7 +162,7 @@ class SamlSingleSignOn:
     ) -> Authentication | LoginStarted | None:
         """Within one transaction: refuse a replay, then the SSO session's authentication,
         IsPassive (None), or a new pending login."""
-        self._refuse_replay(session, sp.entity_id, request.request_id)
+        refuse_replay(session, sp.entity_id, request.request_id, SamlRequestRejected)
         existing = None if request.force_authn else find_sso_session(session, sso_token)
         if existing is not None:
             self._audit(
@@ -200,20 +195,6 @@ class SamlSingleSignOn:
             ttl_seconds=self._pending_ttl_seconds,
         )
         return LoginStarted(pending.id)
-
-    @staticmethod
-    def _refuse_replay(session: Session, issuer: str, request_id: str) -> None:
-        session.add(
-            SeenMessage(
-                issuer=issuer,
-                message_id=request_id[:256],
-                expires_at=dt.datetime.now(dt.UTC) + REPLAY_WINDOW,
-            )
-        )
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            raise SamlRequestRejected(SamlReason.REPLAYED_REQUEST, request_id[:80]) from exc
 
     def _not_met(self, exc: SamlRequestNotMet) -> PostToSp:
         """A trusted SP asked for what the IdP cannot do: tell it so, in a signed Response."""
