@@ -56,11 +56,11 @@ SAML_STATUS: Mapping[str, ErrorStatus | None] = {
     SamlReason.NO_AUTHN_CONTEXT: NO_AUTHN_CONTEXT,
     SamlReason.INVALID_NAME_ID_POLICY: INVALID_NAME_ID_POLICY,
     **dict.fromkeys(_NOT_ANSWERED),
-    USER_CANCELLED: CANCELLED,
     # Every way a card or a login step is refused is, to the SP, a failed authentication: the
     # precise code is on the user's page and in the audit trail, not the SP's business.
     **dict.fromkeys(LoginReason, AUTHN_FAILED),
     **dict.fromkeys(RejectionReason, AUTHN_FAILED),
+    USER_CANCELLED: CANCELLED,
 }
 
 
