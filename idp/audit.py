@@ -121,9 +121,11 @@ def record_refusal(
     hsa_id: str = "",
     client_id: str = "",
     method: str = "",
+    where: str = "",
 ) -> None:
     """The one way a :class:`Refusal` becomes an audit event: its code as the reason and its
-    detail as the detail, in ``event`` with ``outcome`` (into the caller's transaction)."""
+    detail as the detail (after ``where``, e.g. the path, if given), in ``event`` with
+    ``outcome`` (into the caller's transaction)."""
     audit(
         session,
         event,
@@ -132,5 +134,17 @@ def record_refusal(
         hsa_id=hsa_id,
         client_id=client_id,
         method=method,
-        detail=refusal.detail,
+        detail=f"{where}: {refusal.detail}" if where else refusal.detail,
     )
+
+
+async def record_refusal_in_thread(
+    database: Database, event: str, refusal: Refusal, **fields: str
+) -> None:
+    """The same as :func:`record_refusal` in its own transaction, off the event loop."""
+
+    def write() -> None:
+        with database.session() as session:
+            record_refusal(record_audit_event, session, event, refusal, **fields)
+
+    await asyncio.to_thread(write)
