@@ -167,68 +167,47 @@ class AuthnRequestInfo:
         return cls(**data)
 
 
-def _pysaml2_config(
-    settings: Settings, metadata_files: list[str], crypto: CryptoBackend | None = None
-) -> IdPConfig:
-    """pysaml2's configuration with the SP metadata in ``metadata_files`` loaded.
-
-    With ``crypto``, the metadata store's own security context uses it: the store builds that
-    context (an ``xmlsec1`` one) in its constructor, so it is swapped before any metadata is
-    loaded and a signed metadata source would be checked with ``crypto`` too.
-    """
-    base = settings.base_url
-    # The current signing key: the configured one, or the one a key rollover switched to.
-    keys = signing_keys(settings)
-    config = {
-        "entityid": settings.entity_id,
+def _idp_service(base: str) -> dict[str, Any]:
+    """pysaml2's ``service.idp`` section: the IdP's endpoints, NameID formats and UI info."""
+    return {
         "name": "Göteborgs Stads Åtkomsttjänst",
-        "description": "Göteborgs Stads Åtkomsttjänst (inloggning med SITHS eID)",
-        "service": {
-            "idp": {
-                "name": "Göteborgs Stads Åtkomsttjänst",
-                "endpoints": {
-                    "single_sign_on_service": [
-                        (f"{base}/saml/sso/redirect", BINDING_HTTP_REDIRECT),
-                        (f"{base}/saml/sso/post", BINDING_HTTP_POST),
-                    ],
-                    # Single Logout (idp/saml/logout.py, idp/saml/slo_endpoints.py).
-                    "single_logout_service": [
-                        (f"{base}/saml/slo/redirect", BINDING_HTTP_REDIRECT),
-                        (f"{base}/saml/slo/post", BINDING_HTTP_POST),
-                    ],
-                },
-                "name_id_format": [NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT],
-                # Enforced per SP from its metadata (AuthnRequestsSigned), see parse_authn_request.
-                "want_authn_requests_signed": False,
-                "ui_info": {
-                    "display_name": [
-                        {"text": "Göteborgs Stads Åtkomsttjänst", "lang": "sv"},
-                        {"text": "City of Gothenburg Access Service", "lang": "en"},
-                    ],
-                    "description": [
-                        {
-                            "text": "Inloggning med SITHS eID för Göteborgs Stads system",
-                            "lang": "sv",
-                        },
-                        {
-                            "text": "SITHS eID login for the City of Gothenburg's systems",
-                            "lang": "en",
-                        },
-                    ],
-                },
-            }
+        "endpoints": {
+            "single_sign_on_service": [
+                (f"{base}/saml/sso/redirect", BINDING_HTTP_REDIRECT),
+                (f"{base}/saml/sso/post", BINDING_HTTP_POST),
+            ],
+            # Single Logout (idp/saml/logout.py, idp/saml/slo_endpoints.py).
+            "single_logout_service": [
+                (f"{base}/saml/slo/redirect", BINDING_HTTP_REDIRECT),
+                (f"{base}/saml/slo/post", BINDING_HTTP_POST),
+            ],
         },
-        "key_file": str(keys.key_file),
-        "cert_file": str(keys.cert_file),
-        "xmlsec_binary": XMLSEC_BINARY,
-        # An empty store; the files are loaded below, once the store has the right backend.
-        "metadata": {},
-        "signing_algorithm": SIG_RSA_SHA256,
-        "digest_algorithm": DIGEST_SHA256,
-        "only_use_keys_in_metadata": True,
-        "accepted_time_diff": 60,
-        "allow_unknown_attributes": True,
-        "valid_for": 24,
+        "name_id_format": [NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT],
+        # Enforced per SP from its metadata (AuthnRequestsSigned), see parse_authn_request.
+        "want_authn_requests_signed": False,
+        "ui_info": {
+            "display_name": [
+                {"text": "Göteborgs Stads Åtkomsttjänst", "lang": "sv"},
+                {"text": "City of Gothenburg Access Service", "lang": "en"},
+            ],
+            "description": [
+                {
+                    "text": "Inloggning med SITHS eID för Göteborgs Stads system",
+                    "lang": "sv",
+                },
+                {
+                    "text": "SITHS eID login for the City of Gothenburg's systems",
+                    "lang": "en",
+                },
+            ],
+        },
+    }
+
+
+def _organisation() -> dict[str, Any]:
+    """The organisation and contact the IdP's metadata names (fresh each time: pysaml2 is
+    handed its own copy of every configuration)."""
+    return {
         "organization": {
             "name": [("Göteborgs Stad", "sv"), ("City of Gothenburg", "en")],
             "display_name": [("Göteborgs Stad", "sv"), ("City of Gothenburg", "en")],
@@ -241,6 +220,37 @@ def _pysaml2_config(
                 "email_address": ["atkomsttjansten@example.invalid"],
             }
         ],
+    }
+
+
+def _pysaml2_config(
+    settings: Settings, metadata_files: list[str], crypto: CryptoBackend | None = None
+) -> IdPConfig:
+    """pysaml2's configuration with the SP metadata in ``metadata_files`` loaded.
+
+    With ``crypto``, the metadata store's own security context uses it: the store builds that
+    context (an ``xmlsec1`` one) in its constructor, so it is swapped before any metadata is
+    loaded and a signed metadata source would be checked with ``crypto`` too.
+    """
+    # The current signing key: the configured one, or the one a key rollover switched to.
+    keys = signing_keys(settings)
+    config = {
+        "entityid": settings.entity_id,
+        "name": "Göteborgs Stads Åtkomsttjänst",
+        "description": "Göteborgs Stads Åtkomsttjänst (inloggning med SITHS eID)",
+        "service": {"idp": _idp_service(settings.base_url)},
+        "key_file": str(keys.key_file),
+        "cert_file": str(keys.cert_file),
+        "xmlsec_binary": XMLSEC_BINARY,
+        # An empty store; the files are loaded below, once the store has the right backend.
+        "metadata": {},
+        "signing_algorithm": SIG_RSA_SHA256,
+        "digest_algorithm": DIGEST_SHA256,
+        "only_use_keys_in_metadata": True,
+        "accepted_time_diff": 60,
+        "allow_unknown_attributes": True,
+        "valid_for": 24,
+        **_organisation(),
         "delete_tmpfiles": True,
     }
     idp_config = IdPConfig()
@@ -268,6 +278,41 @@ def _display_name(metadata: Any, entity_id: str, descriptor: dict[str, Any]) -> 
         if organisation:
             return str(organisation)
     return urllib.parse.urlsplit(entity_id).hostname or entity_id
+
+
+def _acs_post_urls(descriptor: dict[str, Any]) -> tuple[tuple[str, int | None, bool], ...]:
+    """The SP's HTTP-POST AssertionConsumerServices: (location, index, isDefault)."""
+    return tuple(
+        (
+            service["location"],
+            int(service["index"]) if service.get("index") is not None else None,
+            _metadata_boolean(service.get("is_default"), default=False),
+        )
+        for service in descriptor.get("assertion_consumer_service", [])
+        if service.get("binding") == BINDING_HTTP_POST
+    )
+
+
+def _requested_attributes(metadata: Any, entity_id: str) -> tuple[str, ...]:
+    """The names the SP's AttributeConsumingService asks for, required and optional."""
+    requirement = metadata.attribute_requirement(entity_id) or {}
+    return tuple(
+        attribute["name"]
+        for attribute in [*requirement.get("required", []), *requirement.get("optional", [])]
+    )
+
+
+def _signing_certificates(metadata: Any, entity_id: str) -> tuple[x509.Certificate, ...]:
+    """The SP's signing certificates; one that does not parse is left out."""
+    certificates = []
+    for _name, pem in metadata.certs(entity_id, "spsso", "signing"):
+        try:
+            certificates.append(
+                x509.load_der_x509_certificate(base64.b64decode("".join(pem.split())))
+            )
+        except ValueError:
+            continue
+    return tuple(certificates)
 
 
 class _NameIdPolicyNotMet(Exception):
@@ -310,6 +355,28 @@ def _request_boolean(value: object, name: str) -> bool:
         return xs_boolean(value, default=False)
     except NotABoolean as exc:
         raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, f"{name}: {exc}") from exc
+
+
+def _what_to_assert(
+    info: AuthnRequestInfo, message: samlp.AuthnRequest, sp: ServiceProvider
+) -> AuthnRequestInfo:
+    """``info`` with the NameID format and LoA to assert, from NameIDPolicy and
+    RequestedAuthnContext; raises :class:`SamlRequestNotMet` where they cannot be met."""
+    policy = message.name_id_policy
+    if policy is not None:
+        # Only checked for its form: every person has a pairwise identifier in advance
+        # (derived, SAML Core 3.4.1.1), so AllowCreate="false" is met too.
+        _request_boolean(policy.allow_create, "AllowCreate")
+    try:
+        return dataclasses.replace(
+            info,
+            name_id_format=_choose_name_id_format(policy, sp),
+            authn_context_class=_choose_authn_context(message, sp),
+        )
+    except AuthnContextNotMet as exc:
+        raise SamlRequestNotMet(info, SamlReason.NO_AUTHN_CONTEXT, str(exc)) from exc
+    except _NameIdPolicyNotMet as exc:
+        raise SamlRequestNotMet(info, SamlReason.INVALID_NAME_ID_POLICY, str(exc)) from exc
 
 
 def _metadata_boolean(value: object, *, default: bool, broken: bool = False) -> bool:
@@ -473,15 +540,7 @@ class SamlIdentityProvider:
         if not descriptors:
             return None
         descriptor = descriptors[0]
-        acs = tuple(
-            (
-                service["location"],
-                int(service["index"]) if service.get("index") is not None else None,
-                _metadata_boolean(service.get("is_default"), default=False),
-            )
-            for service in descriptor.get("assertion_consumer_service", [])
-            if service.get("binding") == BINDING_HTTP_POST
-        )
+        acs = _acs_post_urls(descriptor)
         acs_problems = tuple(
             problem
             for location, _index, _default in acs
@@ -491,20 +550,9 @@ class SamlIdentityProvider:
                 )
             )
         )
-        requirement = metadata.attribute_requirement(entity_id) or {}
-        requested = tuple(
-            attribute["name"]
-            for attribute in [*requirement.get("required", []), *requirement.get("optional", [])]
-        )
+        requested = _requested_attributes(metadata, entity_id)
         categories = tuple(metadata.entity_categories(entity_id))
-        certificates = []
-        for _name, pem in metadata.certs(entity_id, "spsso", "signing"):
-            try:
-                certificates.append(
-                    x509.load_der_x509_certificate(base64.b64decode("".join(pem.split())))
-                )
-            except ValueError:
-                continue
+        certificates = _signing_certificates(metadata, entity_id)
         display_name = _display_name(metadata, entity_id, descriptor)
         profile = attributes.choose_profile(requested, categories)
         encryption = choose_recipient(entity_id, offers_from_descriptor(descriptor))
@@ -516,7 +564,7 @@ class SamlIdentityProvider:
             authn_requests_signed=_metadata_boolean(
                 descriptor.get("authn_requests_signed"), default=False, broken=True
             ),
-            signing_certificates=tuple(certificates),
+            signing_certificates=certificates,
             requested_attributes=requested,
             entity_categories=categories,
             profile=profile,
@@ -532,11 +580,34 @@ class SamlIdentityProvider:
     def parse_authn_request(
         self, binding: str, received: BindingMessage
     ) -> tuple[AuthnRequestInfo, ServiceProvider]:
-        """Read, verify and check an AuthnRequest; raise :class:`SamlRequestRejected` if bad.
+        """Read, verify and check an AuthnRequest; raise :class:`SamlRequestRejected` if bad,
+        and :class:`SamlRequestNotMet` if its SP is to be told the IdP cannot do what it asks.
 
         ``received`` comes from :mod:`idp.saml.bindings`: for HTTP-Redirect its query signature
         covers exactly the octets ``received.text`` and ``received.relay_state`` were read from.
         """
+        server = self.server()
+        message = self._read_authn_request(server, binding, received)
+        sp = self._trusted_sender(server, message, binding, received)
+        self._check_timing_and_destination(message, binding)
+        acs_url = self._choose_acs(message, sp)
+        if not message.id:
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "the request has no ID")
+        info = AuthnRequestInfo(
+            request_id=message.id,
+            sp_entity_id=sp.entity_id,
+            acs_url=acs_url,
+            relay_state=received.relay_state,
+            force_authn=_request_boolean(message.force_authn, "ForceAuthn"),
+            is_passive=_request_boolean(message.is_passive, "IsPassive"),
+        )
+        return _what_to_assert(info, message, sp), sp
+
+    def _read_authn_request(
+        self, server: Server, binding: str, received: BindingMessage
+    ) -> samlp.AuthnRequest:
+        """Decode (bounded, no DTD) and parse the request; pysaml2 verifies an enveloped
+        signature, if there is one, against the keys in its issuer's metadata."""
         limit = self._settings.saml_max_request_bytes
         try:
             if binding == BINDING_HTTP_REDIRECT:
@@ -546,7 +617,6 @@ class SamlIdentityProvider:
             require_root(xml, "AuthnRequest")
         except MessageRejected as exc:
             raise SamlRequestRejected(exc.reason, exc.detail) from exc
-        server = self.server()
         try:
             # binding=None: the message is already decoded (pysaml2's own decoding is unbounded).
             parsed = server.parse_authn_request(xml, binding=None)
@@ -560,6 +630,17 @@ class SamlIdentityProvider:
         if parsed is None or parsed.message is None:
             raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "not an AuthnRequest")
         message: samlp.AuthnRequest = parsed.message
+        return message
+
+    def _trusted_sender(
+        self,
+        server: Server,
+        message: samlp.AuthnRequest,
+        binding: str,
+        received: BindingMessage,
+    ) -> ServiceProvider:
+        """The SP that sent ``message``: known by metadata, signed as its metadata says, and
+        one the IdP may answer at all."""
         issuer = (
             message.issuer.text.strip()
             if message.issuer is not None and message.issuer.text
@@ -570,7 +651,6 @@ class SamlIdentityProvider:
         sp = self._describe_sp(server, issuer)
         if sp is None:
             raise SamlRequestRejected(SamlReason.UNKNOWN_SP, f"no metadata for {issuer}")
-
         if binding == BINDING_HTTP_REDIRECT:
             signed = self._verify_redirect_signature(received, sp)
         else:
@@ -580,36 +660,8 @@ class SamlIdentityProvider:
             raise SamlRequestRejected(
                 SamlReason.UNSIGNED_REQUEST, "the SP's metadata says its requests are signed"
             )
-        # The SP is who it says: is it one the IdP may answer at all?
         self._check_usable(sp)
-
-        self._check_timing_and_destination(message, binding)
-        acs_url = self._choose_acs(message, sp)
-        if not message.id:
-            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "the request has no ID")
-        info = AuthnRequestInfo(
-            request_id=message.id,
-            sp_entity_id=sp.entity_id,
-            acs_url=acs_url,
-            relay_state=received.relay_state,
-            force_authn=_request_boolean(message.force_authn, "ForceAuthn"),
-            is_passive=_request_boolean(message.is_passive, "IsPassive"),
-        )
-        policy = message.name_id_policy
-        if policy is not None:
-            # Only checked for its form: every person has a pairwise identifier in advance
-            # (derived, SAML Core 3.4.1.1), so AllowCreate="false" is met too.
-            _request_boolean(policy.allow_create, "AllowCreate")
-        try:
-            return dataclasses.replace(
-                info,
-                name_id_format=_choose_name_id_format(policy, sp),
-                authn_context_class=_choose_authn_context(message, sp),
-            ), sp
-        except AuthnContextNotMet as exc:
-            raise SamlRequestNotMet(info, SamlReason.NO_AUTHN_CONTEXT, str(exc)) from exc
-        except _NameIdPolicyNotMet as exc:
-            raise SamlRequestNotMet(info, SamlReason.INVALID_NAME_ID_POLICY, str(exc)) from exc
+        return sp
 
     @staticmethod
     def _check_usable(sp: ServiceProvider) -> None:
