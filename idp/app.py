@@ -96,7 +96,7 @@ def _revocation_checker(
 @dataclass(frozen=True)
 class Components:
     """What ``create_app`` wires into the app: the services every page and login method shares,
-    and the two protocol sides (reached by :func:`idp.saml.server.saml_of` and
+    and the two protocol sides (reached by :func:`idp.saml.endpoints.saml_of` and
     :func:`idp.oidc.provider.oidc_of`)."""
 
     services: Services

@@ -24,12 +24,12 @@ import binascii
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from starlette.datastructures import FormData
 
 from idp.errors import Refusal
 from idp.saml.reasons import SamlReason
@@ -55,6 +55,13 @@ _ALGORITHMS: dict[str, tuple[type, hashes.HashAlgorithm]] = {
         hashes.SHA256(),
     ),
 }
+
+
+class Form(Protocol):
+    """A parsed form, as the web framework gives it (Starlette's ``FormData`` is one): its
+    (name, value) pairs in the order received, a value being text or an uploaded file."""
+
+    def multi_items(self) -> list[tuple[str, Any]]: ...
 
 
 class BindingMessageRejected(Refusal):
@@ -171,7 +178,7 @@ def read_redirect_query(
     return BindingMessage(parameter, values[parameter], relay_state, signature)
 
 
-def read_post_form(form: FormData, allowed: Iterable[str] = (SAML_REQUEST,)) -> BindingMessage:
+def read_post_form(form: Form, allowed: Iterable[str] = (SAML_REQUEST,)) -> BindingMessage:
     """Read one HTTP-POST message from a parsed form (its names are already percent-decoded).
 
     Raises :class:`BindingMessageRejected` for a name that appears twice, a file upload, or no

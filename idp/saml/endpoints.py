@@ -25,7 +25,7 @@ from idp.saml.bindings import (
     read_redirect_query,
 )
 from idp.saml.integration_guide import integration_guide
-from idp.saml.server import SamlRequestRejected, SamlResponseRefused
+from idp.saml.server import SamlIdentityProvider, SamlRequestRejected, SamlResponseRefused
 from idp.saml.sso import PostToSp, SamlSingleSignOn
 from idp.saml.statuses import USER_CANCELLED
 from idp.services import BackToService, FailureResponder, services_of
@@ -42,6 +42,12 @@ async def integration(request: Request) -> Response:
     snippets for common SPs), from the tables the IdP acts on."""
     guide = integration_guide(services_of(request).settings.entity_id)
     return render_page(request, "idp/integration.html", {"guide": guide})
+
+
+def saml_of(request: Request) -> SamlIdentityProvider:
+    """The SAML side of the app serving ``request``, set once by :func:`idp.app.create_app`."""
+    provider: SamlIdentityProvider = request.app.state.saml
+    return provider
 
 
 def sso_of(request: Request) -> SamlSingleSignOn:

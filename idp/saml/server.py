@@ -41,7 +41,6 @@ from saml2.saml import (
 from saml2.server import Server
 from saml2.sigver import CryptoBackend, MissingKey, SignatureError
 from saml2.time_util import str_to_time
-from starlette.requests import Request
 
 from idp import attributes
 from idp.audit import AuditHook
@@ -797,9 +796,3 @@ class SamlIdentityProvider:
             message=message,
             signer=self._snapshot().signer,
         )
-
-
-def saml_of(request: Request) -> SamlIdentityProvider:
-    """The SAML side of the app serving ``request``, set once by :func:`idp.app.create_app`."""
-    provider: SamlIdentityProvider = request.app.state.saml
-    return provider
