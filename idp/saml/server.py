@@ -30,16 +30,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from cryptography.hazmat.primitives.serialization import Encoding
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.config import IdPConfig
-from saml2.response import IncorrectlySigned
 from saml2.saml import (
     NAMEID_FORMAT_PERSISTENT,
     NAMEID_FORMAT_TRANSIENT,
     NAMEID_FORMAT_UNSPECIFIED,
 )
 from saml2.server import Server
-from saml2.sigver import CryptoBackend, MissingKey, SignatureError
+from saml2.sigver import CryptoBackend, SignatureError
 from saml2.time_util import str_to_time
 
 from idp import attributes
@@ -48,6 +48,12 @@ from idp.authn import Authentication
 from idp.config import Settings
 from idp.errors import Refusal
 from idp.saml.acs import acs_location_problem
+from idp.saml.authn_request import (
+    AUTHN_REQUEST,
+    AuthnRequestXml,
+    NameIdPolicy,
+    read_authn_request,
+)
 from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
 from idp.saml.encryption import (
     EncryptionError,
@@ -61,7 +67,6 @@ from idp.saml.messages import (
     MessageRejected,
     decode_post_message,
     decode_redirect_message,
-    require_root,
 )
 from idp.saml.reasons import SamlReason
 from idp.saml.response import (
@@ -318,7 +323,7 @@ class _NameIdPolicyNotMet(Exception):
     pass
 
 
-def _choose_name_id_format(policy: samlp.NameIDPolicy | None, sp: ServiceProvider) -> str:
+def _choose_name_id_format(policy: NameIdPolicy | None, sp: ServiceProvider) -> str:
     """The NameID format to send: the SP's default for none or ``unspecified``, transient or
     persistent (pairwise) when asked; anything else, or a qualifier naming another SP (we have
     no affiliations), is not met."""
@@ -334,13 +339,13 @@ def _choose_name_id_format(policy: samlp.NameIDPolicy | None, sp: ServiceProvide
     raise _NameIdPolicyNotMet(f"NameID format {wanted[:100]} is not supported")
 
 
-def _choose_authn_context(message: samlp.AuthnRequest, sp: ServiceProvider) -> str:
-    requested = message.requested_authn_context
+def _choose_authn_context(message: AuthnRequestXml, sp: ServiceProvider) -> str:
+    requested = message.requested_context
     if requested is None:
         return sp.profile.loa
-    if requested.authn_context_decl_ref:
+    if requested.has_decl_ref:
         raise AuthnContextNotMet("AuthnContextDeclRef is not supported")
-    refs = [(ref.text or "").strip() for ref in requested.authn_context_class_ref or []]
+    refs = list(requested.class_refs)
     try:
         return choose_authn_context(requested_context(refs, requested.comparison), sp.profile.loa)
     except ValueError as exc:
@@ -357,7 +362,7 @@ def _request_boolean(value: object, name: str) -> bool:
 
 
 def _what_to_assert(
-    info: AuthnRequestInfo, message: samlp.AuthnRequest, sp: ServiceProvider
+    info: AuthnRequestInfo, message: AuthnRequestXml, sp: ServiceProvider
 ) -> AuthnRequestInfo:
     """``info`` with the NameID format and LoA to assert, from NameIDPolicy and
     RequestedAuthnContext; raises :class:`SamlRequestNotMet` where they cannot be met."""
@@ -434,6 +439,8 @@ class SamlIdentityProvider:
         self._remote = remote
         self._pairwise_secret = pairwise_secret
         self._audit = audit
+        # Verifies AuthnRequest signatures on the tree they were read from (keys cached).
+        self._backend = shared_backend(XMLSEC_BINARY)
         unknown = set(settings.require_encryption_profiles) - {p.name for p in attributes.PROFILES}
         if unknown:
             raise ValueError(
@@ -585,9 +592,8 @@ class SamlIdentityProvider:
         ``received`` comes from :mod:`idp.saml.bindings`: for HTTP-Redirect its query signature
         covers exactly the octets ``received.text`` and ``received.relay_state`` were read from.
         """
-        server = self.server()
-        message = self._read_authn_request(server, binding, received)
-        sp = self._trusted_sender(server, message, binding, received)
+        message = self._read_authn_request(binding, received)
+        sp = self._trusted_sender(self.server(), message, binding, received)
         self._check_timing_and_destination(message, binding)
         acs_url = self._choose_acs(message, sp)
         if not message.id:
@@ -602,59 +608,39 @@ class SamlIdentityProvider:
         )
         return _what_to_assert(info, message, sp), sp
 
-    def _read_authn_request(
-        self, server: Server, binding: str, received: BindingMessage
-    ) -> samlp.AuthnRequest:
-        """Decode (bounded, no DTD) and parse the request; pysaml2 verifies an enveloped
-        signature, if there is one, against the keys in its issuer's metadata."""
+    def _read_authn_request(self, binding: str, received: BindingMessage) -> AuthnRequestXml:
+        """Decode (bounded, no DTD) and parse the request once, schema-checked."""
         limit = self._settings.saml_max_request_bytes
         try:
             if binding == BINDING_HTTP_REDIRECT:
                 xml = decode_redirect_message(received.text, limit)
             else:
                 xml = decode_post_message(received.text, limit)
-            require_root(xml, "AuthnRequest")
+            return read_authn_request(xml.encode("utf-8"))
         except MessageRejected as exc:
             raise SamlRequestRejected(exc.reason, exc.detail) from exc
-        try:
-            # binding=None: the message is already decoded (pysaml2's own decoding is unbounded).
-            parsed = server.parse_authn_request(xml, binding=None)
-        except (IncorrectlySigned, SignatureError, MissingKey) as exc:
-            raise SamlRequestRejected(
-                SamlReason.BAD_SIGNATURE,
-                f"the request's signature is invalid ({type(exc).__name__})",
-            ) from exc
-        except Exception as exc:
-            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, type(exc).__name__) from exc
-        if parsed is None or parsed.message is None:
-            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "not an AuthnRequest")
-        message: samlp.AuthnRequest = parsed.message
-        return message
 
     def _trusted_sender(
         self,
         server: Server,
-        message: samlp.AuthnRequest,
+        message: AuthnRequestXml,
         binding: str,
         received: BindingMessage,
     ) -> ServiceProvider:
         """The SP that sent ``message``: known by metadata, signed as its metadata says, and
         one the IdP may answer at all."""
-        issuer = (
-            message.issuer.text.strip()
-            if message.issuer is not None and message.issuer.text
-            else ""
-        )
+        issuer = message.issuer
         if not issuer:
             raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "the request has no Issuer")
         sp = self._describe_sp(server, issuer)
         if sp is None:
             raise SamlRequestRejected(SamlReason.UNKNOWN_SP, f"no metadata for {issuer}")
+        if message.signed:
+            self._verify_enveloped_signature(message, sp)
         if binding == BINDING_HTTP_REDIRECT:
             signed = self._verify_redirect_signature(received, sp)
         else:
-            # pysaml2 verified an enveloped signature if there was one (against metadata keys).
-            signed = message.signature is not None
+            signed = message.signed
         if sp.authn_requests_signed and not signed:
             raise SamlRequestRejected(
                 SamlReason.UNSIGNED_REQUEST, "the SP's metadata says its requests are signed"
@@ -670,6 +656,20 @@ class SamlIdentityProvider:
         if sp.encryption_refusal:
             raise SamlRequestRejected(SamlReason.ENCRYPTION_REQUIRED, sp.encryption_refusal)
 
+    def _verify_enveloped_signature(self, message: AuthnRequestXml, sp: ServiceProvider) -> None:
+        """Verify the request's enveloped signature, on the tree its values were read from,
+        with the signing keys of the SP's metadata (never a key in the message)."""
+        try:
+            keys = [
+                self._backend.certificate_key_of(certificate.public_bytes(Encoding.DER))
+                for certificate in sp.signing_certificates
+            ]
+            self._backend.verify_enveloped(message.root, AUTHN_REQUEST, keys)
+        except SignatureError as exc:
+            raise SamlRequestRejected(
+                SamlReason.BAD_SIGNATURE, f"the request's signature is invalid ({exc})"[:300]
+            ) from exc
+
     @staticmethod
     def _verify_redirect_signature(received: BindingMessage, sp: ServiceProvider) -> bool:
         """Verify the HTTP-Redirect signature; True if signed and valid, False if unsigned."""
@@ -681,7 +681,7 @@ class SamlIdentityProvider:
             raise SamlRequestRejected(SamlReason.BAD_SIGNATURE, exc.detail) from exc
         return True
 
-    def _check_timing_and_destination(self, message: samlp.AuthnRequest, binding: str) -> None:
+    def _check_timing_and_destination(self, message: AuthnRequestXml, binding: str) -> None:
         if message.version != "2.0":
             raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "SAML version must be 2.0")
         if message.destination and message.destination != self._sso_urls[binding]:
@@ -704,21 +704,21 @@ class SamlIdentityProvider:
             )
 
     @staticmethod
-    def _choose_acs(message: samlp.AuthnRequest, sp: ServiceProvider) -> str:
+    def _choose_acs(message: AuthnRequestXml, sp: ServiceProvider) -> str:
         if message.protocol_binding and message.protocol_binding != BINDING_HTTP_POST:
             raise SamlRequestRejected(
                 SamlReason.UNSUPPORTED_BINDING, f"ProtocolBinding {message.protocol_binding}"
             )
         known = {location for location, _index, _default in sp.acs_post_urls}
-        if message.assertion_consumer_service_url:
-            if message.assertion_consumer_service_url not in known:
+        if message.acs_url:
+            if message.acs_url not in known:
                 raise SamlRequestRejected(
                     SamlReason.ACS_NOT_IN_METADATA,
-                    f"{message.assertion_consumer_service_url} is not an ACS in the SP's metadata",
+                    f"{message.acs_url} is not an ACS in the SP's metadata",
                 )
-            return message.assertion_consumer_service_url
-        if message.assertion_consumer_service_index is not None:
-            wanted = int(message.assertion_consumer_service_index)
+            return message.acs_url
+        if message.acs_index is not None:
+            wanted = int(message.acs_index)
             for location, index, _default in sp.acs_post_urls:
                 if index == wanted:
                     return location
