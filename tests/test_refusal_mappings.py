@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from idp.login.errors import LoginReason
+from idp.audit import record_refusal
+from idp.login.errors import LoginFailed, LoginReason
 from idp.saml.reasons import SamlReason
+from idp.saml.server import SamlRequestRejected
 from idp.saml.statuses import (
     AUTHN_FAILED,
     CANCELLED,
@@ -107,3 +109,39 @@ def test_saml_refuses_only_with_codes_of_its_enum() -> None:
     assert [site for path in SAML_SOURCES for site in _literal_reasons(path)] == []
     sample = Path(__file__).with_name("test_refusals.py")
     assert _literal_reasons(sample), "the check finds a literal code where there is one"
+
+
+def test_a_refusal_is_audited_with_its_code_and_detail() -> None:
+    recorded: list[tuple[str, dict[str, str]]] = []
+
+    def sink(_session: object, event: str, **fields: str) -> None:
+        recorded.append((event, fields))
+
+    refusal = SamlRequestRejected(SamlReason.STALE_REQUEST, "IssueInstant 2020-01-01T00:00:00Z")
+    record_refusal(sink, None, "saml.authn_request", refusal, client_id="https://sp.test")  # type: ignore[arg-type]
+    login = LoginFailed(LoginReason.EXPIRED_LOGIN, "ttl passed", hsa_id="SE2120001355-E0001")
+    record_refusal(sink, None, "login.step", login, outcome="failure", where="/login/choose")  # type: ignore[arg-type]
+    assert recorded == [
+        (
+            "saml.authn_request",
+            {
+                "outcome": "rejected",
+                "reason": "stale_request",
+                "hsa_id": "",
+                "client_id": "https://sp.test",
+                "method": "",
+                "detail": "IssueInstant 2020-01-01T00:00:00Z",
+            },
+        ),
+        (
+            "login.step",
+            {
+                "outcome": "failure",
+                "reason": "expired_login",
+                "hsa_id": "",
+                "client_id": "",
+                "method": "",
+                "detail": "/login/choose: ttl passed",
+            },
+        ),
+    ]
