@@ -36,9 +36,9 @@ warnings.filterwarnings("ignore", message="CFB has been moved")
 
 from saml2 import BINDING_HTTP_POST  # noqa: E402
 
-from idp.pki import init_test_pki  # noqa: E402
 from idp.saml.bindings import SAML_REQUEST, BindingMessage  # noqa: E402
 from idp.saml.server import SamlIdentityProvider  # noqa: E402
+from siths_testkit.pki import init_test_pki  # noqa: E402
 from tests.saml_sp import in_process_idp  # noqa: E402
 
 SIGNED_SP = "https://signed.example.test/metadata"

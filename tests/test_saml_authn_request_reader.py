@@ -13,9 +13,9 @@ from lxml import etree
 from saml2 import BINDING_HTTP_POST
 from saml2.saml import NAMEID_FORMAT_ENTITY, Issuer
 
-from idp.pki import TestPki
 from idp.saml.bindings import SAML_REQUEST, BindingMessage
 from idp.saml.server import SamlIdentityProvider, SamlRequestRejected
+from siths_testkit.pki import TestPki
 from tests.saml_sp import TestServiceProvider as ServiceProvider
 from tests.saml_sp import in_process_idp, make_service_provider
 
