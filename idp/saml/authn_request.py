@@ -11,6 +11,7 @@ decided by :class:`idp.saml.server.SamlIdentityProvider`.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -44,8 +45,15 @@ def _protocol_schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(source), parser))
 
 
-# Built once: lxml schemas may validate from several threads at once.
-PROTOCOL_SCHEMA = _protocol_schema()
+class _PerThread(threading.local):
+    """One schema per thread: a validation's errors are kept on the schema object
+    (``error_log``), and another thread's would replace them."""
+
+    def __init__(self) -> None:
+        self.schema = _protocol_schema()
+
+
+_per_thread = _PerThread()
 
 
 @dataclass(frozen=True)
@@ -96,10 +104,12 @@ def read_authn_request(xml: bytes) -> AuthnRequestXml:
             SamlReason.MALFORMED_REQUEST, f"expected samlp:AuthnRequest, got {root.tag}"
         )
     signed = root.find(f"{{{DS}}}Signature") is not None
-    if not PROTOCOL_SCHEMA.validate(root):
-        error = PROTOCOL_SCHEMA.error_log.last_error
+    schema = _per_thread.schema
+    if not schema.validate(root):
+        error = schema.error_log.last_error
+        problem = error.message[:200] if error is not None else "schema"
         reason = SamlReason.BAD_SIGNATURE if signed else SamlReason.MALFORMED_REQUEST
-        raise MessageRejected(reason, f"not a valid AuthnRequest: {error.message[:200]}")
+        raise MessageRejected(reason, f"not a valid AuthnRequest: {problem}")
     return _values(root, signed)
 
 
