@@ -10,10 +10,12 @@ from packaging.version import Version
 from tools.lock_check import (
     LOCK_FILE,
     PYPROJECT,
+    RUNTIME_LOCK_FILE,
     Pin,
     declared_requirements,
     disagreements,
     read_pins,
+    runtime_lock_disagreements,
 )
 
 HASH = "sha256:" + "ab" * 32
@@ -53,6 +55,22 @@ def test_the_lock_agrees_with_pyproject() -> None:
         read_pins(LOCK_FILE.read_text("utf-8")),
     )
     assert problems == [], "run `make lock` (and `make venv`):\n" + "\n".join(problems)
+
+
+def test_the_images_runtime_lock_agrees_with_pyproject_and_the_full_lock() -> None:
+    full = read_pins(LOCK_FILE.read_text("utf-8"))
+    runtime = read_pins(RUNTIME_LOCK_FILE.read_text("utf-8"))
+    problems = runtime_lock_disagreements(PYPROJECT.read_text("utf-8"), full, runtime)
+    assert problems == [], "run `make lock`:\n" + "\n".join(problems)
+    assert "pytest" not in runtime
+
+
+def test_a_runtime_pin_other_than_the_full_locks_is_named() -> None:
+    full = read_pins(LOCK_FILE.read_text("utf-8"))
+    runtime = read_pins(RUNTIME_LOCK_FILE.read_text("utf-8"))
+    runtime["fastapi"] = Pin(Version("0.1"), runtime["fastapi"].hashes)
+    problems = runtime_lock_disagreements(PYPROJECT.read_text("utf-8"), full, runtime)
+    assert "fastapi==0.1 in the runtime lock differs from the full lock's pin" in problems
 
 
 def test_the_lock_pins_the_test_extra_and_the_upper_bounds_hold() -> None:

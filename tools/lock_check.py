@@ -25,6 +25,8 @@ from packaging.version import Version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = REPO_ROOT / "requirements.lock"
+# The runtime dependencies alone (docker/Dockerfile), at the versions of LOCK_FILE.
+RUNTIME_LOCK_FILE = REPO_ROOT / "docker" / "requirements.lock"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 # The extras `make` installs beside the runtime dependencies.
 LOCKED_EXTRAS = ("test",)
@@ -127,11 +129,26 @@ def _applies(requirement: Requirement, extras: Iterable[str]) -> bool:
     return any(requirement.marker.evaluate({"extra": extra}) for extra in ("", *extras))
 
 
+def runtime_lock_disagreements(
+    pyproject_text: str, full: dict[NormalizedName, Pin], runtime: dict[NormalizedName, Pin]
+) -> list[str]:
+    """The runtime lock against pyproject's runtime dependencies, and each of its pins against
+    the full lock's (same version, same hashes)."""
+    problems = disagreements(declared_requirements(pyproject_text, extras=()), runtime)
+    problems += [
+        f"{name}=={pin.version} in the runtime lock differs from the full lock's pin"
+        for name, pin in sorted(runtime.items())
+        if full.get(name) != pin
+    ]
+    return problems
+
+
 def main() -> int:
-    problems = disagreements(
-        declared_requirements(PYPROJECT.read_text("utf-8")),
-        read_pins(LOCK_FILE.read_text("utf-8")),
-    )
+    pyproject_text = PYPROJECT.read_text("utf-8")
+    full = read_pins(LOCK_FILE.read_text("utf-8"))
+    runtime = read_pins(RUNTIME_LOCK_FILE.read_text("utf-8"))
+    problems = disagreements(declared_requirements(pyproject_text), full)
+    problems += runtime_lock_disagreements(pyproject_text, full, runtime)
     for problem in problems:
         print(problem)
     return 1 if problems else 0
