@@ -26,11 +26,13 @@ from pathlib import Path
 import pytest
 
 from idp.pki import TestPki
+from sp_demo.demo import wait_until_up
 from sp_demo.demo_ports import DEFAULTS, DemoPorts, demo_environment, ports_in_use
 from tests.flows import login_with_card, posted_form
 from tests.support import browser, free_port
 
 READY_LINE = "Press Ctrl-C to stop."
+SYSTEM_CA_FILE = Path("/etc/ssl/certs/ca-certificates.crt")
 # The programs' own settings, so none of the test run's environment leaks into the demo's.
 SETTING_PREFIXES = ("IDP_", "SP_DEMO_", "PORTAL_", "SOFTHSM2_CONF")
 
@@ -190,6 +192,25 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None
     )
     assert not (tmp_path / "pki").exists()
     assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.integration  # starts a process
+def test_a_server_that_exits_at_start_is_reported_with_the_end_of_its_log(tmp_path: Path) -> None:
+    log_path = tmp_path / "server.log"
+    with open(log_path, "ab") as log:
+        exits = subprocess.Popen(
+            [sys.executable, "-c", "import sys; print('[Errno 98] address in use'); sys.exit(3)"],
+            stdout=log,
+            stderr=log,
+        )
+        exits.wait(timeout=30)
+    with pytest.raises(SystemExit) as refused:
+        # Any CA file will do: the process has ended before anything is asked.
+        wait_until_up("https://localhost:1/", SYSTEM_CA_FILE, exits, log_path)
+    assert str(refused.value) == (
+        f"https://localhost:1/ did not start (exit code 3); the end of {log_path}:\n"
+        "    [Errno 98] address in use"
+    )
 
 
 def test_ports_come_from_the_settings_and_default_to_the_programs_own() -> None:
