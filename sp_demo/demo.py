@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from idp.pki import TestPki, init_test_pki
-from idp.pki.revocation import published_url
-from idp.pki.softhsm import resolve_config, token_exists
+from siths_testkit.pki import TestPki, init_test_pki
+from siths_testkit.pki.revocation import published_url
+from siths_testkit.pki.softhsm import resolve_config, token_exists
 from sp_demo.config import Settings as TreservaSettings
 from sp_demo.db import LOGIN_WINDOWS, Permission, User, find_user_by_windows_account
 from sp_demo.db import Database as TreservaDatabase
@@ -41,7 +41,7 @@ PKI_DIR = Path(os.environ.get("IDP_PKI_DIR") or VAR / "pki").absolute()
 SP_METADATA_DIR = Path(
     os.environ.get("IDP_SP_METADATA_DIR") or REPO_ROOT / "metadata" / "sp"
 ).absolute()
-DEMO_PEOPLE = REPO_ROOT / "idp" / "directory" / "demo_people.csv"
+DEMO_PEOPLE = REPO_ROOT / "siths_testkit" / "demo_people.csv"
 MAIL_DIR = VAR / "mail"
 # The portal demo's employee of the private provider: her card (a SoftHSM2 token named by its
 # card number) carries only her employer's certificate until the portal's step 6.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 from sp_demo.demo import wait_until_up
 from sp_demo.demo_ports import DEFAULTS, DemoPorts, demo_environment, ports_in_use
 from tests.flows import login_with_card, posted_form
