@@ -22,10 +22,10 @@ from tools.import_graph import (
 # Mock Treserva (sp_demo) is the SP that checks the IdP: it imports no IdP code, so it cannot
 # share the IdP's judgement (it reads and verifies the IdP's messages with pysaml2 and its own
 # sp_demo.bindings). The one exception is `make demo`'s launcher, sp_demo/demo.py, which starts
-# the IdP beside Treserva and makes the demo's test PKI with the test kit: siths_testkit.pki
-# (the PKI itself), siths_testkit.pki.revocation (where the CRLs are published) and
-# siths_testkit.pki.softhsm (the IdP's signing key in SoftHSM). Nothing of Treserva's app or
-# command imports the launcher.
+# the IdP beside Treserva and uses the test kit for the demo's test PKI: siths_testkit.pki
+# (creating the PKI), siths_testkit.pki.revocation (the OCSP/CRL URL the cards point to) and
+# siths_testkit.pki.softhsm (whether the demo employee's card is already in SoftHSM). Nothing
+# of Treserva's app or command imports the launcher.
 SP_DEMO_TEST_KIT_USER = "sp_demo.demo"
 SP_DEMO_APPLICATION = ("sp_demo.app", "sp_demo.cli")
 
