@@ -14,6 +14,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from idp.db import Database
+from idp.errors import Refusal
 from idp.store.models import AuditEvent
 
 logger = logging.getLogger("idp.audit")
@@ -106,5 +107,44 @@ async def record_audit_event_in_thread(database: Database, event: str, **fields:
     def write() -> None:
         with database.session() as session:
             record_audit_event(session, event, **fields)  # type: ignore[arg-type]
+
+    await asyncio.to_thread(write)
+
+
+def record_refusal(
+    audit: AuditSink,
+    session: Session,
+    event: str,
+    refusal: Refusal,
+    *,
+    outcome: str = "rejected",
+    hsa_id: str = "",
+    client_id: str = "",
+    method: str = "",
+    where: str = "",
+) -> None:
+    """The one way a :class:`Refusal` becomes an audit event: its code as the reason and its
+    detail as the detail (after ``where``, e.g. the path, if given), in ``event`` with
+    ``outcome`` (into the caller's transaction)."""
+    audit(
+        session,
+        event,
+        outcome=outcome,
+        reason=refusal.reason,
+        hsa_id=hsa_id,
+        client_id=client_id,
+        method=method,
+        detail=f"{where}: {refusal.detail}" if where else refusal.detail,
+    )
+
+
+async def record_refusal_in_thread(
+    database: Database, event: str, refusal: Refusal, **fields: str
+) -> None:
+    """The same as :func:`record_refusal` in its own transaction, off the event loop."""
+
+    def write() -> None:
+        with database.session() as session:
+            record_refusal(record_audit_event, session, event, refusal, **fields)
 
     await asyncio.to_thread(write)
