@@ -28,6 +28,7 @@ from idp.login.steps import LoginSteps
 from idp.methods import this_device
 from idp.methods.other_device import app_api
 from idp.methods.other_device import browser as other_device_browser
+from idp.methods.other_device.app_steps import AppOrderSteps
 from idp.oidc import endpoints as oidc_endpoints
 from idp.oidc.provider import OpenIDProvider, build_provider
 from idp.ops.install import install_operations
@@ -164,6 +165,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = components.services
     app.state.saml = components.saml
     app.state.oidc = components.oidc
+    app.state.app_orders = AppOrderSteps(
+        components.services.database, components.services.authenticator, record_audit_event
+    )
     app.include_router(federation_endpoints.router)
     app.include_router(saml_endpoints.router)
     app.include_router(oidc_endpoints.router)
