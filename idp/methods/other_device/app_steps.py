@@ -17,6 +17,7 @@ from idp.login.authenticate import CertificateAuthentication
 from idp.methods.other_device.orders import (
     OrderRecord,
     OrderRefused,
+    OrderStatus,
     claim_by_auto_start,
     claim_by_qr,
     fail_order,
@@ -86,7 +87,7 @@ class AppOrderSteps:
             raise
         if outcome.refused is not None:
             raise outcome.refused
-        return OrderState(outcome.order_ref, "complete", "")
+        return OrderState(outcome.order_ref, OrderStatus.COMPLETE, "")
 
     def cancel(self, order_ref: str, sign_token: str) -> OrderState:
         """The user cancelled in the app that claimed the order: the order fails
