@@ -48,14 +48,14 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from defusedxml import ElementTree  # noqa: E402
 
-from idp.ops.local_cluster import (  # noqa: E402
+from siths_testkit.local_cluster import (  # noqa: E402
     NginxProcess,
     PostgresCluster,
     start_nginx,
     start_postgres,
 )
-from idp.pki import TestPki, init_test_pki  # noqa: E402
-from idp.pki.cards import issue_card_for_public_key, load_issuer  # noqa: E402
+from siths_testkit.pki import TestPki, init_test_pki  # noqa: E402
+from siths_testkit.pki.cards import issue_card_for_public_key, load_issuer  # noqa: E402
 from tests import saml_sp  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 
-from idp.ops.login_driver import card_login
+from siths_testkit.login_driver import card_login
 
 WARMUP_SECONDS = 3.0
 

@@ -38,8 +38,8 @@ import harness
 import httpx
 from cryptography.hazmat.primitives import serialization
 
-from idp.app_simulator.protocol import API_PREFIX, ScanResult, Submission
-from idp.ops.login_driver import PemCard, parse_page
+from siths_testkit.app_simulator.protocol import API_PREFIX, ScanResult, Submission
+from siths_testkit.login_driver import PemCard, parse_page
 
 FINISH_TIMEOUT_SECONDS = 60.0
 

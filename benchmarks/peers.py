@@ -59,8 +59,8 @@ import simplesamlphp
 import xmlsec
 from lxml import etree
 
-from idp.ops.local_cluster import NginxProcess, start_nginx
-from idp.pki import TestPki
+from siths_testkit.local_cluster import NginxProcess, start_nginx
+from siths_testkit.pki import TestPki
 from tests import saml_sp
 
 SIDES = ("embedded", "nginx", "simplesamlphp")

@@ -34,12 +34,12 @@ from cryptography import x509
 from sqlalchemy import delete
 
 from idp.db import Database, create_schema
-from idp.pki import init_test_pki
 from idp.siths.revocation import RevocationChecker, RevocationPolicy
 from idp.siths.trust import load_siths_trust
 from idp.siths.validation import SithsValidator
 from idp.store.models import RevocationCacheEntry
 from idp.store.revocation_cache import DatabaseRevocationCache
+from siths_testkit.pki import init_test_pki
 
 BIN = Path(sys.executable).parent
 ORGANISATIONS = ["2120001355"]

@@ -30,8 +30,8 @@ from saml_signing import SAMBI_ATTRIBUTES, XMLSEC1, pin_to_one_cpu, time_per_cal
 
 from idp.authn import Authentication
 from idp.config import Settings
-from idp.pki import init_test_pki
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider
+from siths_testkit.pki import init_test_pki
 
 
 def sp_metadata(entity_id: str, acs: str, encryption: tuple[Path, Path] | None) -> str:

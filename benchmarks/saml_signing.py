@@ -63,10 +63,10 @@ from saml2.sigver import CryptoBackend, CryptoBackendXmlSec1
 from idp import attributes
 from idp.authn import Authentication
 from idp.config import Settings
-from idp.pki import init_test_pki
 from idp.saml.response import released_attributes
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider
 from idp.saml.xmlsec_backend import RSA_SHA256, SHA256, XmlSecBackend
+from siths_testkit.pki import init_test_pki
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ What runs (all on 127.0.0.1, all children of the benchmark, stopped by :meth:`Pe
   ``SIMPLESAMLPHP_CONFIG_DIR``;
 - **nginx** with TLS (the test PKI's server certificate), ``ssl_verify_client
   optional_no_ca`` and the client certificate passed to PHP as ``SSL_CLIENT_CERT``
-  (started by :func:`idp.ops.local_cluster.start_nginx` with this module's template).
+  (started by :func:`siths_testkit.local_cluster.start_nginx` with this module's template).
 
 SimpleSAMLphp (``/usr/share/simplesamlphp``, 1.19): ``saml20-idp-hosted`` signing with the test
 PKI's RSA-2048 IdP key, RSA-SHA256 (SHA-256 digests), Response and Assertion signed; the
@@ -40,7 +40,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from idp.ops.local_cluster import NginxProcess, _die_with_parent, start_nginx
+from siths_testkit.local_cluster import NginxProcess, _die_with_parent, start_nginx
 
 SSP_ROOT = Path("/usr/share/simplesamlphp")
 PHP_FPM = Path("/usr/sbin/php-fpm8.2")

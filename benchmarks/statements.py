@@ -32,8 +32,8 @@ from sqlalchemy import event
 
 from idp.app import create_app
 from idp.config import Settings
-from idp.ops.local_cluster import start_postgres
 from idp.server.run import NodeProcess, run_node
+from siths_testkit.local_cluster import start_postgres
 
 
 @dataclass

@@ -94,8 +94,8 @@ def _revocation_checker(
 @dataclass(frozen=True)
 class Components:
     """What ``create_app`` wires into the app: the services every page and login method shares,
-    and the two protocol sides (reached by :func:`idp.saml.server.saml_of` and
-    :func:`idp.oidc.provider.oidc_of`)."""
+    and the two protocol sides (SAML reached by :func:`idp.saml.server.saml_of`; the OIDC
+    endpoints are wired to their provider here)."""
 
     services: Services
     saml: SamlIdentityProvider
@@ -146,7 +146,7 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
     )
     oidc = build_provider(settings, database, pairwise_secret)
     services.responders["saml"] = saml_endpoints.respond_to_saml_login
-    services.responders["oidc"] = oidc_endpoints.respond_to_oidc_login
+    services.responders["oidc"] = oidc_endpoints.oidc_login_responder(oidc)
     services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml)
     services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(oidc)
     return Components(services, saml, oidc)
@@ -164,17 +164,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     components = build_components(settings, metrics)
     app.state.services = components.services
     app.state.saml = components.saml
-    app.state.oidc = components.oidc
-    app.state.app_orders = AppOrderSteps(
-        components.services.database, components.services.authenticator, record_audit_event
-    )
     app.include_router(federation_endpoints.router)
     app.include_router(saml_endpoints.router)
-    app.include_router(oidc_endpoints.router)
+    app.include_router(
+        oidc_endpoints.OidcEndpoints(
+            components.oidc, pending_ttl_seconds=settings.pending_login_ttl_seconds
+        ).router()
+    )
     app.include_router(login_pages.router)
     app.include_router(this_device.router)
     app.include_router(other_device_browser.router)
-    app.include_router(app_api.router)
+    app.include_router(
+        app_api.app_api_router(
+            AppOrderSteps(
+                components.services.database, components.services.authenticator, record_audit_event
+            )
+        )
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/")

@@ -1,25 +1,27 @@
-"""The ``idp`` command: serve the IdP and administer its directory and test PKI."""
+"""The ``idp`` command: serve the IdP and administer its directory, keys and metadata.
+
+The test kit's commands (``idp pki``, ``idp card``, ``idp app``) come from the
+``atkomsttjansten.cli`` entry points (idp/command_plugins.py): this module never imports them.
+"""
 
 from __future__ import annotations
 
 import click
 from pydantic import ValidationError
 
-from idp.app_simulator.cli import app_group
+from idp.command_plugins import PluginGroup
 from idp.config import Settings, parse_workers
 from idp.db import SchemaNotCurrent
 from idp.directory.cli import people_group
 from idp.federation.cli import keys_group, metadata_group, oidc_client_check
 from idp.oidc.cli import client_group, oidc_group
 from idp.ops.db_cli import db_group
-from idp.pki.cli import card_group, pki_group
-from idp.pki.revocation_cli import register_revocation_commands
 from idp.server.run import ConfigurationError
 from idp.server.serve import serve
 from idp.server.supervisor import WorkerStartError
 
 
-@click.group()
+@click.group(cls=PluginGroup)
 def main() -> None:
     """Göteborgs Stads Åtkomsttjänst (model)."""
 
@@ -79,11 +81,7 @@ def serve_command(log_level: str, behind_proxy: bool | None, workers: int | None
 
 
 main.add_command(people_group)
-register_revocation_commands(pki_group, card_group)
-main.add_command(pki_group)
-main.add_command(card_group)
 main.add_command(oidc_group)
-main.add_command(app_group)
 main.add_command(db_group)
 main.add_command(metadata_group)
 main.add_command(keys_group)

@@ -1,8 +1,8 @@
 """The long-lived objects every login page and method shares, built once at start-up.
 
-Protocol-neutral on purpose: the SAML and OIDC providers are wired beside it
-(:func:`idp.saml.server.saml_of`, :func:`idp.oidc.provider.oidc_of`) and answer a finished
-login through the ``responders`` registered here, so this module imports no protocol package.
+Protocol-neutral on purpose: the SAML and OIDC providers are wired beside it at start-up
+(:mod:`idp.app`) and answer a finished login through the ``responders`` registered here, so
+this module imports no protocol package.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.pki import TestPki, load_test_pki
 from idp.siths.revocation import RevocationChecker, RevocationPolicy
 from idp.siths.trust import load_siths_trust
 from idp.siths.validation import SithsValidator
@@ -35,6 +34,7 @@ from portal.db import Database
 from portal.import_jobs import ImportJobs
 from portal.refusals import Refused
 from portal.web import fallback_page, refusal_page
+from siths_testkit.pki import TestPki, load_test_pki
 from sp_demo.app import STATIC_DIR as TRESERVA_STATIC_DIR
 
 logger = logging.getLogger("portal")

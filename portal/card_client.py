@@ -1,5 +1,5 @@
-"""The recipient's card software for step 6 (a stand-in, as :mod:`idp.app_simulator` is for
-the SITHS eID app): it talks to the portal over HTTPS and to the card — a SoftHSM2 token whose
+"""The recipient's card software for step 6 (a stand-in, as :mod:`siths_testkit.app_simulator` is
+for the SITHS eID app): it talks to the portal over HTTPS and to the card — a SoftHSM2 token whose
 label is the card number — through PKCS#11, and never sees a private key.
 
 :func:`enrol` asks for a challenge, signs it with the card's existing certificate's key,
@@ -19,16 +19,16 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from idp.app_simulator.token import SoftHsmCard, sign_with_key
-from idp.pki.softhsm import resolve_config
-from idp.pki.tokens import (
+from portal.config import GOTEBORGS_STAD
+from siths_testkit.app_simulator.token import SoftHsmCard, sign_with_key
+from siths_testkit.pki.softhsm import resolve_config
+from siths_testkit.pki.tokens import (
     CardKeyType,
     destroy_key_pair,
     generate_key_pair,
     store_certificate,
     token_objects,
 )
-from portal.config import GOTEBORGS_STAD
 
 
 class EnrolmentRefused(Exception):

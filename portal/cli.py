@@ -10,12 +10,12 @@ import click
 import httpx
 import uvicorn
 
-from idp.pki.softhsm import TokenError
 from portal import card_client, mail, roles
 from portal.app import create_app
 from portal.config import Settings
 from portal.db import Database
 from portal.mail_sink import start_sink
+from siths_testkit.pki.softhsm import TokenError
 
 
 def cli_actor() -> str:

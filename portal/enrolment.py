@@ -12,8 +12,8 @@ signature by that certificate's key, the person's name, that the card carries no
 certificate yet, that the card outlives the order's date, and the signature by the new key.
 Only then is the certificate issued, the link spent and the order moved to step 6.
 
-The certificate comes from :func:`idp.pki.issue_card_for_public_key`, the test PKI's HSA-id
-CA: the portal models the CA here (a real portal hands the request to Inera's CA).
+The certificate comes from :func:`siths_testkit.pki.issue_card_for_public_key`, the test PKI's
+HSA-id CA: the portal models the CA here (a real portal hands the request to Inera's CA).
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from idp.methods.other_device.signature import (
     key_signature_is_valid,
     signature_is_valid,
 )
-from idp.pki import TestPki, issue_card_for_public_key
 from idp.siths.validation import CertificateRejected, SithsValidator
 from portal import audit
 from portal.config import GOTEBORGS_STAD, TIMEZONE
 from portal.models import FORWARDED, ISSUED, Order
 from portal.orders import link_digest
 from portal.refusals import Refused
+from siths_testkit.pki import TestPki, issue_card_for_public_key
 
 MAX_PEM_CHARS = 16 * 1024
 

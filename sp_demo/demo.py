@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from idp.pki import init_test_pki
-from idp.pki.revocation import published_url
-from idp.pki.softhsm import resolve_config, token_exists
+from siths_testkit.pki import init_test_pki
+from siths_testkit.pki.revocation import published_url
+from siths_testkit.pki.softhsm import resolve_config, token_exists
 from sp_demo.config import Settings as TreservaSettings
 from sp_demo.db import LOGIN_WINDOWS, Permission, User, find_user_by_windows_account
 from sp_demo.db import Database as TreservaDatabase
@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 VAR = REPO_ROOT / "var"
 PKI_DIR = VAR / "pki"
-DEMO_PEOPLE = REPO_ROOT / "idp" / "directory" / "demo_people.csv"
+DEMO_PEOPLE = REPO_ROOT / "siths_testkit" / "demo_people.csv"
 IDP_URL = "https://localhost:8443"
 SP_URL = "https://localhost:8445"
 PORTAL_URL = "https://localhost:8447"

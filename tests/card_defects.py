@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import crypto
 
-from idp.pki import CardFiles, TestPki, issue_card
-from idp.pki.issue import AUTHENTICATION, CardKey, CardProfile, key_usage
+from siths_testkit.pki import CardFiles, TestPki, issue_card
+from siths_testkit.pki.issue import AUTHENTICATION, CardKey, CardProfile, key_usage
 
 ANNA = "SE2120001355-E0001"
 

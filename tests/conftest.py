@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import httpx
 import pytest
 
-from idp.pki import TestPki, init_test_pki
+from idp.command_plugins import ENTRY_POINT_GROUP
+from siths_testkit.pki import TestPki, init_test_pki
 from tests.saml_sp import EID_ATTRIBUTES, TestServiceProvider, make_service_provider
 from tests.support import (
     VENV_BIN,
@@ -201,6 +203,18 @@ _CHEAP_FIXTURES = frozenset(
         "record_property",
     }
 )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # `idp pki|card|app` come from the installed distribution's entry points: a venv installed
+    # from an older pyproject.toml lacks them, and every test that runs those commands would
+    # fail on its own. One clear stop instead.
+    if not entry_points(group=ENTRY_POINT_GROUP, name="pki"):
+        pytest.exit(
+            "the venv's atkomsttjansten has no `idp pki` entry point (installed from an older "
+            "pyproject.toml): reinstall with `make venv` or `.venv/bin/pip install -e '.[test]'`",
+            returncode=4,
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,6 +1,6 @@
 """The scaled deployment on loopback, for the multi-node and fault tests: a throwaway
 PostgreSQL, two ``idp serve --behind-proxy`` nodes and nginx running the shipped template
-(``idp.ops.local_cluster``). The browser talks only to nginx; which node served a step is read
+(``siths_testkit.local_cluster``). The browser talks only to nginx; which node served a step is read
 from the nodes' JSON logs by the request id nginx put on it."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from idp.ops.local_cluster import NginxProcess, PostgresCluster, start_nginx, start_postgres
-from idp.ops.login_driver import LoginResult
-from idp.pki import TestPki
+from siths_testkit.local_cluster import NginxProcess, PostgresCluster, start_nginx, start_postgres
+from siths_testkit.login_driver import LoginResult
+from siths_testkit.pki import TestPki
 from tests import saml_sp
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
 from tests.support import VENV_BIN, RunningServer, free_port, run_cli, start_server, tls_context

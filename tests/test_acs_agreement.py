@@ -21,9 +21,9 @@ from idp.config import Settings
 from idp.federation.checks import entity_problems, validate_metadata
 from idp.federation.document import entity_descriptors, parse_metadata
 from idp.federation.idp_metadata import idp_metadata_xml
-from idp.pki import TestPki
 from idp.saml.bindings import read_redirect_query
 from idp.saml.server import SamlIdentityProvider, SamlRequestRejected
+from siths_testkit.pki import TestPki
 from tests.saml_sp import TestServiceProvider as ServiceProvider
 from tests.saml_sp import registered_service_provider
 from tests.support import VENV_BIN, run_cli

@@ -18,13 +18,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from idp.app_simulator import AppApiError, ScanResult, SithsEidApp, SoftHsmCard
-from idp.app_simulator.token import der_from_raw_ecdsa
 from idp.cli import main as idp_main
 from idp.config import GOTEBORGS_STAD_ORG_NUMBER
 from idp.methods.other_device.signature import signature_is_valid
-from idp.pki import TestPki
-from idp.pki.softhsm import (
+from idp.siths.trust import load_siths_trust
+from idp.siths.validation import SithsValidator
+from siths_testkit.app_simulator import AppApiError, ScanResult, SithsEidApp, SoftHsmCard
+from siths_testkit.app_simulator.token import der_from_raw_ecdsa
+from siths_testkit.pki import TestPki
+from siths_testkit.pki.softhsm import (
     TokenError,
     TokenNotFound,
     WrongPin,
@@ -32,9 +34,7 @@ from idp.pki.softhsm import (
     resolve_config,
     token_exists,
 )
-from idp.pki.tokens import issue_card_on_token, token_objects
-from idp.siths.trust import load_siths_trust
-from idp.siths.validation import SithsValidator
+from siths_testkit.pki.tokens import issue_card_on_token, token_objects
 from tests.conftest import IdpUnderTest
 from tests.support import free_port, tls_context
 from tests.token_cards import PIN, SO_PIN, TokenLab
@@ -205,7 +205,7 @@ def test_open_tls_connections_survive_token_use(
     idp: IdpUnderTest, lab: TokenLab, rsa_card: SoftHsmCard
 ) -> None:
     """SoftHSM's C_Initialize/C_Finalize change OpenSSL's global state; the worker process
-    keeps that away from this process's TLS connections (see idp.pki.softhsm)."""
+    keeps that away from this process's TLS connections (see siths_testkit.pki.softhsm)."""
     with httpx.Client(verify=tls_context(idp.ca_file)) as client:
         assert client.get(f"{idp.base_url}/saml/metadata").status_code == 200
         lab.card("unit-tls", ANNA, key_type="ec")  # a new token: the library is initialised again

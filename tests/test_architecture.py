@@ -1,9 +1,9 @@
 """The package structure the README promises, checked from the source (tools/import_graph.py).
 
 Every import counts, wherever it stands in a file: no import cycle between the units (idp's
-subpackages and top-level modules, sp_demo, portal) or between modules, no import inside a
-function (that is how cycles hide), idp never imports the applications around it, and the
-README's diagram is the one the imports draw.
+subpackages and top-level modules, sp_demo, portal, siths_testkit) or between modules, no import
+inside a function (that is how cycles hide), idp never imports the applications around it nor
+the test kit, and the README's diagram is the one the imports draw.
 """
 
 from __future__ import annotations
@@ -20,17 +20,11 @@ from tools.import_graph import (
 )
 
 # What mock Treserva (sp_demo) may import from the IdP, and why. Nothing of the IdP's login,
-# SAML server or pages: the SP that checks the IdP must not share its judgement.
+# SAML server or pages: the SP that checks the IdP must not share its judgement. (`make demo`,
+# sp_demo/demo.py, takes the test PKI from siths_testkit, which is not the IdP.)
 SP_DEMO_MAY_IMPORT = {
-    # The package itself, for its warning filter (pysaml2's CFB warning).
-    "idp",
     # Reading SAML messages off the Redirect and POST bindings (bounded, read once).
     "idp.saml.bindings",
-    # `make demo` (sp_demo/demo.py) sets up the test PKI and its OCSP responder.
-    "idp.pki",
-    "idp.pki.revocation",
-    # ... and the portal's demo employee's card on a SoftHSM2 token.
-    "idp.pki.softhsm",
 }
 
 
@@ -46,6 +40,7 @@ def test_the_toy_graph_functions_find_what_they_should() -> None:
     assert unit_of("idp.saml.server") == "idp.saml"
     assert unit_of("idp.services") == "idp.services"
     assert unit_of("sp_demo.slo") == "sp_demo"
+    assert unit_of("siths_testkit.pki.cards") == "siths_testkit"
 
 
 def test_no_import_cycle_between_packages() -> None:
@@ -71,6 +66,19 @@ def test_the_idp_never_imports_the_applications_around_it() -> None:
         for site in import_sites()
         if unit_of(site.module).startswith("idp")
         and site.target.split(".")[0] in ("sp_demo", "portal")
+    ]
+    assert offending == []
+
+
+def test_the_idp_never_imports_the_test_kit() -> None:
+    """The test PKI, the app simulator and the load drivers are not the product: the IdP reaches
+    them only through the `idp` command's entry points (idp/command_plugins.py)."""
+    kit_imports = [site for site in import_sites() if site.module.startswith("siths_testkit.")]
+    assert any(site.target.startswith("idp.") for site in kit_imports)  # the check sees both
+    offending = [
+        f"{site.path.relative_to(REPO_ROOT)}:{site.line} imports {site.target}"
+        for site in import_sites()
+        if site.module.split(".")[0] == "idp" and site.target.split(".")[0] == "siths_testkit"
     ]
     assert offending == []
 

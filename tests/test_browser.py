@@ -22,9 +22,9 @@ import pytest
 from click.testing import CliRunner
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from idp.app_simulator import SithsEidApp, SoftHsmCard
 from idp.cli import main as idp_command
-from idp.pki import issue_card
+from siths_testkit.app_simulator import SithsEidApp, SoftHsmCard
+from siths_testkit.pki import issue_card
 from tests.browser.harness import (
     PHONE,
     SCREENSHOTS,

@@ -5,8 +5,8 @@ What *is* tested, with real programs:
 
 - **compose.yml is valid**: Debian's ``docker-compose`` (1.29) runs ``config`` on it, which
   needs no engine, and its resolved output is what the other compose checks read.
-- **compose.yml describes the topology ``tests/test_multinode.py`` runs**: nginx mounts the
-  same template file (``idp.ops.local_cluster.NGINX_TEMPLATE``) and its environment fills every
+- **compose.yml describes the topology ``tests/test_multinode.py`` runs**: nginx mounts the same
+  template file (``siths_testkit.local_cluster.NGINX_TEMPLATE``) and its environment fills every
   placeholder; two IdP nodes run ``idp serve --behind-proxy``; PostgreSQL; mock Treserva. Every
   ``IDP_*``/``SP_DEMO_*`` variable is a field of the settings class that reads it (pydantic-settings
   ignores unknown names silently) and reaches that field with the value given; nginx's
@@ -59,8 +59,8 @@ from sqlalchemy.engine import make_url
 from idp.cli import main as idp_cli
 from idp.config import Settings
 from idp.oidc.settings import OidcSettings
-from idp.ops.local_cluster import NGINX_TEMPLATE
-from idp.pki import TestPki
+from siths_testkit.local_cluster import NGINX_TEMPLATE
+from siths_testkit.pki import TestPki
 from sp_demo.cli import main as sp_demo_cli
 from sp_demo.config import Settings as SpDemoSettings
 from tests.support import REPO_ROOT, VENV_BIN, free_port, start_server
@@ -251,9 +251,15 @@ def subcommand_path(words: list[str]) -> list[str]:
     command = CLIS[words[0]]
     path = [words[0]]
     for word in words[1:]:
-        if not isinstance(command, click.Group) or word not in command.commands:
+        # get_command, not .commands: `idp pki …` comes from an entry point, loaded on demand.
+        found = (
+            command.get_command(click.Context(command), word)
+            if isinstance(command, click.Group)
+            else None
+        )
+        if found is None:
             break
-        command = command.commands[word]
+        command = found
         path.append(word)
     assert not isinstance(command, click.Group), f"{words}: {' '.join(path)} needs a subcommand"
     return path

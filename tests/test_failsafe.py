@@ -29,11 +29,11 @@ from sqlalchemy import func, select, text
 from idp.app import create_app
 from idp.config import Settings
 from idp.db import Database, create_schema
-from idp.pki import TestPki
 from idp.server.cert_listener import CertificateListener
 from idp.server.logging_setup import JsonFormatter
 from idp.server.run import _uvicorn_config
 from idp.store.models import AuditEvent
+from siths_testkit.pki import TestPki
 from tests.support import free_port, reason_code, tls_context
 
 

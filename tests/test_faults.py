@@ -41,9 +41,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idp.ops.local_cluster import ClusterError
-from idp.ops.login_driver import response_summary
-from idp.pki import TestPki, init_test_pki
+from siths_testkit.local_cluster import ClusterError
+from siths_testkit.login_driver import response_summary
+from siths_testkit.pki import TestPki, init_test_pki
 from tests import saml_sp
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, OCSP_NEXT_UPDATE_SECONDS, PRIVATE_PROVIDER
 from tests.multinode_support import Cluster, running_cluster, start_node

@@ -3,7 +3,7 @@ outside the repository, then ``idp pki init``, ``idp people import`` and ``idp s
 directory, and one card login over real sockets.
 
 The source handed to pip is a copy of what the image copies too (pyproject.toml, README.md and
-the three packages), so nothing in the checkout (``build/``, ``var/``, ``metadata/``) can stand in
+the four packages), so nothing in the checkout (``build/``, ``var/``, ``metadata/``) can stand in
 for package data the wheel lacks, and the checkout is left without build leftovers.
 """
 
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from idp.pki import load_test_pki
+from siths_testkit.pki import load_test_pki
 from tests.flows import login_with_card, posted_form
 from tests.saml_sp import sp_of_running_idp
 from tests.support import REPO_ROOT, browser, free_port, start_server
 
-PACKAGED = ("pyproject.toml", "README.md", "idp", "sp_demo", "portal")
+PACKAGED = ("pyproject.toml", "README.md", "idp", "sp_demo", "portal", "siths_testkit")
 PEOPLE_CSV = """hsa_id,given_name,surname,title,organisation,mail,person_key
 SE2120001355-E0001,Anna,Andersson,Handläggare,Göteborgs Stad,anna.andersson@example.invalid,
 """

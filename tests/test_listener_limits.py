@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 from tests.support import VENV_BIN, RunningServer, free_port, reason_code, start_server
 
 TLS_HELLO_LIMIT = 1.0

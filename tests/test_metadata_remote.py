@@ -14,7 +14,7 @@ import pytest
 
 from idp.federation.aggregate import build_aggregate
 from idp.federation.remote import RemoteAggregate
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 from tests.aggregate_server import AggregateServer, serve_aggregate
 from tests.metadata_support import (
     demo_sp_metadata,

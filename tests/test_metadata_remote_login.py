@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from idp.federation.aggregate import build_aggregate
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 from tests.aggregate_server import AggregateServer, serve_aggregate
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
 from tests.flows import choose_this_device, follow, posted_form

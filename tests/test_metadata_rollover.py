@@ -18,7 +18,7 @@ import pytest
 from defusedxml import ElementTree
 from saml2.mdstore import MetadataStore
 
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
 from tests.flows import login_with_card, posted_form
 from tests.saml_sp import TestServiceProvider, make_service_provider

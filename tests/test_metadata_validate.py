@@ -14,7 +14,7 @@ import pytest
 
 from idp.federation.aggregate import build_aggregate
 from idp.federation.checks import Report, validate_metadata
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 from tests.metadata_support import (
     demo_sp_metadata,
     make_certificate,

@@ -29,10 +29,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from idp.app_simulator import SithsEidApp
 from idp.db import Base, Database, head_revision, import_model_modules
-from idp.ops.local_cluster import ClusterError
-from idp.ops.login_driver import (
+from idp.ops.sweeper import sweep_expired
+from siths_testkit.app_simulator import SithsEidApp
+from siths_testkit.local_cluster import ClusterError
+from siths_testkit.login_driver import (
     LoginFailed,
     LoginResult,
     PemCard,
@@ -42,8 +43,7 @@ from idp.ops.login_driver import (
     sso_login,
     start_other_device_login,
 )
-from idp.ops.sweeper import sweep_expired
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 from tests.card_defects import FINDINGS, Defect
 from tests.flows import login_with_card
 from tests.multinode_support import Cluster, running_cluster

@@ -20,13 +20,13 @@ from idp.audit import record_audit_event
 from idp.config import Settings
 from idp.db import Database, create_schema
 from idp.ops.health import ReadinessProbe
-from idp.ops.local_cluster import NGINX_TEMPLATE, ClusterError, render_template
 from idp.ops.metrics import IdpMetrics
 from idp.ops.request_context import request_id_var
 from idp.ops.sweeper import sweep_expired
 from idp.server.logging_setup import JsonFormatter
 from idp.server.run import ConfigurationError, check_settings
 from idp.store.models import Order, PendingLogin, RevocationCacheEntry, SeenMessage, SsoSession
+from siths_testkit.local_cluster import NGINX_TEMPLATE, ClusterError, render_template
 from tests.conftest import IdpUnderTest
 from tests.support import tls_context
 

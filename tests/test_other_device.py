@@ -1,11 +1,11 @@
 """Issue 3, "SITHS eID på annan enhet", over real sockets: browser, app and SP against the IdP.
 
 The browser is an httpx client with its own cookie jar; it reads the QR code off the page by
-decoding the image (:mod:`tests.qr_reader`). The app is :class:`idp.app_simulator.SithsEidApp`,
-whose card is a SoftHSM2 token: every signature is made on a token through PKCS#11. The SP is
-the pysaml2 test SP of ``conftest``. Every refusal asserts the API's ``errorCode`` and that the
-browser never gets a success: its collect never says ``complete`` and ``/login/continue``
-hands it no SAML Response.
+decoding the image (:mod:`tests.qr_reader`). The app is
+:class:`siths_testkit.app_simulator.SithsEidApp`, whose card is a SoftHSM2 token: every signature is
+made on a token through PKCS#11. The SP is the pysaml2 test SP of ``conftest``. Every refusal
+asserts the API's ``errorCode`` and that the browser never gets a success: its collect never says
+``complete`` and ``/login/continue`` hands it no SAML Response.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idp.app_simulator import AppApiError, ScanResult, SithsEidApp, SoftHsmCard
-from idp.ops.login_driver import PemCard
-from idp.pki.softhsm import WrongPin
 from idp.web.messages import message_for
+from siths_testkit.app_simulator import AppApiError, ScanResult, SithsEidApp, SoftHsmCard
+from siths_testkit.login_driver import PemCard
+from siths_testkit.pki.softhsm import WrongPin
 from tests import saml_sp
 from tests.card_defects import FINDINGS, Defect
 from tests.conftest import IdpUnderTest

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import browser
 import peers
 
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 

@@ -30,10 +30,10 @@ from cryptography.x509.verification import (
 )
 
 from idp.hsa_id import parse_hsa_id
-from idp.pki import CardFiles, TestPki, init_test_pki, issue_card, load_test_pki
-from idp.pki.cli import card_group, pki_group
-from idp.pki.issue import CardProfile
-from idp.pki.layout import FILES
+from siths_testkit.pki import CardFiles, TestPki, init_test_pki, issue_card, load_test_pki
+from siths_testkit.pki.cli import card_group, pki_group
+from siths_testkit.pki.issue import CardProfile
+from siths_testkit.pki.layout import FILES
 
 GOOD_CARDS = {
     "anna": ("SE2120001355-E0001", "Anna", "Andersson"),

@@ -3,7 +3,7 @@
 The session's ``idp pki ocsp-responder`` (see ``conftest``) serves the test PKI's OCSP and CRLs
 with a short nextUpdate. Each test issues its own card whose AIA (OCSP) and CRL distribution
 point lead to the responder's real paths, to one of its deliberately misbehaving paths
-(:mod:`idp.pki.ocsp_responder`) or to a closed port; logs in with it at the real IdP; and
+(:mod:`siths_testkit.pki.ocsp_responder`) or to a closed port; logs in with it at the real IdP; and
 asserts the reason code the user sees and the audit event (whose detail names the exact check
 that failed). A second IdP process with soft-fail on shows what soft-fail forgives, and what not.
 """
@@ -30,10 +30,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from cryptography.x509 import ocsp
 
-from idp.app_simulator import AppApiError, SithsEidApp
 from idp.cli import main as idp_command
-from idp.pki import TestPki, issue_card
-from idp.pki.revocation import published_url
+from siths_testkit.app_simulator import AppApiError, SithsEidApp
+from siths_testkit.pki import TestPki, issue_card
+from siths_testkit.pki.revocation import published_url
 from tests.conftest import (
     DIRECTORY_CSV,
     GOTEBORG,

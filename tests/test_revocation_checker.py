@@ -17,12 +17,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from idp.db import Database, create_schema
-from idp.pki import TestPki, issue_card
-from idp.pki.cards import load_issuer
-from idp.pki.issue import Issuer, generate_key
-from idp.pki.ocsp_responder import Misbehaviour, OcspResponder
-from idp.pki.revocation import ocsp_responder_certificate
-from idp.pki.storage import load_certificate
 from idp.siths.revocation import (
     RevocationChecker,
     RevocationOutcome,
@@ -30,6 +24,12 @@ from idp.siths.revocation import (
     RevocationProblem,
 )
 from idp.store.revocation_cache import DatabaseRevocationCache
+from siths_testkit.pki import TestPki, issue_card
+from siths_testkit.pki.cards import load_issuer
+from siths_testkit.pki.issue import Issuer, generate_key
+from siths_testkit.pki.ocsp_responder import Misbehaviour, OcspResponder
+from siths_testkit.pki.revocation import ocsp_responder_certificate
+from siths_testkit.pki.storage import load_certificate
 
 OCSP = "http://ocsp.test/ocsp"
 CRL = "http://ocsp.test/crl/hsa-id-ca.crl"

@@ -32,7 +32,6 @@ from saml2.xml.schema import validate as validate_with_saml_schemas
 from idp.config import Settings
 from idp.federation.checks import validate_metadata
 from idp.federation.idp_metadata import idp_metadata_xml
-from idp.pki import TestPki
 from idp.saml import encryption
 from idp.saml.bindings import read_redirect_query
 from idp.saml.encryption import (
@@ -55,6 +54,7 @@ from idp.saml.encryption import (
 from idp.saml.response import Addressing, NameId, build_login_response
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider, SamlRequestRejected
 from idp.saml.xmlsec_backend import SHA256, SHA512, shared_backend
+from siths_testkit.pki import TestPki
 from tests.saml_sp import TestServiceProvider as ServiceProvider
 from tests.saml_sp import anna, in_process_idp, registered_service_provider
 

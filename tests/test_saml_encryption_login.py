@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idp.pki import TestPki
+from siths_testkit.pki import TestPki
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
 from tests.flows import choose_this_device, login_with_card, open_login, posted_form
 from tests.saml_sp import EID_ATTRIBUTES, make_service_provider

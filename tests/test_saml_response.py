@@ -22,11 +22,11 @@ from saml2.response import StatusNoPassive
 from saml2.sigver import SignatureError
 from saml2.xml.schema import validate as validate_with_saml_schemas
 
-from idp.pki import TestPki
 from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider
 from idp.saml.statuses import NO_PASSIVE
 from idp.saml.xmlsec_backend import shared_backend, sign_enveloped
+from siths_testkit.pki import TestPki
 from tests.conftest import IdpUnderTest
 from tests.flows import login_with_card
 from tests.saml_sp import TestServiceProvider as ServiceProvider

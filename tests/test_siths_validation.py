@@ -12,9 +12,6 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from idp.config import GOTEBORGS_STAD_ORG_NUMBER
 from idp.hsa_id import InvalidHsaId, parse_hsa_id
 from idp.methods.other_device.signature import signature_is_valid
-from idp.ops.login_driver import PemCard
-from idp.pki import TestPki, issue_card_for_public_key
-from idp.pki.cards import load_issuer
 from idp.siths.trust import load_siths_trust
 from idp.siths.validation import (
     CertificateRejected,
@@ -24,6 +21,9 @@ from idp.siths.validation import (
     load_certificate,
 )
 from idp.web.messages import MESSAGES
+from siths_testkit.login_driver import PemCard
+from siths_testkit.pki import TestPki, issue_card_for_public_key
+from siths_testkit.pki.cards import load_issuer
 from tests.card_defects import (
     ACCEPTED,
     ANNA,

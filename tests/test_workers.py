@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from idp.config import parse_workers
-from idp.ops.login_driver import card_login
-from idp.pki import TestPki
 from idp.server.worker import bind_shared_sockets
+from siths_testkit.login_driver import card_login
+from siths_testkit.pki import TestPki
 from tests import saml_sp
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
 from tests.support import VENV_BIN, RunningServer, free_port, run_cli, start_server, tls_context

@@ -36,7 +36,6 @@ from saml2.sigver import (
     read_cert_from_file,
 )
 
-from idp.pki import TestPki
 from idp.saml.bindings import BindingMessage
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider, SamlRequestRejected
 from idp.saml.statuses import NO_PASSIVE
@@ -49,6 +48,7 @@ from idp.saml.xmlsec_backend import (
     XmlSecBackend,
     shared_backend,
 )
+from siths_testkit.pki import TestPki
 
 # Aliased so that pytest does not try to collect the dataclass as a test class.
 from tests.saml_sp import TestServiceProvider as ServiceProvider

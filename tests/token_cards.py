@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from idp.app_simulator import SoftHsmCard
-from idp.pki import TestPki
-from idp.pki.cards import load_issuer
-from idp.pki.softhsm import create_token, write_config
-from idp.pki.tokens import CardKeyType, issue_card_on_token
+from siths_testkit.app_simulator import SoftHsmCard
+from siths_testkit.pki import TestPki
+from siths_testkit.pki.cards import load_issuer
+from siths_testkit.pki.softhsm import create_token, write_config
+from siths_testkit.pki.tokens import CardKeyType, issue_card_on_token
 
 PIN = "246810"
 SO_PIN = "13579135"

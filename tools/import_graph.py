@@ -7,7 +7,7 @@ packages or modules, no import inside a function, and the README showing what th
 
 Every import counts, wherever it stands in a file (module level, inside a function, under
 ``if TYPE_CHECKING``): a dependency is a dependency. A *unit* is a top-level package
-(``sp_demo``, ``portal``) or, inside ``idp``, one subpackage or top-level module
+(``sp_demo``, ``portal``, ``siths_testkit``) or, inside ``idp``, one subpackage or top-level module
 (``idp.saml``, ``idp.services``).
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The packages this repository ships (pyproject.toml) and portal, when it exists.
-ROOTS = ("idp", "sp_demo", "portal")
+# The packages this repository ships (pyproject.toml).
+ROOTS = ("idp", "sp_demo", "portal", "siths_testkit")
 # The package split into units; the others are one unit each.
 LAYERED_ROOT = "idp"
 BEGIN_MARKER = "<!-- import-graph:begin (python -m tools.import_graph --update README.md) -->"

@@ -2,7 +2,8 @@
 
 It shares the login pages, both SITHS methods and the SSO session with SAML: an authorization
 request becomes a pending login with ``protocol="oidc"`` (or is answered at once from a live SSO
-session), and :func:`idp.oidc.endpoints.respond_to_oidc_login` answers when the login finishes.
+session), and the responder from :func:`idp.oidc.endpoints.oidc_login_responder` answers when
+the login finishes.
 
 One concern per module, dependencies pointing downwards:
 

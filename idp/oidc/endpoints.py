@@ -38,69 +38,166 @@ from idp.oidc.context import (
     USERINFO_PATH,
 )
 from idp.oidc.discovery import provider_metadata
-from idp.oidc.provider import OpenIDProvider, oidc_of
+from idp.oidc.provider import OpenIDProvider
 from idp.oidc.starlette_adapter import StarletteOAuth2Request, read_oauth2_request
-from idp.services import BackToService, FailureResponder, services_of
+from idp.services import BackToService, FailureResponder, Responder
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
-router = APIRouter()
 CONFIRM_LOGOUT_PATH = f"{END_SESSION_PATH}/confirm"
 INVALID_REQUEST = {"error": "invalid_request", "error_description": "Malformed request."}
 
 
-@router.get(DISCOVERY_PATH)
-async def discovery(request: Request) -> Response:
-    metadata = provider_metadata(oidc_of(request).context)
-    return JSONResponse(metadata, headers={"Cache-Control": "public, max-age=3600"})
+class OidcEndpoints:
+    """The OpenID Provider's HTTP endpoints, wired at start-up to the provider they serve
+    (:meth:`router`); each handler parses the request, calls the provider, renders."""
 
+    def __init__(self, provider: OpenIDProvider, *, pending_ttl_seconds: int) -> None:
+        self.provider = provider
+        self.pending_ttl_seconds = pending_ttl_seconds
 
-@router.get(JWKS_PATH)
-async def jwks(request: Request) -> Response:
-    keys = oidc_of(request).context.keys
-    await run_in_threadpool(keys.refresh_if_changed)
-    # Short caching: relying parties pick up a rollover's next key well before it signs.
-    return JSONResponse(keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"})
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route(DISCOVERY_PATH, self.discovery, methods=["GET"])
+        router.add_api_route(JWKS_PATH, self.jwks, methods=["GET"])
+        router.add_api_route(AUTHORIZE_PATH, self.authorize, methods=["GET", "POST"])
+        router.add_api_route(TOKEN_PATH, self.token, methods=["POST"])
+        router.add_api_route(USERINFO_PATH, self.userinfo, methods=["GET", "POST"])
+        router.add_api_route(END_SESSION_PATH, self.end_session, methods=["GET", "POST"])
+        router.add_api_route(CONFIRM_LOGOUT_PATH, self.confirm_end_session, methods=["POST"])
+        return router
 
+    async def discovery(self, request: Request) -> Response:
+        metadata = provider_metadata(self.provider.context)
+        return JSONResponse(metadata, headers={"Cache-Control": "public, max-age=3600"})
 
-@router.api_route(AUTHORIZE_PATH, methods=["GET", "POST"])
-async def authorize(request: Request) -> Response:
-    services = services_of(request)
-    provider = oidc_of(request)
-    oauth2_request = await read_oauth2_request(request, provider.context.issuer)
-    token, new_browser = browser_token(request)
-    outcome = await run_in_threadpool(
-        begin_authorization,
-        provider,
-        oauth2_request,
-        browser_token=token,
-        sso_token=request.cookies.get(SSO_COOKIE),
-        pending_ttl_seconds=services.settings.pending_login_ttl_seconds,
-    )
-    if isinstance(outcome, Refused):
-        return error_page(request, outcome.reason)
-    if isinstance(outcome, LoginNeeded):
-        response: Response = RedirectResponse(f"/login?ref={outcome.reference}", status_code=303)
-        if new_browser:
-            set_browser_cookie(response, token)
+    async def jwks(self, request: Request) -> Response:
+        keys = self.provider.context.keys
+        await run_in_threadpool(keys.refresh_if_changed)
+        # Short caching: relying parties pick up a rollover's next key well before it signs.
+        return JSONResponse(keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+    async def authorize(self, request: Request) -> Response:
+        provider = self.provider
+        oauth2_request = await read_oauth2_request(request, provider.context.issuer)
+        token, new_browser = browser_token(request)
+        outcome = await run_in_threadpool(
+            begin_authorization,
+            provider,
+            oauth2_request,
+            browser_token=token,
+            sso_token=request.cookies.get(SSO_COOKIE),
+            pending_ttl_seconds=self.pending_ttl_seconds,
+        )
+        if isinstance(outcome, Refused):
+            return error_page(request, outcome.reason)
+        if isinstance(outcome, LoginNeeded):
+            response: Response = RedirectResponse(
+                f"/login?ref={outcome.reference}", status_code=303
+            )
+            if new_browser:
+                set_browser_cookie(response, token)
+            return response
+        return outcome
+
+    async def token(self, request: Request) -> Response:
+        provider = self.provider
+        oauth2_request = await read_oauth2_request(request, provider.context.issuer)
+
+        def exchange() -> Response:
+            provider.context.keys.refresh_if_changed()
+            try:
+                response: Response = provider.create_token_response(oauth2_request)
+            except ValueError:
+                # authlib refuses to build an error description from unprintable input.
+                response = JSONResponse(INVALID_REQUEST, status_code=400)
+            _audit_token(provider, oauth2_request, response)
+            return response
+
+        return await run_in_threadpool(exchange)
+
+    async def userinfo(self, request: Request) -> Response:
+        provider = self.provider
+        oauth2_request = await read_oauth2_request(request, provider.context.issuer)
+        response: Response = await run_in_threadpool(
+            provider.create_endpoint_response, "userinfo", oauth2_request
+        )
+        response.headers["Cache-Control"] = "no-store"
         return response
-    return outcome
+
+    async def end_session(self, request: Request) -> Response:
+        """RP-initiated logout. Without an ``id_token_hint`` the user confirms first (anyone can
+        link here, so an unconfirmed request must not log the user out)."""
+        provider = self.provider
+        oauth2_request = await read_oauth2_request(request, provider.context.issuer)
+        try:
+            validated = await run_in_threadpool(
+                provider.validate_endpoint_request, "end_session", oauth2_request
+            )
+        except OAuth2Error as error:
+            await run_in_threadpool(
+                _audit, provider, "oidc.end_session", "rejected", str(error.error), ""
+            )
+            return error_page(request, "oidc_invalid_logout")
+        if validated.needs_confirmation:
+            client = validated.client
+            return render_page(
+                request,
+                "idp/oidc_logout.html",
+                {
+                    "confirm": True,
+                    "client_name": client.name if client is not None else "",
+                    "action": CONFIRM_LOGOUT_PATH,
+                    "fields": {"csrf": _logout_csrf(request.cookies.get(SSO_COOKIE))},
+                },
+            )
+        response = await run_in_threadpool(
+            provider.create_endpoint_response, "end_session", validated
+        )
+        return _logged_out(request, response)
+
+    async def confirm_end_session(self, request: Request) -> Response:
+        provider = self.provider
+        form = await request.form(max_files=0, max_fields=5)
+        sso_token = request.cookies.get(SSO_COOKIE)
+        if not sso_token:
+            return _logged_out(request, None)
+        if not hmac.compare_digest(str(form.get("csrf", "")), _logout_csrf(sso_token)):
+            # Not our confirmation form: a cross-site POST must not end the session.
+            await run_in_threadpool(
+                _audit, provider, "oidc.end_session", "rejected", "bad_confirmation", ""
+            )
+            return error_page(request, "oidc_invalid_logout")
+        # A request without id_token_hint or redirect: authlib ends the session, nothing more.
+        bare = StarletteOAuth2Request(
+            "POST",
+            provider.context.url(END_SESSION_PATH),
+            {},
+            query=[],
+            form=[],
+            cookies={SSO_COOKIE: sso_token},
+        )
+        await run_in_threadpool(provider.create_endpoint_response, "end_session", bare)
+        return _logged_out(request, None)
 
 
-async def respond_to_oidc_login(
-    request: Request,
-    protocol_state: dict,
-    authentication: Authentication,
-    *,
-    repeated: bool = False,
-) -> Response:
+def oidc_login_responder(provider: OpenIDProvider) -> Responder:
     """The responder for ``protocol="oidc"``: redirect to the client with a code."""
-    provider = oidc_of(request)
-    outcome = await run_in_threadpool(
-        finish_authorization, provider, protocol_state, authentication, repeated=repeated
-    )
-    if isinstance(outcome, Refused):
-        return error_page(request, outcome.reason)
-    return outcome
+
+    async def respond(
+        request: Request,
+        protocol_state: dict,
+        authentication: Authentication,
+        *,
+        repeated: bool = False,
+    ) -> Response:
+        outcome = await run_in_threadpool(
+            finish_authorization, provider, protocol_state, authentication, repeated=repeated
+        )
+        if isinstance(outcome, Refused):
+            return error_page(request, outcome.reason)
+        return outcome
+
+    return respond
 
 
 def oidc_failure_responder(provider: OpenIDProvider) -> FailureResponder:
@@ -115,92 +212,6 @@ def oidc_failure_responder(provider: OpenIDProvider) -> FailureResponder:
         return BackToService(base, "get", dict(urllib.parse.parse_qsl(query)))
 
     return answer
-
-
-@router.post(TOKEN_PATH)
-async def token(request: Request) -> Response:
-    provider = oidc_of(request)
-    oauth2_request = await read_oauth2_request(request, provider.context.issuer)
-
-    def exchange() -> Response:
-        provider.context.keys.refresh_if_changed()
-        try:
-            response: Response = provider.create_token_response(oauth2_request)
-        except ValueError:
-            # authlib refuses to build an error description from unprintable input.
-            response = JSONResponse(INVALID_REQUEST, status_code=400)
-        _audit_token(provider, oauth2_request, response)
-        return response
-
-    return await run_in_threadpool(exchange)
-
-
-@router.api_route(USERINFO_PATH, methods=["GET", "POST"])
-async def userinfo(request: Request) -> Response:
-    provider = oidc_of(request)
-    oauth2_request = await read_oauth2_request(request, provider.context.issuer)
-    response: Response = await run_in_threadpool(
-        provider.create_endpoint_response, "userinfo", oauth2_request
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@router.api_route(END_SESSION_PATH, methods=["GET", "POST"])
-async def end_session(request: Request) -> Response:
-    """RP-initiated logout. Without an ``id_token_hint`` the user confirms first (anyone can
-    link here, so an unconfirmed request must not log the user out)."""
-    provider = oidc_of(request)
-    oauth2_request = await read_oauth2_request(request, provider.context.issuer)
-    try:
-        validated = await run_in_threadpool(
-            provider.validate_endpoint_request, "end_session", oauth2_request
-        )
-    except OAuth2Error as error:
-        await run_in_threadpool(
-            _audit, provider, "oidc.end_session", "rejected", str(error.error), ""
-        )
-        return error_page(request, "oidc_invalid_logout")
-    if validated.needs_confirmation:
-        client = validated.client
-        return render_page(
-            request,
-            "idp/oidc_logout.html",
-            {
-                "confirm": True,
-                "client_name": client.name if client is not None else "",
-                "action": CONFIRM_LOGOUT_PATH,
-                "fields": {"csrf": _logout_csrf(request.cookies.get(SSO_COOKIE))},
-            },
-        )
-    response = await run_in_threadpool(provider.create_endpoint_response, "end_session", validated)
-    return _logged_out(request, response)
-
-
-@router.post(CONFIRM_LOGOUT_PATH)
-async def confirm_end_session(request: Request) -> Response:
-    provider = oidc_of(request)
-    form = await request.form(max_files=0, max_fields=5)
-    sso_token = request.cookies.get(SSO_COOKIE)
-    if not sso_token:
-        return _logged_out(request, None)
-    if not hmac.compare_digest(str(form.get("csrf", "")), _logout_csrf(sso_token)):
-        # Not our confirmation form: a cross-site POST must not end the session.
-        await run_in_threadpool(
-            _audit, provider, "oidc.end_session", "rejected", "bad_confirmation", ""
-        )
-        return error_page(request, "oidc_invalid_logout")
-    # A request without id_token_hint or redirect: authlib ends the session, nothing more.
-    bare = StarletteOAuth2Request(
-        "POST",
-        provider.context.url(END_SESSION_PATH),
-        {},
-        query=[],
-        form=[],
-        cookies={SSO_COOKIE: sso_token},
-    )
-    await run_in_threadpool(provider.create_endpoint_response, "end_session", bare)
-    return _logged_out(request, None)
 
 
 def _logged_out(request: Request, redirect: Response | None) -> Response:

@@ -12,7 +12,6 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestErro
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.requests import Request
 
 from idp.config import Settings
 from idp.db import Database
@@ -183,9 +182,3 @@ def build_provider(
         database=database, settings=oidc_settings, keys=keys, release=ClaimRelease(pairwise_secret)
     )
     return OpenIDProvider(context)
-
-
-def oidc_of(request: Request) -> OpenIDProvider:
-    """The OIDC side of the app serving ``request``, set once by :func:`idp.app.create_app`."""
-    provider: OpenIDProvider = request.app.state.oidc
-    return provider

@@ -33,13 +33,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idp.pki.issue import (
-    Issuer,
-    issuing_ca_certificate,
-    key_usage,
-    root_ca_certificate,
-)
-from idp.pki.names import MS_SMARTCARD_LOGIN, ca_name
 from idp.siths.trust import SithsTrust
 from idp.siths.validation import (
     CertificateRejected,
@@ -48,6 +41,13 @@ from idp.siths.validation import (
     ValidatedCertificate,
     load_certificate,
 )
+from siths_testkit.pki.issue import (
+    Issuer,
+    issuing_ca_certificate,
+    key_usage,
+    root_ca_certificate,
+)
+from siths_testkit.pki.names import MS_SMARTCARD_LOGIN, ca_name
 from tests.adversarial.figures import FIGURES, examples
 
 ACCEPTED_ORGANISATION = "2120001355"

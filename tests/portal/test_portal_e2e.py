@@ -16,13 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from idp.app_simulator import SithsEidApp, SoftHsmCard
 from portal import audit, card_client, orders, treserva_steps
 from portal.config import today
 from portal.models import IN_TRESERVA, ISSUED, Order
 from portal.orders import OrderInput
 from portal.refusals import Refused
 from portal.treserva import TRESERVA_SCHEMA
+from siths_testkit.app_simulator import SithsEidApp, SoftHsmCard
 from sp_demo import saml
 from sp_demo.config import Settings as TreservaSettings
 from sp_demo.db import LOGIN_WINDOWS, Permission, User

@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 
-from idp.app_simulator import SoftHsmCard
-from idp.pki.tokens import token_objects
 from idp.siths.trust import load_siths_trust
 from idp.siths.validation import SithsValidator
 from portal import audit, card_client, orders
 from portal.config import today
 from portal.models import ISSUED, Order
 from portal.orders import OrderInput
+from siths_testkit.app_simulator import SoftHsmCard
+from siths_testkit.pki.tokens import token_objects
 from tests.conftest import IdpUnderTest
 from tests.portal.portal_server import PortalUnderTest, running_portal
 from tests.support import tls_context

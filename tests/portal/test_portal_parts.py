@@ -16,8 +16,6 @@ from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import inspect, select
 
-from idp.pki import TestPki
-from idp.pki.tokens import token_objects
 from portal import audit, idp_directory, orders, roles, treserva_steps
 from portal.cli import main as portal_cli
 from portal.config import Settings
@@ -25,6 +23,8 @@ from portal.db import Database, downgrade_schema, upgrade_schema
 from portal.mail_sink import start_sink
 from portal.models import ISSUED, AuditEvent, Base, Order
 from portal.refusals import Refused
+from siths_testkit.pki import TestPki
+from siths_testkit.pki.tokens import token_objects
 from tests.portal.conftest import EKU, IT, PROVIDER
 from tests.portal.test_portal_orders import good
 from tests.support import VENV_BIN, free_port, run_cli

@@ -14,7 +14,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from idp.methods.other_device.app_steps import AppOrderSteps, OrderState
@@ -23,7 +22,6 @@ from idp.methods.other_device.signature import SIGNATURE_ALGORITHMS
 from idp.methods.other_device.signing import SignedOrder
 
 API_PREFIX = "/app-api/v1"
-router = APIRouter(prefix=API_PREFIX, tags=["SITHS eID app API v1"])
 
 
 class ScanRequest(BaseModel):
@@ -76,11 +74,6 @@ ERRORS = {
 }
 
 
-def app_orders_of(request: Request) -> AppOrderSteps:
-    """The app's use cases, built once by ``create_app``."""
-    return request.app.state.app_orders
-
-
 def _error(exc: OrderRefused) -> JSONResponse:
     return JSONResponse(
         {"errorCode": exc.reason, "details": exc.detail}, status_code=exc.status_code
@@ -91,40 +84,46 @@ def _status(state: OrderState) -> OrderStatus:
     return OrderStatus(orderRef=state.order_ref, status=state.status, hintCode=state.hint_code)
 
 
-@router.post("/scan", response_model=ScanResponse, responses=ERRORS)
-async def scan(request: Request, body: ScanRequest) -> ScanResponse | JSONResponse:
-    """Claim the order whose QR code (or autoStartToken) the app has."""
-    steps = app_orders_of(request)
-    try:
-        scanned = await run_in_threadpool(steps.scan, body.qrCode, body.autoStartToken)
-    except OrderRefused as exc:
-        return _error(exc)
-    return ScanResponse(
-        orderRef=scanned.order_ref,
-        signToken=scanned.sign_token,
-        dataToSign=scanned.data_to_sign,
-        userVisibleData=scanned.user_visible_data,
-        signatureAlgorithms=list(SIGNATURE_ALGORITHMS),
-    )
+def app_api_router(steps: AppOrderSteps) -> APIRouter:
+    """The API's endpoints, calling ``steps`` (built once at start-up)."""
+    router = APIRouter(prefix=API_PREFIX, tags=["SITHS eID app API v1"])
 
+    @router.post("/scan", response_model=ScanResponse, responses=ERRORS)
+    async def scan(body: ScanRequest) -> ScanResponse | JSONResponse:
+        """Claim the order whose QR code (or autoStartToken) the app has."""
+        try:
+            scanned = await run_in_threadpool(steps.scan, body.qrCode, body.autoStartToken)
+        except OrderRefused as exc:
+            return _error(exc)
+        return ScanResponse(
+            orderRef=scanned.order_ref,
+            signToken=scanned.sign_token,
+            dataToSign=scanned.data_to_sign,
+            userVisibleData=scanned.user_visible_data,
+            signatureAlgorithms=list(SIGNATURE_ALGORITHMS),
+        )
 
-@router.post("/sign", response_model=OrderStatus, responses=ERRORS)
-async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONResponse:
-    """Verify the signature and the certificate; complete the order once."""
-    signed = SignedOrder(
-        body.orderRef, body.signToken, body.signatureAlgorithm, body.signature, body.certificates
-    )
-    try:
-        return _status(await run_in_threadpool(app_orders_of(request).sign, signed))
-    except OrderRefused as exc:
-        return _error(exc)
+    @router.post("/sign", response_model=OrderStatus, responses=ERRORS)
+    async def sign(body: SignRequest) -> OrderStatus | JSONResponse:
+        """Verify the signature and the certificate; complete the order once."""
+        signed = SignedOrder(
+            body.orderRef,
+            body.signToken,
+            body.signatureAlgorithm,
+            body.signature,
+            body.certificates,
+        )
+        try:
+            return _status(await run_in_threadpool(steps.sign, signed))
+        except OrderRefused as exc:
+            return _error(exc)
 
+    @router.post("/cancel", response_model=OrderStatus, responses=ERRORS)
+    async def cancel(body: CancelRequest) -> OrderStatus | JSONResponse:
+        """The user cancelled in the app."""
+        try:
+            return _status(await run_in_threadpool(steps.cancel, body.orderRef, body.signToken))
+        except OrderRefused as exc:
+            return _error(exc)
 
-@router.post("/cancel", response_model=OrderStatus, responses=ERRORS)
-async def cancel(request: Request, body: CancelRequest) -> OrderStatus | JSONResponse:
-    """The user cancelled in the app."""
-    steps = app_orders_of(request)
-    try:
-        return _status(await run_in_threadpool(steps.cancel, body.orderRef, body.signToken))
-    except OrderRefused as exc:
-        return _error(exc)
+    return router

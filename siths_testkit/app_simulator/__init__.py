@@ -8,15 +8,15 @@
 TEST tooling: it talks to a real IdP over real sockets, and can misbehave on purpose.
 """
 
-from idp.app_simulator.client import SithsEidApp
-from idp.app_simulator.protocol import (
+from siths_testkit.app_simulator.client import SithsEidApp
+from siths_testkit.app_simulator.protocol import (
     AppApiError,
     OrderState,
     ScanResult,
     SignResult,
     Submission,
 )
-from idp.app_simulator.token import Card, SoftHsmCard
+from siths_testkit.app_simulator.token import Card, SoftHsmCard
 
 __all__ = [
     "AppApiError",

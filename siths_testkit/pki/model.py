@@ -1,7 +1,7 @@
 """What the test PKI consists of: :class:`TestPki` and the :class:`CardFiles` of each card.
 
 Plain dataclasses of paths and names; the manifest (``manifest.json``) is their serialised
-form, see :mod:`idp.pki.layout`.
+form, see :mod:`siths_testkit.pki.layout`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class TestPki:
 
     The fields up to ``cards`` are the stable interface; the ``*_key`` fields of the CAs and
     the ``forged_*`` fields are there for tooling and tests that issue or inspect more.
-    Paths are ``directory / <fixed relative path>`` (see :mod:`idp.pki.layout`).
+    Paths are ``directory / <fixed relative path>`` (see :mod:`siths_testkit.pki.layout`).
     """
 
     # Not a pytest test class, although the name starts with "Test".

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from idp.pki.issue import (
+from siths_testkit.pki.issue import (
     AUTHENTICATION,
     CardKey,
     CardProfile,
@@ -26,16 +26,16 @@ from idp.pki.issue import (
     card_certificate,
     generate_key,
 )
-from idp.pki.layout import card_paths
-from idp.pki.model import CardFiles, IssuedCard, TestPki
-from idp.pki.names import email_address, organisation_name, person_name, validate_hsa_id
-from idp.pki.revocation import (
+from siths_testkit.pki.layout import card_paths
+from siths_testkit.pki.model import CardFiles, IssuedCard, TestPki
+from siths_testkit.pki.names import email_address, organisation_name, person_name, validate_hsa_id
+from siths_testkit.pki.revocation import (
     RevocationPointers,
     pointers_for,
     record_issued,
     revocation_extensions,
 )
-from idp.pki.storage import (
+from siths_testkit.pki.storage import (
     load_certificate,
     load_private_key,
     write_certificates,
@@ -101,8 +101,8 @@ def issue_card(
     ``<hsa_id>.p12`` (key, certificate and issuing CA, encrypted with ``p12_password``),
     replacing files of the same name. The subject is ``C=SE, O=<org_name>, givenName, surname,
     CN=<given> <surname>, serialNumber=<hsa_id>``; ``org_name`` defaults to the name of the
-    HSA-ID's organisation number (see :data:`idp.pki.names.ORGANISATIONS`). Validity defaults to
-    two years from an hour ago; naive datetimes are UTC.
+    HSA-ID's organisation number (see :data:`siths_testkit.pki.names.ORGANISATIONS`). Validity
+    defaults to two years from an hour ago; naive datetimes are UTC.
 
     The certificate points at the PKI's OCSP responder (AIA) and CRL (distribution point);
     ``ocsp_url``/``crl_url`` replace those (``""`` leaves the extension out), which is how
@@ -110,8 +110,9 @@ def issue_card(
     ``idp card revoke <HSA-ID>`` finds it.
 
     The card is good unless told otherwise: ``key`` (default a fresh RSA-2048 key) and
-    ``profile`` (default :data:`~idp.pki.issue.AUTHENTICATION`) are how tests make a card with
-    a weak key or a wrong key usage, extended key usage or CA flag, which the IdP must refuse.
+    ``profile`` (default :data:`~siths_testkit.pki.issue.AUTHENTICATION`) are how tests make a
+    card with a weak key or a wrong key usage, extended key usage or CA flag, which the IdP must
+    refuse.
 
     Raises ``ValueError`` (an :class:`idp.hsa_id.InvalidHsaId` for the HSA-ID) before anything
     is written if the HSA-ID, a name or the validity period is not acceptable.
@@ -280,16 +281,13 @@ def _issue_card_unchecked(
         now=now,
         pointers=pointers,
     )
-    cert_path, key_path, p12_path = card_paths(out_dir, file_stem)
-    write_private_key(key_path, key)
-    write_certificates(cert_path, [certificate])
-    write_p12(
-        p12_path,
+    cert_path, key_path, p12_path = _write_card_files(
+        card_paths(out_dir, file_stem),
+        key,
+        certificate,
+        issuer,
         friendly_name=f"{given_name} {surname} ({serial_number or name})",
-        key=key,
-        certificate=certificate,
-        ca_certificates=[issuer.certificate],
-        password=p12_password,
+        p12_password=p12_password,
     )
     return CardFiles(
         name=name,
@@ -302,3 +300,28 @@ def _issue_card_unchecked(
         kind=kind,
         extra_certs=list(extra_certs),
     )
+
+
+def _write_card_files(
+    paths: tuple[Path, Path, Path],
+    key: CardKey,
+    certificate: x509.Certificate,
+    issuer: Issuer,
+    *,
+    friendly_name: str,
+    p12_password: bytes,
+) -> tuple[Path, Path, Path]:
+    """Write a card's certificate (PEM), key (PKCS#8, mode 0600) and PKCS#12 (key, certificate
+    and issuing CA) to ``paths``, as :func:`~siths_testkit.pki.layout.card_paths` names them."""
+    cert_path, key_path, p12_path = paths
+    write_private_key(key_path, key)
+    write_certificates(cert_path, [certificate])
+    write_p12(
+        p12_path,
+        friendly_name=friendly_name,
+        key=key,
+        certificate=certificate,
+        ca_certificates=[issuer.certificate],
+        password=p12_password,
+    )
+    return paths

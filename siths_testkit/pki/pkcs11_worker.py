@@ -1,12 +1,13 @@
-"""The one process that loads SoftHSM2, started by :mod:`idp.pki.softhsm` (see :func:`main`).
+"""The one process that loads SoftHSM2, started by :mod:`siths_testkit.pki.softhsm` (see
+:func:`main`).
 
-Started and spoken to by :mod:`idp.pki.softhsm` (read its docstring for why PKCS#11 must not
-run in the caller's process). The protocol is private to the two: on stdin, a stream of pickled
-requests ``(module, function name, args)``; on the original stdout, one pickled answer per
-request, ``("ok", result)`` or ``("error", exception)``. Requests are served one at a time,
-which is also what SoftHSM needs (it runs without locks under python-pkcs11). The worker stops
-at end of input, that is when its parent goes away. Only functions of ``idp`` modules whose
-names start with ``_on_token_`` (or this module's own) are run.
+Started and spoken to by :mod:`siths_testkit.pki.softhsm` (read its docstring for why PKCS#11 must
+not run in the caller's process). The protocol is private to the two: on stdin, a stream of pickled
+requests ``(module, function name, args)``; on the original stdout, one pickled answer per request,
+``("ok", result)`` or ``("error", exception)``. Requests are served one at a time, which is also
+what SoftHSM needs (it runs without locks under python-pkcs11). The worker stops at end of input,
+that is when its parent goes away. Only functions of ``siths_testkit`` modules whose names start
+with ``_on_token_`` (or this module's own) are run.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, BinaryIO
 import pkcs11
 from pkcs11 import exceptions as p11
 
-from idp.pki.softhsm import PinLocked, TokenError, TokenNotFound, WrongPin, module_path
+from siths_testkit.pki.softhsm import PinLocked, TokenError, TokenNotFound, WrongPin, module_path
 
 _library: Any = None
 _library_config: Path | None = None
@@ -92,7 +93,7 @@ def run(
 
 def _resolve(module_name: str, name: str) -> Callable[..., Any]:
     allowed = module_name == __name__ or (
-        module_name.startswith("idp.") and name.startswith("_on_token_")
+        module_name.startswith("siths_testkit.") and name.startswith("_on_token_")
     )
     if not allowed:
         raise TokenError(f"the PKCS#11 worker does not run {module_name}.{name}")

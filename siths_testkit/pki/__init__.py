@@ -9,10 +9,10 @@ Public interface (other code depends on exactly these names):
 - :class:`TestPki`, :class:`CardFiles` / :class:`IssuedCard` describe the files.
 """
 
-from idp.pki.cards import issue_card, issue_card_for_public_key
-from idp.pki.init import init_test_pki
-from idp.pki.layout import load_test_pki
-from idp.pki.model import CardFiles, IssuedCard, TestPki
+from siths_testkit.pki.cards import issue_card, issue_card_for_public_key
+from siths_testkit.pki.init import init_test_pki
+from siths_testkit.pki.layout import load_test_pki
+from siths_testkit.pki.model import CardFiles, IssuedCard, TestPki
 
 __all__ = [
     "CardFiles",

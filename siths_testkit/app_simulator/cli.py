@@ -17,11 +17,11 @@ import httpx
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from idp.app_simulator.client import SithsEidApp
-from idp.app_simulator.protocol import AppApiError, ScanResult, SignResult
-from idp.app_simulator.token import SoftHsmCard
-from idp.pki.layout import FILES
-from idp.pki.softhsm import TokenError, resolve_config
+from siths_testkit.app_simulator.client import SithsEidApp
+from siths_testkit.app_simulator.protocol import AppApiError, ScanResult, SignResult
+from siths_testkit.app_simulator.token import SoftHsmCard
+from siths_testkit.pki.layout import FILES
+from siths_testkit.pki.softhsm import TokenError, resolve_config
 
 __all__ = ["app_group"]
 

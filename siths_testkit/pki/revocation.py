@@ -7,7 +7,7 @@ does the same, so the IdP's revocation checking runs against the real thing:
   point ``{url}/crl/hsa-id-ca.crl``, where ``url`` is the PKI's *revocation base URL* (chosen at
   ``init_test_pki``, stored in ``manifest.json`` as ``revocation_url``);
 - a delegated OCSP responder certificate issued by the HSA-id CA with id-kp-OCSPSigning and
-  id-pkix-ocsp-nocheck signs the answers (see :mod:`idp.pki.ocsp_responder`);
+  id-pkix-ocsp-nocheck signs the answers (see :mod:`siths_testkit.pki.ocsp_responder`);
 - ``revocation/issued.jsonl`` lists every card certificate issued from the HSA-id CA, so a
   card can be revoked by its HSA-ID; ``revocation/revoked.json`` is the registry of revoked
   serials, which the responder re-reads whenever it changes;
@@ -38,11 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from idp.pki.issue import Issuer, _aki, _builder, _ski, add_years, key_usage
-from idp.pki.layout import MANIFEST
-from idp.pki.model import TestPki
-from idp.pki.names import ca_name
-from idp.pki.storage import (
+from siths_testkit.pki.issue import Issuer, _aki, _builder, _ski, add_years, key_usage
+from siths_testkit.pki.layout import MANIFEST
+from siths_testkit.pki.model import TestPki
+from siths_testkit.pki.names import ca_name
+from siths_testkit.pki.storage import (
     load_certificate,
     load_private_key,
     write_certificates,
@@ -539,5 +539,5 @@ def write_crls(pki: TestPki, *, validity: dt.timedelta, now: dt.datetime) -> lis
 
 
 def _load_issuer(cert: Path, key: Path) -> Issuer:
-    # Not idp.pki.cards.load_issuer: cards imports this module.
+    # Not siths_testkit.pki.cards.load_issuer: cards imports this module.
     return Issuer(load_certificate(cert), load_private_key(key))

@@ -10,8 +10,8 @@ find in the node logs which node served which step.
   ``httpx.Client`` must carry the card in its TLS context).
 - :func:`start_other_device_login` / :func:`finish_other_device_login`: "SITHS eID på annan
   enhet", with the app started by the page's autostart link; the browser polls ``collect``.
-- :class:`PemCard`: a card for :class:`idp.app_simulator.SithsEidApp` from PEM files (the test
-  PKI's card files), signing in this process: quick enough for load.
+- :class:`PemCard`: a card for :class:`siths_testkit.app_simulator.SithsEidApp` from PEM files
+  (the test PKI's card files), signing in this process: quick enough for load.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from defusedxml import ElementTree
 
-from idp.app_simulator.protocol import ECDSA_SHA256, RSA_PKCS1_SHA256
+from siths_testkit.app_simulator.protocol import ECDSA_SHA256, RSA_PKCS1_SHA256
 
 
 class LoginFailed(Exception):
@@ -183,8 +183,8 @@ def finish_other_device_login(login: OtherDeviceLogin, view: dict) -> LoginResul
 class PemCard:
     """A card from PEM files: its certificate, and signatures by its key in this process.
 
-    Implements :class:`idp.app_simulator.token.Card`. The key is loaded once (loading an RSA
-    key costs tens of milliseconds).
+    Implements :class:`siths_testkit.app_simulator.token.Card`. The key is loaded once (loading
+    an RSA key costs tens of milliseconds).
     """
 
     def __init__(self, cert_file: Path, key_file: Path) -> None:

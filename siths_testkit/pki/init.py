@@ -1,6 +1,6 @@
 """``init_test_pki``: generate the whole test PKI that mirrors SITHS, once.
 
-What it creates (see :mod:`idp.pki.layout` for where):
+What it creates (see :mod:`siths_testkit.pki.layout` for where):
 
 - the SITHS test hierarchy: "SITHS e-id Root CA v2 TEST" with the two issuing CAs "SITHS e-id
   Person HSA-id 3 CA v1 TEST" and "SITHS e-id Person ID 3 CA v1 TEST", plus the bundles the IdP
@@ -27,8 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from idp.pki.cards import DEFAULT_P12_PASSWORD, _issue_card_unchecked
-from idp.pki.issue import (
+from siths_testkit.pki.cards import DEFAULT_P12_PASSWORD, _issue_card_unchecked
+from siths_testkit.pki.issue import (
     AUTHENTICATION,
     CardProfile,
     Issuer,
@@ -40,7 +40,7 @@ from idp.pki.issue import (
     self_signed_certificate,
     tls_server_certificate,
 )
-from idp.pki.layout import (
+from siths_testkit.pki.layout import (
     BAD_CARDS_DIR,
     CARDS_DIR,
     MANIFEST,
@@ -48,8 +48,8 @@ from idp.pki.layout import (
     pki_paths,
     write_manifest,
 )
-from idp.pki.model import CardFiles, TestPki
-from idp.pki.names import (
+from siths_testkit.pki.model import CardFiles, TestPki
+from siths_testkit.pki.names import (
     HSA_ID_CA_COMMON_NAME,
     IDP_NEXT_SIGNING_COMMON_NAME,
     IDP_SIGNING_COMMON_NAME,
@@ -62,13 +62,13 @@ from idp.pki.names import (
     ca_name,
     own_name,
 )
-from idp.pki.revocation import (
+from siths_testkit.pki.revocation import (
     DEFAULT_REVOCATION_URL,
     RevocationPointers,
     create_revocation_material,
     record_issued,
 )
-from idp.pki.storage import load_certificate, write_certificates, write_private_key
+from siths_testkit.pki.storage import load_certificate, write_certificates, write_private_key
 
 __all__ = ["DEFAULT_BASE_URL_HOSTS", "init_test_pki"]
 
@@ -177,7 +177,7 @@ _CARDS: tuple[_CardSpec, ...] = (
 )
 
 # Root, two issuing CAs, forged root and CA, TLS CA and server, two IdP keys, SP key, cards.
-# Plus the OCSP responder and its deliberately EKU-less twin (idp.pki.revocation).
+# Plus the OCSP responder and its deliberately EKU-less twin (siths_testkit.pki.revocation).
 _KEY_COUNT = 10 + len(_CARDS) + 2
 
 
@@ -211,7 +211,7 @@ def init_test_pki(
     ``revocation_url`` is where ``idp pki ocsp-responder`` will serve OCSP and the CRLs (also
     only the first time): every card points at ``{revocation_url}/ocsp`` and
     ``{revocation_url}/crl/hsa-id-ca.crl``, and the manifest records it (see
-    :mod:`idp.pki.revocation`).
+    :mod:`siths_testkit.pki.revocation`).
     """
     report = progress or (lambda _line: None)
     directory.mkdir(parents=True, exist_ok=True)
@@ -226,20 +226,45 @@ def _generate(
     directory: Path, base_url_hosts: tuple[str, ...], report: Progress, revocation_url: str
 ) -> TestPki:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    paths = pki_paths(directory)
-
-    def show(what: str, path: Path) -> None:
-        report(f"{what}: {path.relative_to(directory)}")
-
-    def save(field: str, cert: x509.Certificate, key: RSAPrivateKey) -> None:
-        write_certificates(paths[f"{field}_cert"], [cert])
-        write_private_key(paths[f"{field}_key"], key)
-
+    out = _Output(directory, pki_paths(directory), report)
     report(f"Generating {_KEY_COUNT} RSA-2048 keys")
     keys = KeyPool(_KEY_COUNT)
-
-    # SITHS test hierarchy.
     ca_start = now - _CA_BACKDATE
+    root, hsa_ca, person_id_ca = _siths_hierarchy(out, keys, ca_start)
+    revocation = create_revocation_material(directory, hsa_ca, person_id_ca, keys.take, now)
+    out.show(f"OCSP responder certificate (serves {revocation_url})", revocation.responder_cert)
+    forged_hsa_ca = _forged_hierarchy(out, keys, root, hsa_ca, ca_start)
+    _tls_certificates(out, keys, (*DEFAULT_BASE_URL_HOSTS, *base_url_hosts), now)
+    _saml_keys(out, keys, now)
+    issuers = _CardIssuers(hsa_ca, forged_hsa_ca, RevocationPointers.for_base_url(revocation_url))
+    cards = {spec.name: _issue_listed_card(out, keys, issuers, spec, now) for spec in _CARDS}
+    pki = TestPki(directory=directory, cards=cards, **out.paths)
+    write_manifest(pki, base_url_hosts=base_url_hosts, created=now, revocation_url=revocation_url)
+    report(f"Manifest: {MANIFEST}")
+    return pki
+
+
+@dataclass(frozen=True)
+class _Output:
+    """Where :func:`_generate` writes (``paths``: :func:`pki_paths`), and how it tells."""
+
+    directory: Path
+    paths: dict[str, Path]
+    report: Progress
+
+    def show(self, what: str, path: Path) -> None:
+        self.report(f"{what}: {path.relative_to(self.directory)}")
+
+    def save(self, field: str, cert: x509.Certificate, key: RSAPrivateKey) -> None:
+        write_certificates(self.paths[f"{field}_cert"], [cert])
+        write_private_key(self.paths[f"{field}_key"], key)
+
+
+def _siths_hierarchy(
+    out: _Output, keys: KeyPool, ca_start: dt.datetime
+) -> tuple[Issuer, Issuer, Issuer]:
+    """The SITHS test root and its two issuing CAs (HSA-id, Person ID), and the two bundles the
+    IdP is configured with; returns (root, HSA-id CA, Person ID CA)."""
     root_key = keys.take()
     root = Issuer(
         root_ca_certificate(
@@ -250,8 +275,8 @@ def _generate(
         ),
         root_key,
     )
-    save("root_ca", root.certificate, root.key)
-    show("SITHS root CA", paths["root_ca_cert"])
+    out.save("root_ca", root.certificate, root.key)
+    out.show("SITHS root CA", out.paths["root_ca_cert"])
     issuing: dict[str, Issuer] = {}
     for field, common_name in (
         ("hsa_ca", HSA_ID_CA_COMMON_NAME),
@@ -266,22 +291,23 @@ def _generate(
             not_after=add_years(ca_start, _ISSUING_CA_YEARS),
         )
         issuing[field] = Issuer(certificate, key)
-        save(field, certificate, key)
-        show(common_name, paths[f"{field}_cert"])
-    hsa_ca = issuing["hsa_ca"]
-    write_certificates(paths["trust_anchors_file"], [root.certificate])
-    show("Trust anchors (root only)", paths["trust_anchors_file"])
+        out.save(field, certificate, key)
+        out.show(common_name, out.paths[f"{field}_cert"])
+    hsa_ca, person_id_ca = issuing["hsa_ca"], issuing["person_id_ca"]
+    write_certificates(out.paths["trust_anchors_file"], [root.certificate])
+    out.show("Trust anchors (root only)", out.paths["trust_anchors_file"])
     write_certificates(
-        paths["intermediates_file"], [hsa_ca.certificate, issuing["person_id_ca"].certificate]
+        out.paths["intermediates_file"], [hsa_ca.certificate, person_id_ca.certificate]
     )
-    show("Intermediates (the issuing CAs)", paths["intermediates_file"])
-    revocation = create_revocation_material(
-        directory, hsa_ca, issuing["person_id_ca"], keys.take, now
-    )
-    show(f"OCSP responder certificate (serves {revocation_url})", revocation.responder_cert)
-    pointers = RevocationPointers.for_base_url(revocation_url)
+    out.show("Intermediates (the issuing CAs)", out.paths["intermediates_file"])
+    return root, hsa_ca, person_id_ca
 
-    # The forgery: same names and key identifiers, other keys.
+
+def _forged_hierarchy(
+    out: _Output, keys: KeyPool, root: Issuer, hsa_ca: Issuer, ca_start: dt.datetime
+) -> Issuer:
+    """The forgery: a root and HSA-id CA with the real ones' names and key identifiers but
+    other keys; returns the forged HSA-id CA."""
     forged_root_key = keys.take()
     forged_root = Issuer(
         root_ca_certificate(
@@ -293,7 +319,7 @@ def _generate(
         ),
         forged_root_key,
     )
-    save("forged_root_ca", forged_root.certificate, forged_root.key)
+    out.save("forged_root_ca", forged_root.certificate, forged_root.key)
     forged_hsa_key = keys.take()
     forged_hsa_ca = Issuer(
         issuing_ca_certificate(
@@ -306,10 +332,15 @@ def _generate(
         ),
         forged_hsa_key,
     )
-    save("forged_hsa_ca", forged_hsa_ca.certificate, forged_hsa_ca.key)
-    show("Forged root and HSA-id CA (same names, other keys)", paths["forged_hsa_ca_cert"])
+    out.save("forged_hsa_ca", forged_hsa_ca.certificate, forged_hsa_ca.key)
+    out.show("Forged root and HSA-id CA (same names, other keys)", out.paths["forged_hsa_ca_cert"])
+    return forged_hsa_ca
 
-    # TLS for the IdP's own HTTPS listeners.
+
+def _tls_certificates(
+    out: _Output, keys: KeyPool, hosts: tuple[str, ...], now: dt.datetime
+) -> None:
+    """TLS for the IdP's own HTTPS listeners: a CA and a server certificate for ``hosts``."""
     tls_key = keys.take()
     tls_ca = Issuer(
         root_ca_certificate(
@@ -320,9 +351,8 @@ def _generate(
         ),
         tls_key,
     )
-    save("tls_ca", tls_ca.certificate, tls_ca.key)
-    show(TLS_CA_COMMON_NAME, paths["tls_ca_cert"])
-    hosts = (*DEFAULT_BASE_URL_HOSTS, *base_url_hosts)
+    out.save("tls_ca", tls_ca.certificate, tls_ca.key)
+    out.show(TLS_CA_COMMON_NAME, out.paths["tls_ca_cert"])
     server_key = keys.take()
     server = tls_server_certificate(
         server_key,
@@ -332,10 +362,13 @@ def _generate(
         not_before=now - _BACKDATE,
         not_after=add_years(now, _TLS_SERVER_YEARS),
     )
-    save("tls_server", server, server_key)
-    show(f"TLS server certificate ({', '.join(dict.fromkeys(hosts))})", paths["tls_server_cert"])
+    out.save("tls_server", server, server_key)
+    names = ", ".join(dict.fromkeys(hosts))
+    out.show(f"TLS server certificate ({names})", out.paths["tls_server_cert"])
 
-    # SAML keys: self-signed, trusted through metadata rather than a chain.
+
+def _saml_keys(out: _Output, keys: KeyPool, now: dt.datetime) -> None:
+    """The SAML keys: self-signed, trusted through metadata rather than a chain."""
     signing_usage = key_usage(digital_signature=True)
     for field, common_name, usage, label in (
         ("idp_signing", IDP_SIGNING_COMMON_NAME, signing_usage, "IdP SAML signing key"),
@@ -356,39 +389,46 @@ def _generate(
             not_before=now - _BACKDATE,
             not_after=add_years(now, _SIGNING_YEARS),
         )
-        save(field, certificate, key)
-        show(label, paths[f"{field}_cert"])
+        out.save(field, certificate, key)
+        out.show(label, out.paths[f"{field}_cert"])
 
-    cards: dict[str, CardFiles] = {}
-    for spec in _CARDS:
-        card = _issue_card_unchecked(
-            forged_hsa_ca if spec.forged else hsa_ca,
-            name=spec.name,
-            kind=spec.kind,
-            serial_number=spec.serial_number,
-            given_name=spec.given_name,
-            surname=spec.surname,
-            organisation=spec.organisation,
-            out_dir=directory / (BAD_CARDS_DIR if spec.bad else CARDS_DIR),
-            file_stem=spec.name if spec.bad else str(spec.serial_number),
-            not_before=now + spec.valid_from if spec.valid_from is not None else None,
-            not_after=now + spec.valid_until if spec.valid_until is not None else None,
-            profile=spec.profile,
-            p12_password=DEFAULT_P12_PASSWORD,
-            extra_certs=spec.extra_certs,
-            now=now,
-            key=keys.take(),
-            pointers=pointers,
-        )
-        cards[spec.name] = card
-        if not spec.forged:
-            record_issued(directory, [(load_certificate(card.cert), card.cert)])
-        show(f"Card {spec.name} ({spec.kind}, {spec.serial_number or 'no HSA-ID'})", card.cert)
 
-    pki = TestPki(directory=directory, cards=cards, **paths)
-    write_manifest(pki, base_url_hosts=base_url_hosts, created=now, revocation_url=revocation_url)
-    report(f"Manifest: {MANIFEST}")
-    return pki
+@dataclass(frozen=True)
+class _CardIssuers:
+    """Who signs the listed cards: the HSA-id CA, or the forged one for a forged card."""
+
+    hsa_ca: Issuer
+    forged_hsa_ca: Issuer
+    pointers: RevocationPointers
+
+
+def _issue_listed_card(
+    out: _Output, keys: KeyPool, issuers: _CardIssuers, spec: _CardSpec, now: dt.datetime
+) -> CardFiles:
+    """One card of :data:`_CARDS`, recorded as issued unless it is forged."""
+    card = _issue_card_unchecked(
+        issuers.forged_hsa_ca if spec.forged else issuers.hsa_ca,
+        name=spec.name,
+        kind=spec.kind,
+        serial_number=spec.serial_number,
+        given_name=spec.given_name,
+        surname=spec.surname,
+        organisation=spec.organisation,
+        out_dir=out.directory / (BAD_CARDS_DIR if spec.bad else CARDS_DIR),
+        file_stem=spec.name if spec.bad else str(spec.serial_number),
+        not_before=now + spec.valid_from if spec.valid_from is not None else None,
+        not_after=now + spec.valid_until if spec.valid_until is not None else None,
+        profile=spec.profile,
+        p12_password=DEFAULT_P12_PASSWORD,
+        extra_certs=spec.extra_certs,
+        now=now,
+        key=keys.take(),
+        pointers=issuers.pointers,
+    )
+    if not spec.forged:
+        record_issued(out.directory, [(load_certificate(card.cert), card.cert)])
+    out.show(f"Card {spec.name} ({spec.kind}, {spec.serial_number or 'no HSA-ID'})", card.cert)
+    return card
 
 
 def _ski_of(certificate: x509.Certificate) -> x509.SubjectKeyIdentifier:

@@ -1,7 +1,7 @@
 """``idp card revoke``, ``idp pki crl`` and ``idp pki ocsp-responder``: the test PKI revokes.
 
 Attached to the ``idp pki`` and ``idp card`` groups by :func:`register_revocation_commands`
-(kept apart from :mod:`idp.pki.cli` so that module stays about creating and issuing).
+(kept apart from :mod:`siths_testkit.pki.cli` so that module stays about creating and issuing).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import click
 from cryptography import x509
 
 from idp.hsa_id import InvalidHsaId
-from idp.pki.cli import _DIR_TYPE, DEFAULT_PKI_DIR, _load, _show_path
-from idp.pki.names import validate_hsa_id
-from idp.pki.ocsp_responder import DEFAULT_NEXT_UPDATE_SECONDS, serve
-from idp.pki.revocation import (
+from siths_testkit.pki.cli import _DIR_TYPE, DEFAULT_PKI_DIR, _load, _show_path
+from siths_testkit.pki.names import validate_hsa_id
+from siths_testkit.pki.ocsp_responder import DEFAULT_NEXT_UPDATE_SECONDS, serve
+from siths_testkit.pki.revocation import (
     DEFAULT_REVOCATION_URL,
     REASONS,
     find_issued,
@@ -27,7 +27,7 @@ from idp.pki.revocation import (
     revoke,
     write_crls,
 )
-from idp.pki.storage import load_certificate
+from siths_testkit.pki.storage import load_certificate
 
 __all__ = ["register_revocation_commands"]
 

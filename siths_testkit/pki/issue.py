@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from idp.pki.names import MS_SMARTCARD_LOGIN
+from siths_testkit.pki.names import MS_SMARTCARD_LOGIN
 
 __all__ = [
     "AUTHENTICATION",
@@ -251,7 +251,7 @@ def card_certificate(
     keyUsage (critical) and EKU (each when the profile has one), a subjectAltName with the
     rfc822Name ``email`` (non-critical: the subject is not empty), SKI and AKI, then
     ``extensions`` as non-critical extensions (the revocation pointers, see
-    :func:`idp.pki.revocation.revocation_extensions`).
+    :func:`siths_testkit.pki.revocation.revocation_extensions`).
     """
     builder = _builder(subject, issuer.certificate.subject, key, not_before, not_after)
     builder = builder.add_extension(

@@ -2,8 +2,8 @@
 
 A TEST card's private key lives on a SoftHSM2 token, as a real card's lives on the card's chip:
 it is generated there, is sensitive and non-extractable, and only ever signs. Both the issuing
-side (:mod:`idp.pki.tokens`) and the simulated app (:mod:`idp.app_simulator.token`) reach the
-tokens through :func:`run_on_token` here.
+side (:mod:`siths_testkit.pki.tokens`) and the simulated app
+(:mod:`siths_testkit.app_simulator.token`) reach the tokens through :func:`run_on_token` here.
 
 Three facts about SoftHSM 2.6 (Debian's) shape this module:
 
@@ -18,8 +18,8 @@ Three facts about SoftHSM 2.6 (Debian's) shape this module:
   two threads at once, so SoftHSM switches its own locking off.
 
 Hence PKCS#11 never runs in the calling process: every operation is sent to one worker process
-(:mod:`idp.pki.pkcs11_worker`, started on first use, one request at a time), which owns the
-library, re-initialises it whenever a token is missing or another configuration is asked for,
+(:mod:`siths_testkit.pki.pkcs11_worker`, started on first use, one request at a time), which owns
+the library, re-initialises it whenever a token is missing or another configuration is asked for,
 and opens a fresh logged-in session for each operation. Callers are safe from any thread.
 The tokens always live in a directory we chose: a ``softhsm2.conf`` of ours, never the
 system's default.
@@ -147,7 +147,7 @@ class _Worker:
     """The PKCS#11 worker process and the pipe to it; one request at a time."""
 
     def __init__(self) -> None:
-        # The worker must import this very code: put the directory holding ``idp`` first.
+        # The worker must import this very code: put the directory holding ``siths_testkit`` first.
         source_root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
@@ -181,7 +181,7 @@ _worker: _Worker | None = None
 
 # The worker's module, named and never imported here: it imports this module (for the errors
 # and module_path), and only the worker process loads python-pkcs11's library.
-WORKER_MODULE = "idp.pki.pkcs11_worker"
+WORKER_MODULE = "siths_testkit.pki.pkcs11_worker"
 
 
 def _in_worker(name: str, *args: Any) -> Any:

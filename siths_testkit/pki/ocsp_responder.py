@@ -41,9 +41,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509 import ocsp
 
-from idp.pki.issue import Issuer
-from idp.pki.model import TestPki
-from idp.pki.revocation import (
+from siths_testkit.pki.issue import Issuer
+from siths_testkit.pki.model import TestPki
+from siths_testkit.pki.revocation import (
     RevokedEntry,
     build_crl,
     crl_name_of,
@@ -52,7 +52,7 @@ from idp.pki.revocation import (
     published_url,
     revocation_files,
 )
-from idp.pki.storage import load_certificate, load_private_key
+from siths_testkit.pki.storage import load_certificate, load_private_key
 
 __all__ = [
     "DEFAULT_NEXT_UPDATE_SECONDS",
@@ -62,7 +62,7 @@ __all__ = [
     "serve",
 ]
 
-logger = logging.getLogger("idp.pki.ocsp_responder")
+logger = logging.getLogger("siths_testkit.pki.ocsp_responder")
 
 DEFAULT_NEXT_UPDATE_SECONDS = 60
 MAX_REQUEST_BYTES = 16 * 1024

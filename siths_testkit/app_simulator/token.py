@@ -4,7 +4,7 @@ Signing happens on the token through PKCS#11 and nowhere else: this module never
 key, only its ``CKA_ID``. RSA keys sign with ``CKM_SHA256_RSA_PKCS`` (the token hashes); SoftHSM
 has no ``CKM_ECDSA_SHA256``, so EC keys sign a SHA-256 digest with raw ``CKM_ECDSA``, and the
 token's ``r‖s`` is re-encoded as the DER ``ECDSA-Sig-Value`` that verifiers expect. The
-``_on_token_*`` functions run in the PKCS#11 worker process (see :mod:`idp.pki.softhsm`).
+``_on_token_*`` functions run in the PKCS#11 worker process (see :mod:`siths_testkit.pki.softhsm`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from idp.app_simulator.protocol import ECDSA_SHA256, RSA_PKCS1_SHA256
-from idp.pki.softhsm import TokenError, resolve_config, run_on_token
+from siths_testkit.app_simulator.protocol import ECDSA_SHA256, RSA_PKCS1_SHA256
+from siths_testkit.pki.softhsm import TokenError, resolve_config, run_on_token
 
 __all__ = ["Card", "SoftHsmCard", "der_from_raw_ecdsa", "sign_with_key"]
 
@@ -47,8 +47,9 @@ class SoftHsmCard:
     """A card on SoftHSM2 token ``token_label``, unlocked with ``pin``.
 
     Opening checks the PIN at once, as a card does when it is unlocked: a wrong PIN raises
-    :class:`idp.pki.softhsm.WrongPin`, a missing token :class:`~idp.pki.softhsm.TokenNotFound`.
-    ``config`` is the SoftHSM2 configuration (see :func:`idp.pki.softhsm.resolve_config`).
+    :class:`siths_testkit.pki.softhsm.WrongPin`, a missing token
+    :class:`~siths_testkit.pki.softhsm.TokenNotFound`. ``config`` is the SoftHSM2 configuration
+    (see :func:`siths_testkit.pki.softhsm.resolve_config`).
     A token may carry several card certificates (one per HSA-ID); ``hsa_id`` picks one, and
     may be left out when there is only one.
 

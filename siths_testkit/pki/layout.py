@@ -3,7 +3,7 @@
 The relative paths below are fixed: the IdP's configuration derives its default file locations
 from them (``siths/trust-anchors.pem``, ``idp/saml-signing.key.pem``, ``tls/server.crt.pem``…),
 so changing one here means changing it there too. ``manifest.json`` records every path in
-:class:`~idp.pki.model.TestPki` relative to the PKI directory, which keeps a PKI directory
+:class:`~siths_testkit.pki.model.TestPki` relative to the PKI directory, which keeps a PKI directory
 movable; it is written last, so its presence means the PKI is complete.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from idp.pki.model import CARD_KINDS, CardFiles, TestPki
+from siths_testkit.pki.model import CARD_KINDS, CardFiles, TestPki
 
 __all__ = [
     "BAD_CARDS_DIR",
@@ -94,7 +94,7 @@ def write_manifest(
     """Write ``manifest.json`` for ``pki`` atomically and return its path.
 
     Every path must lie below ``pki.directory`` (``ValueError`` otherwise). ``revocation_url``
-    is recorded as ``revocation_url`` (read by :func:`idp.pki.revocation.published_url`).
+    is recorded as ``revocation_url`` (read by :func:`siths_testkit.pki.revocation.published_url`).
     """
     cards: dict[str, dict[str, Any]] = {}
     for name, card in pki.cards.items():

@@ -7,8 +7,9 @@ is stored on the token as a certificate object. The key pair and the certificate
 ``CKA_ID`` (the certificate's subjectKeyIdentifier, a common convention) and ``CKA_LABEL``
 (the HSA-ID), which is how the app finds the key belonging to a certificate.
 
-The ``_on_token_*`` functions run in the PKCS#11 worker process (see :mod:`idp.pki.softhsm`);
-the CA's key and the certificate building stay in the caller's process.
+The ``_on_token_*`` functions run in the PKCS#11 worker process (see
+:mod:`siths_testkit.pki.softhsm`); the CA's key and the certificate building stay in the
+caller's process.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from pkcs11 import exceptions as p11
 from pkcs11.util.ec import encode_named_curve_parameters
 from pkcs11.util.x509 import decode_x509_certificate
 
-from idp.pki.cards import issue_card_for_public_key
-from idp.pki.issue import KEY_BITS, Issuer
-from idp.pki.model import TestPki
-from idp.pki.names import validate_hsa_id
-from idp.pki.softhsm import run_on_token
+from siths_testkit.pki.cards import issue_card_for_public_key
+from siths_testkit.pki.issue import KEY_BITS, Issuer
+from siths_testkit.pki.model import TestPki
+from siths_testkit.pki.names import validate_hsa_id
+from siths_testkit.pki.softhsm import run_on_token
 
 __all__ = [
     "CardKeyType",
@@ -113,14 +114,15 @@ def issue_card_on_token(
 ) -> TokenCard:
     """Generate a key pair on the token, issue its card certificate and store it there.
 
-    The token must exist (:func:`idp.pki.softhsm.create_token`). Names, validity and ``issuer``
-    mean what they mean for :func:`idp.pki.cards.issue_card_for_public_key`; ``key_type`` is
-    RSA-2048 (as SITHS cards) or EC P-256. A token may hold several cards (one per HSA-ID, as
-    a card with commissions at two organisations does).
+    The token must exist (:func:`siths_testkit.pki.softhsm.create_token`). Names, validity and
+    ``issuer`` mean what they mean for :func:`siths_testkit.pki.cards.issue_card_for_public_key`;
+    ``key_type`` is RSA-2048 (as SITHS cards) or EC P-256. A token may hold several cards (one per
+    HSA-ID, as a card with commissions at two organisations does).
 
     Raises ``ValueError`` for a bad HSA-ID before the token is touched (and for a bad name or
     validity after the key pair was made, which is then destroyed again), and the
-    :class:`idp.pki.softhsm.TokenError` family for token trouble (wrong PIN, no such token).
+    :class:`siths_testkit.pki.softhsm.TokenError` family for token trouble (wrong PIN, no such
+    token).
     """
     hsa_id = validate_hsa_id(hsa_id).value
     public_key, key_id = generate_key_pair(config, token_label, pin, hsa_id, key_type)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import serialization
 
-from idp.app_simulator.protocol import (
+from siths_testkit.app_simulator.protocol import (
     API_PREFIX,
     AppApiError,
     OrderState,
@@ -25,7 +25,7 @@ from idp.app_simulator.protocol import (
     SignResult,
     Submission,
 )
-from idp.app_simulator.token import Card
+from siths_testkit.app_simulator.token import Card
 
 __all__ = ["SithsEidApp"]
 

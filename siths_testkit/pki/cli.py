@@ -2,26 +2,27 @@
 
 Both work on TEST material only. The PKI directory defaults to ``var/pki``, or ``IDP_PKI_DIR``
 when set, the same variable the IdP reads its PKI location from. ``idp card issue --token``
-puts the card on a SoftHSM2 token instead of in files (see :mod:`idp.pki.tokens`).
+puts the card on a SoftHSM2 token instead of in files (see :mod:`siths_testkit.pki.tokens`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from idp.hsa_id import InvalidHsaId
-from idp.pki.cards import DEFAULT_P12_PASSWORD, issue_card
-from idp.pki.init import DEFAULT_BASE_URL_HOSTS, init_test_pki
-from idp.pki.layout import FILES, MANIFEST, load_test_pki
-from idp.pki.model import TestPki
-from idp.pki.names import organisation_name, validate_hsa_id
-from idp.pki.revocation import DEFAULT_REVOCATION_URL
-from idp.pki.softhsm import TokenError, create_token, resolve_config, token_exists
-from idp.pki.storage import write_certificates
-from idp.pki.tokens import issue_card_on_token
+from idp.hsa_id import HsaId, InvalidHsaId
+from siths_testkit.pki.cards import DEFAULT_P12_PASSWORD, issue_card
+from siths_testkit.pki.init import DEFAULT_BASE_URL_HOSTS, init_test_pki
+from siths_testkit.pki.layout import FILES, MANIFEST, load_test_pki
+from siths_testkit.pki.model import TestPki
+from siths_testkit.pki.names import organisation_name, validate_hsa_id
+from siths_testkit.pki.revocation import DEFAULT_REVOCATION_URL
+from siths_testkit.pki.softhsm import TokenError, create_token, resolve_config, token_exists
+from siths_testkit.pki.storage import write_certificates
+from siths_testkit.pki.tokens import issue_card_on_token
 
 __all__ = ["card_group", "pki_group"]
 
@@ -230,6 +231,48 @@ def issue_command(
     """
     # Check everything the operator typed before touching the PKI, so mistakes are reported
     # as usage errors (exit code 2) and not as tracebacks.
+    parsed = _checked_hsa_id(hsa_id, org_number)
+    holder = _CardHolder(
+        hsa_id=parsed.value,
+        given_name=given_name,
+        surname=surname,
+        org_name=org_name or organisation_name(parsed.organisation_number),
+        not_after=_end_of_day(not_after),
+    )
+    if token_label is not None:
+        token = _TokenChoice(token_label, pin, so_pin, softhsm_conf, key_type)
+        _issue_on_token(_load(pki_dir, "--pki"), holder, token, out_dir)
+        return
+    if out_dir is None:
+        raise click.UsageError("give --out (a directory for the files) or --token")
+    if not p12_password:
+        raise click.BadParameter("must not be empty", param_hint="--p12-password")
+    _issue_in_files(_load(pki_dir, "--pki"), holder, out_dir, p12_password)
+
+
+@dataclass(frozen=True)
+class _CardHolder:
+    """Whom ``idp card issue`` issues for, checked and with the defaults filled in."""
+
+    hsa_id: str
+    given_name: str
+    surname: str
+    org_name: str
+    not_after: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class _TokenChoice:
+    """The SoftHSM2 token options of ``idp card issue --token``."""
+
+    label: str
+    pin: str
+    so_pin: str
+    softhsm_conf: Path | None
+    key_type: str
+
+
+def _checked_hsa_id(hsa_id: str, org_number: str | None) -> HsaId:
     try:
         parsed = validate_hsa_id(hsa_id)
     except InvalidHsaId as exc:
@@ -240,36 +283,19 @@ def issue_command(
             f" ({parsed.organisation_number})",
             param_hint="--org-number",
         )
-    if token_label is not None:
-        _issue_on_token(
-            _load(pki_dir, "--pki"),
-            token_label,
-            pin=pin,
-            so_pin=so_pin,
-            softhsm_conf=softhsm_conf,
-            key_type=key_type,
-            out_dir=out_dir,
-            hsa_id=parsed.value,
-            given_name=given_name,
-            surname=surname,
-            org_name=org_name or organisation_name(parsed.organisation_number),
-            not_after=_end_of_day(not_after),
-        )
-        return
-    if out_dir is None:
-        raise click.UsageError("give --out (a directory for the files) or --token")
-    if not p12_password:
-        raise click.BadParameter("must not be empty", param_hint="--p12-password")
-    pki = _load(pki_dir, "--pki")
+    return parsed
+
+
+def _issue_in_files(pki: TestPki, holder: _CardHolder, out_dir: Path, p12_password: str) -> None:
     try:
         card = issue_card(
             pki,
-            hsa_id=parsed.value,
-            given_name=given_name,
-            surname=surname,
+            hsa_id=holder.hsa_id,
+            given_name=holder.given_name,
+            surname=holder.surname,
             out_dir=out_dir,
-            org_name=org_name or organisation_name(parsed.organisation_number),
-            not_after=_end_of_day(not_after),
+            org_name=holder.org_name,
+            not_after=holder.not_after,
             p12_password=p12_password.encode("utf-8"),
         )
     except ValueError as exc:
@@ -281,44 +307,34 @@ def issue_command(
 
 
 def _issue_on_token(
-    pki: TestPki,
-    token_label: str,
-    *,
-    pin: str,
-    so_pin: str,
-    softhsm_conf: Path | None,
-    key_type: str,
-    out_dir: Path | None,
-    hsa_id: str,
-    given_name: str,
-    surname: str,
-    org_name: str,
-    not_after: dt.datetime | None,
+    pki: TestPki, holder: _CardHolder, token: _TokenChoice, out_dir: Path | None
 ) -> None:
     try:
-        config = resolve_config(softhsm_conf)
-        if not token_exists(config, token_label):
-            create_token(config, token_label, pin=pin, so_pin=so_pin)
-            click.echo(f"Created SoftHSM2 token {token_label!r} ({_show_path(config)})")
+        config = resolve_config(token.softhsm_conf)
+        if not token_exists(config, token.label):
+            create_token(config, token.label, pin=token.pin, so_pin=token.so_pin)
+            click.echo(f"Created SoftHSM2 token {token.label!r} ({_show_path(config)})")
         card = issue_card_on_token(
             pki,
             config,
-            token_label,
-            pin,
-            hsa_id=hsa_id,
-            given_name=given_name,
-            surname=surname,
-            org_name=org_name,
-            not_after=not_after,
-            key_type="ec" if key_type == "ec" else "rsa",
+            token.label,
+            token.pin,
+            hsa_id=holder.hsa_id,
+            given_name=holder.given_name,
+            surname=holder.surname,
+            org_name=holder.org_name,
+            not_after=holder.not_after,
+            key_type="ec" if token.key_type == "ec" else "rsa",
         )
     except TokenError as exc:
         raise click.ClickException(str(exc)) from exc
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    click.echo(f"Issued TEST card for {given_name} {surname} ({card.hsa_id}) on a token:")
+    click.echo(
+        f"Issued TEST card for {holder.given_name} {holder.surname} ({card.hsa_id}) on a token:"
+    )
     click.echo(f"  token        {card.token_label} (SoftHSM2 configuration {_show_path(config)})")
-    click.echo(f"  key pair     {key_type.upper()}, generated on the token, not extractable")
+    click.echo(f"  key pair     {token.key_type.upper()}, generated on the token, not extractable")
     click.echo(f"  CKA_ID       {card.key_id.hex()} (CKA_LABEL {card.hsa_id})")
     if out_dir is not None:
         path = out_dir / f"{card.hsa_id}.crt.pem"
