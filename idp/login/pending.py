@@ -15,7 +15,7 @@ import functools
 import hashlib
 import hmac
 import secrets
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -116,7 +116,9 @@ def create_pending_login(
         created_at=now,
         expires_at=now + dt.timedelta(seconds=ttl_seconds),
     )
-    session.execute(_INSERT, dict(zip(_FIELD_NAMES, astuple(pending), strict=True)))
+    values = {name: getattr(pending, name) for name in _FIELD_NAMES}
+    # Left out, not None: a JSON column stores None as JSON null, the ORM stored SQL NULL.
+    session.execute(_INSERT, {name: value for name, value in values.items() if value is not None})
     return pending
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import hmac
 import secrets
 import uuid
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -179,7 +179,7 @@ def create_order(
         created_at=now,
         expires_at=now + dt.timedelta(seconds=ttl_seconds),
     )
-    session.execute(_INSERT, dict(zip(_FIELD_NAMES, astuple(order), strict=True)))
+    session.execute(_INSERT, {name: getattr(order, name) for name in _FIELD_NAMES})
     return order
 
 
