@@ -26,15 +26,37 @@ SYSTEM_PACKAGES += php-fpm php-ldap slapd
 BROWSER_TESTS := tests/browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test fuzz lint format system-packages venv node-packages clean
+.PHONY: demo test fuzz lint format system-packages venv lock node-packages clean
 
-$(BIN)/.installed: pyproject.toml
+# Every Python package .venv gets is pinned with its hashes in requirements.lock (runtime
+# dependencies and the test extra, resolved for Python 3.11 on Linux x86_64); the project itself
+# is installed editable on top, without letting pip pick anything else.
+LOCK := requirements.lock
+# The runtime dependencies alone, at the same versions: what docker/Dockerfile installs.
+RUNTIME_LOCK := docker/requirements.lock
+PIP_COMPILE := --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links
+# pip-tools, in a venv of its own so it never changes what .venv holds.
+PIP_TOOLS := pip-tools==7.7.0
+LOCK_TOOLS := $(VENV)/lock-tools
+
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 venv: $(BIN)/.installed
+
+# Regenerates both locks from pyproject.toml, keeping every pin that still satisfies it
+# (`make lock LOCK_FLAGS=--upgrade` takes the newest releases pyproject allows). Run it after
+# changing a dependency: tests/test_lock.py fails while a lock and pyproject disagree.
+lock:
+	[ -x $(LOCK_TOOLS)/bin/pip-compile ] || { $(PYTHON) -m venv $(LOCK_TOOLS) && \
+	  $(LOCK_TOOLS)/bin/pip install --quiet '$(PIP_TOOLS)'; }
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile $(PIP_COMPILE) --extra test \
+	  $(LOCK_FLAGS) --output-file $(LOCK) pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile $(PIP_COMPILE) \
+	  --constraint $(LOCK) --output-file $(RUNTIME_LOCK) pyproject.toml
 
 $(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package.json $(BROWSER_TESTS)/package-lock.json
 	cd $(BROWSER_TESTS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error

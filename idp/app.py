@@ -34,7 +34,10 @@ from idp.oidc.provider import OpenIDProvider, build_provider
 from idp.ops.install import install_operations
 from idp.ops.metrics import CountingRevocationCache, IdpMetrics
 from idp.saml import endpoints as saml_endpoints
+from idp.saml.logout import SamlLogout
 from idp.saml.server import SamlIdentityProvider
+from idp.saml.slo import SamlSingleLogout
+from idp.saml.sso import SamlSingleSignOn
 from idp.services import Services
 from idp.siths.revocation import RevocationCache, RevocationChecker, RevocationPolicy
 from idp.siths.trust import load_siths_trust
@@ -94,11 +97,13 @@ def _revocation_checker(
 @dataclass(frozen=True)
 class Components:
     """What ``create_app`` wires into the app: the services every page and login method shares,
-    and the two protocol sides (SAML reached by :func:`idp.saml.server.saml_of`; the OIDC
-    endpoints are wired to their provider here)."""
+    and the two protocol sides (SAML reached by :func:`idp.saml.endpoints.saml_of` and its
+    use cases; the OIDC endpoints are wired to their provider here)."""
 
     services: Services
     saml: SamlIdentityProvider
+    saml_sso: SamlSingleSignOn
+    saml_slo: SamlSingleLogout
     oidc: OpenIDProvider
 
 
@@ -147,9 +152,17 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
     oidc = build_provider(settings, database, pairwise_secret)
     services.responders["saml"] = saml_endpoints.respond_to_saml_login
     services.responders["oidc"] = oidc_endpoints.oidc_login_responder(oidc)
-    services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml)
+    saml_sso = SamlSingleSignOn(
+        saml,
+        database,
+        record_audit_event,
+        pending_ttl_seconds=settings.pending_login_ttl_seconds,
+        sso_ttl_seconds=settings.sso_session_ttl_seconds,
+    )
+    services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml_sso)
     services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(oidc)
-    return Components(services, saml, oidc)
+    saml_slo = SamlSingleLogout(saml, SamlLogout(settings, saml), database, record_audit_event)
+    return Components(services, saml, saml_sso, saml_slo, oidc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -164,6 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     components = build_components(settings, metrics)
     app.state.services = components.services
     app.state.saml = components.saml
+    app.state.saml_sso = components.saml_sso
+    app.state.saml_slo = components.saml_slo
     app.include_router(federation_endpoints.router)
     app.include_router(saml_endpoints.router)
     app.include_router(

@@ -15,6 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from idp.db import Database, Transaction
+from idp.errors import Refusal
 from idp.store.models import AuditEvent
 
 logger = logging.getLogger("idp.audit")
@@ -115,5 +116,44 @@ async def record_audit_event_in_thread(database: Database, event: str, **fields:
     def write() -> None:
         with database.transaction() as connection:
             record_audit_event(connection, event, **fields)  # type: ignore[arg-type]
+
+    await asyncio.to_thread(write)
+
+
+def record_refusal(
+    audit: AuditSink,
+    session: Transaction,
+    event: str,
+    refusal: Refusal,
+    *,
+    outcome: str = "rejected",
+    hsa_id: str = "",
+    client_id: str = "",
+    method: str = "",
+    where: str = "",
+) -> None:
+    """The one way a :class:`Refusal` becomes an audit event: its code as the reason and its
+    detail as the detail (after ``where``, e.g. the path, if given), in ``event`` with
+    ``outcome`` (into the caller's transaction)."""
+    audit(
+        session,
+        event,
+        outcome=outcome,
+        reason=refusal.reason,
+        hsa_id=hsa_id,
+        client_id=client_id,
+        method=method,
+        detail=f"{where}: {refusal.detail}" if where else refusal.detail,
+    )
+
+
+async def record_refusal_in_thread(
+    database: Database, event: str, refusal: Refusal, **fields: str
+) -> None:
+    """The same as :func:`record_refusal` in its own transaction, off the event loop."""
+
+    def write() -> None:
+        with database.transaction() as connection:
+            record_refusal(record_audit_event, connection, event, refusal, **fields)
 
     await asyncio.to_thread(write)

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,40 @@ def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> F
     """The ASGI app. ``send_mail`` False leaves the outbox to ``portal outbox send``."""
     settings = settings or Settings()
     database = Database(settings.database_url)
+    app = FastAPI(
+        title=settings.display_name,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_lifespan(settings, database, send_mail),
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.oauth = oidc_login.build_oauth(settings)
+    app.state.import_jobs = ImportJobs()
+    checks = CardChecks(settings)
+    app.state.pki = checks.pki
+    app.state.validator_for = checks.validator_for
+    _add_middleware(app, settings)
+    # The portal looks like mock Treserva: its stylesheet, served as it is, under the portal's.
+    app.mount(
+        "/static/treserva",
+        StaticFiles(directory=str(TRESERVA_STATIC_DIR)),
+        name="treserva-static",
+    )
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    _add_error_pages(app)
+    app.include_router(oidc_login.router)
+    app.include_router(pages.router)
+    app.include_router(enrolment_pages.router)
+    return app
+
+
+def _lifespan(
+    settings: Settings, database: Database, send_mail: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """While the app runs: the outbox sender (when ``send_mail``); afterwards the database's
+    connections are closed."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,20 +146,11 @@ def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> F
                 await sender
         database.dispose()
 
-    app = FastAPI(
-        title=settings.display_name,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.state.database = database
-    app.state.oauth = oidc_login.build_oauth(settings)
-    app.state.import_jobs = ImportJobs()
-    checks = CardChecks(settings)
-    app.state.pki = checks.pki
-    app.state.validator_for = checks.validator_for
+    return lifespan
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The login's session cookie and the security headers of every answer."""
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret_value(),
@@ -136,13 +161,6 @@ def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> F
         same_site="lax",
         https_only=settings.uses_https,
     )
-    # The portal looks like mock Treserva: its stylesheet, served as it is, under the portal's.
-    app.mount(
-        "/static/treserva",
-        StaticFiles(directory=str(TRESERVA_STATIC_DIR)),
-        name="treserva-static",
-    )
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -152,6 +170,10 @@ def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> F
         if request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "public, max-age=3600"
         return response
+
+
+def _add_error_pages(app: FastAPI) -> None:
+    """The portal's refusal page for a 404, its fallback page for anything unexpected."""
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
@@ -163,8 +185,3 @@ def create_app(settings: Settings | None = None, *, send_mail: bool = True) -> F
     async def unexpected_error(request: Request, _error: Exception) -> Response:
         logger.exception("unexpected error on %s", request.url.path)
         return fallback_page(request)
-
-    app.include_router(oidc_login.router)
-    app.include_router(pages.router)
-    app.include_router(enrolment_pages.router)
-    return app

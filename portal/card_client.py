@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from portal.config import GOTEBORGS_STAD
 from siths_testkit.app_simulator.token import SoftHsmCard, sign_with_key
@@ -76,9 +77,7 @@ def enrol(
         {obj.label for obj in token_objects(config, token_label, pin) if obj.kind == "certificate"}
     )
     if existing_hsa_id is None:
-        # The card's own organisation's certificate: the one that is not Göteborgs Stad's.
-        own = [label for label in on_card if not label.startswith(f"SE{GOTEBORGS_STAD}-")]
-        existing_hsa_id = own[0] if len(own) == 1 else None
+        existing_hsa_id = _own_hsa_id(on_card)
     card = SoftHsmCard(token_label, pin, config=config, hsa_id=existing_hsa_id)
     verify = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     with httpx.Client(verify=verify, timeout=30, follow_redirects=False) as http:
@@ -92,28 +91,39 @@ def enrol(
             new_algorithm, new_signature = sign_with_key(
                 config, token_label, pin, key_id, key_type, data
             )
-            answer = _answer(
-                http.post(
-                    f"{link}/certifikat",
-                    json={
-                        "challenge": challenge["challenge"],
-                        "cardNumber": token_label,
-                        "certificate": card.certificate_pem(),
-                        "algorithm": algorithm,
-                        "signature": base64.b64encode(signature).decode("ascii"),
-                        "cardHsaIds": on_card,
-                        "publicKey": public_key.public_bytes(
-                            serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo,
-                        ).decode("ascii"),
-                        "newKeyAlgorithm": new_algorithm,
-                        "newKeySignature": base64.b64encode(new_signature).decode("ascii"),
-                    },
-                )
-            )
+            proofs = {
+                "challenge": challenge["challenge"],
+                "cardNumber": token_label,
+                "certificate": card.certificate_pem(),
+                "algorithm": algorithm,
+                "signature": base64.b64encode(signature).decode("ascii"),
+                "cardHsaIds": on_card,
+                **_new_key_proof(public_key, new_algorithm, new_signature),
+            }
+            answer = _answer(http.post(f"{link}/certifikat", json=proofs))
         except BaseException:
             destroy_key_pair(config, token_label, pin, key_id)
             raise
     certificate = x509.load_pem_x509_certificate(answer["certificate"].encode("ascii"))
     store_certificate(config, token_label, pin, certificate, answer["hsaId"], key_id)
     return Enrolled(answer["hsaId"], certificate)
+
+
+def _own_hsa_id(on_card: list[str]) -> str | None:
+    """The card's own organisation's certificate: the one that is not Göteborgs Stad's (None
+    unless exactly one is)."""
+    own = [label for label in on_card if not label.startswith(f"SE{GOTEBORGS_STAD}-")]
+    return own[0] if len(own) == 1 else None
+
+
+def _new_key_proof(
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, algorithm: str, signature: bytes
+) -> dict[str, str]:
+    """The new key's part of the request: its public key and its signature of the same data."""
+    return {
+        "publicKey": public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii"),
+        "newKeyAlgorithm": algorithm,
+        "newKeySignature": base64.b64encode(signature).decode("ascii"),
+    }

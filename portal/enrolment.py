@@ -35,7 +35,7 @@ from idp.methods.other_device.signature import (
     key_signature_is_valid,
     signature_is_valid,
 )
-from idp.siths.validation import CertificateRejected, SithsValidator
+from idp.siths.validation import CertificateRejected, SithsValidator, ValidatedCertificate
 from portal import audit
 from portal.config import GOTEBORGS_STAD, TIMEZONE
 from portal.models import FORWARDED, ISSUED, Order
@@ -150,30 +150,8 @@ def issue(
     caller must commit the session even on refusal."""
     moment = now or dt.datetime.now(dt.UTC)
     order = order_for_link(session, token, moment)
-    expected_challenge, order.challenge = order.challenge, None
-    if not expected_challenge or not secrets.compare_digest(
-        expected_challenge, submission.challenge
-    ):
-        raise Refused("no_challenge")
-    if submission.card_number != order.card_number:
-        raise Refused("card_mismatch", "card number")
-    certificate = _load_certificate(submission.certificate_pem)
-    try:
-        validated = validator_for(order.provider_org).validate(certificate, now=moment)
-    except CertificateRejected as rejected:
-        raise Refused("card_certificate_refused", rejected.reason.value) from rejected
-    data = data_to_sign(expected_challenge, order.card_number)
-    if not signature_is_valid(certificate, submission.algorithm, submission.signature, data):
-        raise Refused("card_not_proved")
-    if not _same_name(order, validated.given_name, validated.surname):
-        raise Refused("card_mismatch", "name")
-    for hsa_id in submission.card_hsa_ids:
-        try:
-            organisation = parse_hsa_id(hsa_id).organisation_number
-        except InvalidHsaId:
-            continue
-        if organisation == GOTEBORGS_STAD:
-            raise Refused("card_has_goteborg", hsa_id)
+    data = _spend_challenge(order, submission)
+    validated, certificate = _check_card(order, submission, validator_for, data, moment)
     valid_to = _end_of_day(order.valid_to)
     if certificate.not_valid_after_utc < valid_to:
         raise Refused("card_expires_first", certificate.not_valid_after_utc.date().isoformat())
@@ -191,6 +169,59 @@ def issue(
         surname=order.surname,
         not_after=valid_to,
     )
+    _mark_issued(session, order, validated, issued, moment)
+    return order, issued
+
+
+def _spend_challenge(order: Order, submission: Submission) -> bytes:
+    """Spend the order's challenge (whatever the outcome) and return what the card and the new
+    key had to sign; :class:`Refused` unless the submission answers that challenge."""
+    expected_challenge, order.challenge = order.challenge, None
+    if not expected_challenge or not secrets.compare_digest(
+        expected_challenge, submission.challenge
+    ):
+        raise Refused("no_challenge")
+    return data_to_sign(expected_challenge, order.card_number)
+
+
+def _check_card(
+    order: Order,
+    submission: Submission,
+    validator_for: ValidatorFor,
+    data: bytes,
+    moment: dt.datetime,
+) -> tuple[ValidatedCertificate, x509.Certificate]:
+    """The card is the ordered one: its number, a SITHS certificate of the provider that the
+    card's key signed ``data`` with, the ordered name, and no Göteborg HSA-ID on it yet."""
+    if submission.card_number != order.card_number:
+        raise Refused("card_mismatch", "card number")
+    certificate = _load_certificate(submission.certificate_pem)
+    try:
+        validated = validator_for(order.provider_org).validate(certificate, now=moment)
+    except CertificateRejected as rejected:
+        raise Refused("card_certificate_refused", rejected.reason.value) from rejected
+    if not signature_is_valid(certificate, submission.algorithm, submission.signature, data):
+        raise Refused("card_not_proved")
+    if not _same_name(order, validated.given_name, validated.surname):
+        raise Refused("card_mismatch", "name")
+    for hsa_id in submission.card_hsa_ids:
+        try:
+            organisation = parse_hsa_id(hsa_id).organisation_number
+        except InvalidHsaId:
+            continue
+        if organisation == GOTEBORGS_STAD:
+            raise Refused("card_has_goteborg", hsa_id)
+    return validated, certificate
+
+
+def _mark_issued(
+    session: Session,
+    order: Order,
+    validated: ValidatedCertificate,
+    issued: x509.Certificate,
+    moment: dt.datetime,
+) -> None:
+    """The order at step 6, its link spent, and the audit event saying who got what."""
     order.state = ISSUED
     order.link_used_at = moment
     order.card_hsa_id = validated.hsa_id.value
@@ -203,4 +234,3 @@ def issue(
         order_id=order.id,
         detail=f"{order.hsa_id} onto card {order.card_number}, serial {issued.serial_number:x}",
     )
-    return order, issued

@@ -121,39 +121,7 @@ def sp_config_dict(settings: Settings, idp_metadata_xml: str | None = None) -> d
         "entityid": settings.entity_id,
         "name": settings.display_name,
         "description": "Mock Treserva: social care documentation, demo",
-        "service": {
-            "sp": {
-                "name": settings.display_name,
-                "endpoints": {
-                    "assertion_consumer_service": [(settings.acs_url, BINDING_HTTP_POST)],
-                    "single_logout_service": [
-                        (settings.slo_redirect_url, BINDING_HTTP_REDIRECT),
-                        (settings.slo_post_url, BINDING_HTTP_POST),
-                    ],
-                },
-                "authn_requests_signed": True,
-                "want_response_signed": True,
-                "want_assertions_signed": True,
-                # A Response must answer one of our requests (InResponseTo): no IdP-initiated
-                # login, so a captured Response cannot be replayed into another browser.
-                "allow_unsolicited": False,
-                # Published as AttributeConsumingService/RequestedAttribute: the IdP releases
-                # only what is requested here.
-                "required_attributes": list(SAMBI_ATTRIBUTES),
-                "requested_attribute_name_format": NAME_FORMAT_URI,
-                "name_id_format": [NAMEID_FORMAT_TRANSIENT],
-                "ui_info": {
-                    "display_name": [
-                        {"text": settings.display_name, "lang": "sv"},
-                        {"text": settings.display_name, "lang": "en"},
-                    ],
-                    "description": [
-                        {"text": "Dokumentation inom socialtjänsten (demo)", "lang": "sv"},
-                        {"text": "Social care documentation (demo)", "lang": "en"},
-                    ],
-                },
-            }
-        },
+        "service": {"sp": _sp_service(settings)},
         "key_file": str(settings.sp_key),
         "cert_file": str(settings.sp_cert),
         # The same key decrypts an EncryptedAssertion, should the IdP encrypt for us (the
@@ -167,6 +135,20 @@ def sp_config_dict(settings: Settings, idp_metadata_xml: str | None = None) -> d
         # Sambi attribute names are URIs no pysaml2 converter knows; keep them as they are.
         "allow_unknown_attributes": True,
         "accepted_time_diff": 60,
+        **_publisher(),
+        "delete_tmpfiles": True,
+    }
+    if idp_metadata_xml is not None:
+        # Inline: the text was fetched (and its TLS or signature checked) by idp_metadata.py;
+        # pysaml2's own "remote" loader would fetch with its own HTTP client and trust rules.
+        config["metadata"] = {"inline": [idp_metadata_xml]}
+    return config
+
+
+def _publisher() -> dict[str, Any]:
+    """Who publishes mock Treserva: the metadata's Organization and ContactPerson (new objects
+    on every call, as pysaml2 keeps what it is given)."""
+    return {
         "organization": {
             "name": [("Göteborgs Stad", "sv"), ("City of Gothenburg", "en")],
             "display_name": [("Göteborgs Stad", "sv"), ("City of Gothenburg", "en")],
@@ -179,13 +161,42 @@ def sp_config_dict(settings: Settings, idp_metadata_xml: str | None = None) -> d
                 "email_address": ["treserva-demo@example.invalid"],
             }
         ],
-        "delete_tmpfiles": True,
     }
-    if idp_metadata_xml is not None:
-        # Inline: the text was fetched (and its TLS or signature checked) by idp_metadata.py;
-        # pysaml2's own "remote" loader would fetch with its own HTTP client and trust rules.
-        config["metadata"] = {"inline": [idp_metadata_xml]}
-    return config
+
+
+def _sp_service(settings: Settings) -> dict[str, Any]:
+    """pysaml2's ``service.sp``: endpoints, what must be signed, what is requested."""
+    return {
+        "name": settings.display_name,
+        "endpoints": {
+            "assertion_consumer_service": [(settings.acs_url, BINDING_HTTP_POST)],
+            "single_logout_service": [
+                (settings.slo_redirect_url, BINDING_HTTP_REDIRECT),
+                (settings.slo_post_url, BINDING_HTTP_POST),
+            ],
+        },
+        "authn_requests_signed": True,
+        "want_response_signed": True,
+        "want_assertions_signed": True,
+        # A Response must answer one of our requests (InResponseTo): no IdP-initiated
+        # login, so a captured Response cannot be replayed into another browser.
+        "allow_unsolicited": False,
+        # Published as AttributeConsumingService/RequestedAttribute: the IdP releases
+        # only what is requested here.
+        "required_attributes": list(SAMBI_ATTRIBUTES),
+        "requested_attribute_name_format": NAME_FORMAT_URI,
+        "name_id_format": [NAMEID_FORMAT_TRANSIENT],
+        "ui_info": {
+            "display_name": [
+                {"text": settings.display_name, "lang": "sv"},
+                {"text": settings.display_name, "lang": "en"},
+            ],
+            "description": [
+                {"text": "Dokumentation inom socialtjänsten (demo)", "lang": "sv"},
+                {"text": "Social care documentation (demo)", "lang": "en"},
+            ],
+        },
+    }
 
 
 def sp_config(settings: Settings, idp_metadata_xml: str | None = None) -> SPConfig:

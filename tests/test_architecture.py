@@ -128,3 +128,39 @@ def test_the_login_layer_imports_no_http_and_no_protocol() -> None:
     # The check itself tells an adapter's import from a neighbour's name.
     assert _names_any("starlette.requests", LOGIN_LAYER_MUST_NOT_IMPORT)
     assert not _names_any("idp.webhooks", LOGIN_LAYER_MUST_NOT_IMPORT)
+
+
+# The SAML side's use cases (single sign-on, single logout) are plain Python too: only their
+# endpoints (idp.saml.endpoints, idp.saml.slo_endpoints) know HTTP.
+SAML_USE_CASES = ("idp.saml.sso", "idp.saml.slo")
+USE_CASES_MUST_NOT_REACH = ("starlette", "fastapi", "idp.web", "idp.services", "idp.methods")
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    return seen
+
+
+def test_the_saml_use_cases_reach_no_http_framework_and_no_pages() -> None:
+    graph = module_graph()
+    reached = set().union(*(_reachable(graph, module) for module in SAML_USE_CASES))
+    assert {"idp.saml.server", "idp.login.pending"} <= reached
+    offending = [
+        f"{site.module} imports {site.target}"
+        for site in import_sites()
+        if site.module in reached and _names_any(site.target, USE_CASES_MUST_NOT_REACH)
+    ]
+    assert offending == []
+    # The endpoints that call them do reach the framework: the check sees it.
+    endpoints = _reachable(graph, "idp.saml.endpoints")
+    assert any(
+        _names_any(site.target, USE_CASES_MUST_NOT_REACH)
+        for site in import_sites()
+        if site.module in endpoints
+    )

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from idp.federation.idp_metadata import idp_metadata_xml
-from idp.saml.server import saml_of
+from idp.saml.endpoints import saml_of
 
 router = APIRouter()
 

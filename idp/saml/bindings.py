@@ -24,14 +24,15 @@ import binascii
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from starlette.datastructures import FormData
 
 from idp.errors import Refusal
+from idp.saml.reasons import SamlReason
 
 SAML_REQUEST = "SAMLRequest"
 SAML_RESPONSE = "SAMLResponse"
@@ -56,6 +57,13 @@ _ALGORITHMS: dict[str, tuple[type, hashes.HashAlgorithm]] = {
 }
 
 
+class Form(Protocol):
+    """A parsed form, as the web framework gives it (Starlette's ``FormData`` is one): its
+    (name, value) pairs in the order received, a value being text or an uploaded file."""
+
+    def multi_items(self) -> list[tuple[str, Any]]: ...
+
+
 class BindingMessageRejected(Refusal):
     """The query or form is not one SAML binding message; ``reason`` is a stable code."""
 
@@ -64,7 +72,7 @@ class RedirectSignatureInvalid(BindingMessageRejected):
     """The HTTP-Redirect signature is malformed, or made by none of the given keys."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__("bad_signature", detail)
+        super().__init__(SamlReason.BAD_SIGNATURE, detail)
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,7 @@ def _choose_message(values: dict[str, str], allowed: Iterable[str]) -> str:
     if len(present) != 1:
         wanted = " or ".join(allowed)
         raise BindingMessageRejected(
-            "malformed_request",
+            SamlReason.MALFORMED_REQUEST,
             f"expected exactly one of {wanted}, got {len(present) or 'none'}",
         )
     return present[0]
@@ -107,7 +115,7 @@ def _choose_message(values: dict[str, str], allowed: Iterable[str]) -> str:
 
 def _check_relay_state(relay_state: str) -> str:
     if len(relay_state) > MAX_RELAY_STATE:
-        raise BindingMessageRejected("malformed_request", "RelayState is too long")
+        raise BindingMessageRejected(SamlReason.MALFORMED_REQUEST, "RelayState is too long")
     return relay_state
 
 
@@ -127,22 +135,26 @@ def read_redirect_query(
         try:
             raw_query = raw_query.decode("ascii")
         except UnicodeDecodeError as exc:
-            raise BindingMessageRejected("malformed_request", "the query is not ASCII") from exc
+            raise BindingMessageRejected(
+                SamlReason.MALFORMED_REQUEST, "the query is not ASCII"
+            ) from exc
     elif not raw_query.isascii():
-        raise BindingMessageRejected("malformed_request", "the query is not ASCII")
+        raise BindingMessageRejected(SamlReason.MALFORMED_REQUEST, "the query is not ASCII")
     parts = [part for part in raw_query.split("&") if part]
     if len(parts) > MAX_PARAMETERS:
-        raise BindingMessageRejected("malformed_request", "too many query parameters")
+        raise BindingMessageRejected(SamlReason.MALFORMED_REQUEST, "too many query parameters")
     raw: dict[str, str] = {}
     values: dict[str, str] = {}
     for part in parts:
         raw_name, _, raw_value = part.partition("=")
         name = urllib.parse.unquote_plus(raw_name)
         if name in values:
-            raise BindingMessageRejected("duplicate_parameter", f"{name[:40]} appears twice")
+            raise BindingMessageRejected(
+                SamlReason.DUPLICATE_PARAMETER, f"{name[:40]} appears twice"
+            )
         if name in _BINDING_PARAMETERS and raw_name != name:
             raise BindingMessageRejected(
-                "duplicate_parameter", f"the parameter name {name} is percent-encoded"
+                SamlReason.DUPLICATE_PARAMETER, f"the parameter name {name} is percent-encoded"
             )
         raw[name] = raw_value
         values[name] = urllib.parse.unquote_plus(raw_value)
@@ -150,7 +162,7 @@ def read_redirect_query(
     relay_state = _check_relay_state(values.get(RELAY_STATE, ""))
     has_alg, has_signature = SIG_ALG in values, SIGNATURE in values
     if has_alg != has_signature:
-        raise BindingMessageRejected("bad_signature", "SigAlg and Signature come together")
+        raise BindingMessageRejected(SamlReason.BAD_SIGNATURE, "SigAlg and Signature come together")
     signature = None
     if has_signature:
         # Bindings 3.4.4.1: these parameters, in this order, as the sender encoded them.
@@ -166,7 +178,7 @@ def read_redirect_query(
     return BindingMessage(parameter, values[parameter], relay_state, signature)
 
 
-def read_post_form(form: FormData, allowed: Iterable[str] = (SAML_REQUEST,)) -> BindingMessage:
+def read_post_form(form: Form, allowed: Iterable[str] = (SAML_REQUEST,)) -> BindingMessage:
     """Read one HTTP-POST message from a parsed form (its names are already percent-decoded).
 
     Raises :class:`BindingMessageRejected` for a name that appears twice, a file upload, or no
@@ -176,13 +188,15 @@ def read_post_form(form: FormData, allowed: Iterable[str] = (SAML_REQUEST,)) -> 
     allowed = tuple(allowed)
     names = [name for name, _value in form.multi_items()]
     if len(names) > MAX_PARAMETERS:
-        raise BindingMessageRejected("malformed_request", "too many form fields")
+        raise BindingMessageRejected(SamlReason.MALFORMED_REQUEST, "too many form fields")
     values: dict[str, str] = {}
     for name, value in form.multi_items():
         if name in values:
-            raise BindingMessageRejected("duplicate_parameter", f"{name[:40]} appears twice")
+            raise BindingMessageRejected(
+                SamlReason.DUPLICATE_PARAMETER, f"{name[:40]} appears twice"
+            )
         if not isinstance(value, str):
-            raise BindingMessageRejected("malformed_request", f"{name[:40]} is a file")
+            raise BindingMessageRejected(SamlReason.MALFORMED_REQUEST, f"{name[:40]} is a file")
         values[name] = value
     parameter = _choose_message(values, allowed)
     return BindingMessage(

@@ -103,15 +103,10 @@ _STATUS_WHEN = {
 
 
 def _status_guides() -> tuple[StatusGuide, ...]:
+    # Every status the IdP can answer with, in the order of the table it answers from.
+    answered = dict.fromkeys(s for s in statuses.SAML_STATUS.values() if s is not None)
     return tuple(
-        StatusGuide(status.top, status.second, _STATUS_WHEN[status.reason])
-        for status in (
-            statuses.NO_PASSIVE,
-            statuses.NO_AUTHN_CONTEXT,
-            statuses.INVALID_NAME_ID_POLICY,
-            statuses.AUTHN_FAILED,
-            statuses.CANCELLED,
-        )
+        StatusGuide(status.top, status.second, _STATUS_WHEN[status.reason]) for status in answered
     )
 
 

@@ -37,6 +37,7 @@ from idp.saml.messages import (
     decode_redirect_message,
     require_root,
 )
+from idp.saml.reasons import SamlReason
 from idp.saml.server import DIGEST_SHA256, SIG_RSA_SHA256, SamlIdentityProvider, ServiceProvider
 
 # How long the SP has to act on the IdP's LogoutRequest (its NotOnOrAfter).
@@ -114,17 +115,19 @@ class SamlLogout:
             # binding=None: already decoded (pysaml2's own decoding is unbounded).
             parsed = server.parse_logout_request(xml, binding=None)
         except (IncorrectlySigned, SignatureError, MissingKey) as exc:
-            raise LogoutRejected("bad_signature", type(exc).__name__) from exc
+            raise LogoutRejected(SamlReason.BAD_SIGNATURE, type(exc).__name__) from exc
         except Exception as exc:
-            raise LogoutRejected("malformed_request", type(exc).__name__) from exc
+            raise LogoutRejected(SamlReason.MALFORMED_REQUEST, type(exc).__name__) from exc
         if parsed is None or parsed.message is None:
-            raise LogoutRejected("malformed_request", "not a LogoutRequest")
+            raise LogoutRejected(SamlReason.MALFORMED_REQUEST, "not a LogoutRequest")
         message: samlp.LogoutRequest = parsed.message
         sp = self._check_common(message, binding, received)
         if message.not_on_or_after and _time(message.not_on_or_after) < dt.datetime.now(dt.UTC):
-            raise LogoutRejected("stale_request", f"NotOnOrAfter {message.not_on_or_after}")
+            raise LogoutRejected(
+                SamlReason.STALE_REQUEST, f"NotOnOrAfter {message.not_on_or_after}"
+            )
         if message.name_id is None or not message.name_id.text:
-            raise LogoutRejected("malformed_request", "the LogoutRequest names no NameID")
+            raise LogoutRejected(SamlReason.MALFORMED_REQUEST, "the LogoutRequest names no NameID")
         return LogoutRequestIn(
             request_id=message.id,
             sp_entity_id=sp.entity_id,
@@ -146,11 +149,11 @@ class SamlLogout:
             success = False
             message = samlp.logout_response_from_string(xml)
         except (IncorrectlySigned, SignatureError, MissingKey) as exc:
-            raise LogoutRejected("bad_signature", type(exc).__name__) from exc
+            raise LogoutRejected(SamlReason.BAD_SIGNATURE, type(exc).__name__) from exc
         except Exception as exc:
-            raise LogoutRejected("malformed_request", type(exc).__name__) from exc
+            raise LogoutRejected(SamlReason.MALFORMED_REQUEST, type(exc).__name__) from exc
         if message is None or not message.in_response_to:
-            raise LogoutRejected("malformed_request", "not a LogoutResponse to a request")
+            raise LogoutRejected(SamlReason.MALFORMED_REQUEST, "not a LogoutResponse to a request")
         sp = self._check_common(message, binding, received)
         return LogoutResponseIn(message.in_response_to, sp.entity_id, success)
 
@@ -171,32 +174,34 @@ class SamlLogout:
     ) -> ServiceProvider:
         issuer = message.issuer.text.strip() if message.issuer and message.issuer.text else ""
         if not issuer:
-            raise LogoutRejected("malformed_request", "the message has no Issuer")
+            raise LogoutRejected(SamlReason.MALFORMED_REQUEST, "the message has no Issuer")
         sp = self._saml.describe_sp(issuer)
         if sp is None:
-            raise LogoutRejected("unknown_sp", f"no metadata for {issuer}")
+            raise LogoutRejected(SamlReason.UNKNOWN_SP, f"no metadata for {issuer}")
         if binding == BINDING_HTTP_REDIRECT:
             if received.query_signature is None:
-                raise LogoutRejected("unsigned_request", "a logout message must be signed")
+                raise LogoutRejected(SamlReason.UNSIGNED_REQUEST, "a logout message must be signed")
             try:
                 verify_query_signature(received.query_signature, sp.signing_certificates)
             except RedirectSignatureInvalid as exc:
-                raise LogoutRejected("bad_signature", exc.detail) from exc
+                raise LogoutRejected(SamlReason.BAD_SIGNATURE, exc.detail) from exc
         elif message.signature is None:
             # pysaml2 verified an enveloped signature against the SP's metadata keys if there
             # was one; there must be one.
-            raise LogoutRejected("unsigned_request", "a logout message must be signed")
+            raise LogoutRejected(SamlReason.UNSIGNED_REQUEST, "a logout message must be signed")
         if message.version != "2.0" or not message.id:
-            raise LogoutRejected("malformed_request", "SAML 2.0 with an ID expected")
+            raise LogoutRejected(SamlReason.MALFORMED_REQUEST, "SAML 2.0 with an ID expected")
         if message.destination != self._urls[binding]:
-            raise LogoutRejected("wrong_destination", f"Destination {message.destination}")
+            raise LogoutRejected(SamlReason.WRONG_DESTINATION, f"Destination {message.destination}")
         try:
             issued = _time(message.issue_instant)
         except (TypeError, ValueError) as exc:
-            raise LogoutRejected("malformed_request", "IssueInstant is not a time") from exc
+            raise LogoutRejected(
+                SamlReason.MALFORMED_REQUEST, "IssueInstant is not a time"
+            ) from exc
         skew = dt.timedelta(seconds=self._settings.saml_clock_skew_seconds)
         if abs(issued - dt.datetime.now(dt.UTC)) > skew:
-            raise LogoutRejected("stale_request", f"IssueInstant {message.issue_instant}")
+            raise LogoutRejected(SamlReason.STALE_REQUEST, f"IssueInstant {message.issue_instant}")
         return sp
 
     # --- sending -----------------------------------------------------------------------------

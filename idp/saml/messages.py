@@ -16,6 +16,7 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from idp.errors import Refusal
+from idp.saml.reasons import SamlReason
 
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
@@ -26,20 +27,20 @@ class MessageRejected(Refusal):
 
 def _b64decode(text: str, limit: int) -> bytes:
     if len(text) > limit:
-        raise MessageRejected("request_too_large", f"SAML message over {limit} bytes")
+        raise MessageRejected(SamlReason.REQUEST_TOO_LARGE, f"SAML message over {limit} bytes")
     try:
         return base64.b64decode(text.encode("ascii"), validate=False)
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise MessageRejected("malformed_request", "SAML message is not base64") from exc
+        raise MessageRejected(SamlReason.MALFORMED_REQUEST, "SAML message is not base64") from exc
 
 
 def _check_xml(xml: bytes) -> str:
     if _DTD.search(xml):
-        raise MessageRejected("xml_dtd_refused", "SAML message contains a DTD or entity")
+        raise MessageRejected(SamlReason.XML_DTD_REFUSED, "SAML message contains a DTD or entity")
     try:
         return xml.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MessageRejected("malformed_request", "SAML message is not UTF-8") from exc
+        raise MessageRejected(SamlReason.MALFORMED_REQUEST, "SAML message is not UTF-8") from exc
 
 
 def decode_redirect_message(text: str, limit: int) -> str:
@@ -49,9 +50,13 @@ def decode_redirect_message(text: str, limit: int) -> str:
     try:
         xml = inflater.decompress(compressed, limit)
     except zlib.error as exc:
-        raise MessageRejected("malformed_request", "SAML message is not DEFLATE data") from exc
+        raise MessageRejected(
+            SamlReason.MALFORMED_REQUEST, "SAML message is not DEFLATE data"
+        ) from exc
     if inflater.unconsumed_tail:
-        raise MessageRejected("request_too_large", f"SAML message inflates to over {limit} bytes")
+        raise MessageRejected(
+            SamlReason.REQUEST_TOO_LARGE, f"SAML message inflates to over {limit} bytes"
+        )
     return _check_xml(xml)
 
 
@@ -72,6 +77,10 @@ def require_root(xml: str, local_name: str) -> None:
     try:
         root = ElementTree.fromstring(xml.encode("utf-8"), forbid_dtd=True)
     except (ElementTree.ParseError, DefusedXmlException, ValueError) as exc:
-        raise MessageRejected("malformed_request", "SAML message is not well-formed XML") from exc
+        raise MessageRejected(
+            SamlReason.MALFORMED_REQUEST, "SAML message is not well-formed XML"
+        ) from exc
     if root.tag != f"{{{SAMLP}}}{local_name}":
-        raise MessageRejected("malformed_request", f"expected samlp:{local_name}, got {root.tag}")
+        raise MessageRejected(
+            SamlReason.MALFORMED_REQUEST, f"expected samlp:{local_name}, got {root.tag}"
+        )

@@ -263,47 +263,63 @@ def build_login_response(
         assertion.set("IssueInstant", _instant(now))
         _issuer(assertion, addressing.issuer)
 
-        subject_element = _element(assertion, SAML_NS, "Subject")
-        name = _element(subject_element, SAML_NS, "NameID", subject.name_id)
-        name.set("Format", subject.name_id_format)
-        name.set("NameQualifier", subject.name_qualifier)
-        name.set("SPNameQualifier", subject.sp_name_qualifier)
-        confirmation = _element(subject_element, SAML_NS, "SubjectConfirmation")
-        confirmation.set("Method", CM_BEARER)
-        data = _element(confirmation, SAML_NS, "SubjectConfirmationData")
-        data.set("NotOnOrAfter", until)
-        data.set("Recipient", addressing.destination)
-        data.set("InResponseTo", addressing.in_response_to)
-
-        conditions = _element(assertion, SAML_NS, "Conditions")
-        conditions.set("NotBefore", _instant(now))
-        conditions.set("NotOnOrAfter", until)
-        restriction = _element(conditions, SAML_NS, "AudienceRestriction")
-        _element(restriction, SAML_NS, "Audience", audience)
-
-        statement = _element(assertion, SAML_NS, "AuthnStatement")
-        statement.set("AuthnInstant", _instant(dt.datetime.fromtimestamp(authn_instant, dt.UTC)))
-        statement.set("SessionIndex", subject.session_index)
-        context = _element(statement, SAML_NS, "AuthnContext")
-        _element(context, SAML_NS, "AuthnContextClassRef", authn_context_class)
-
+        _subject(assertion, subject, addressing, until)
+        _conditions(assertion, _instant(now), until, audience)
+        _authn_statement(assertion, authn_instant, subject.session_index, authn_context_class)
         if attributes:
-            attribute_statement = _element(assertion, SAML_NS, "AttributeStatement")
-            for attribute in attributes:
-                element = _element(attribute_statement, SAML_NS, "Attribute")
-                element.set("Name", attribute.name)
-                element.set("NameFormat", NAME_FORMAT_URI)
-                element.set("FriendlyName", attribute.friendly_name)
-                for value in attribute.values:
-                    # xsi:type names xs:string: declare xs where it is used, as pysaml2 did.
-                    holder = etree.SubElement(
-                        element, f"{{{SAML_NS}}}AttributeValue", nsmap={"xs": XS_NS}
-                    )
-                    holder.set(f"{{{XSI_NS}}}type", "xs:string")
-                    holder.text = value
+            _attribute_statement(assertion, attributes)
     except ValueError as exc:  # lxml: "All strings must be XML compatible"
         raise ResponseContentError(str(exc)) from exc
     return BuiltResponse(_sign_and_serialise(response, signer, assertion, encrypt_for), subject)
+
+
+def _subject(
+    assertion: etree._Element, subject: Subject, addressing: Addressing, until: str
+) -> None:
+    """The Subject: the NameID, and bearer confirmation bound to the ACS and the request."""
+    subject_element = _element(assertion, SAML_NS, "Subject")
+    name = _element(subject_element, SAML_NS, "NameID", subject.name_id)
+    name.set("Format", subject.name_id_format)
+    name.set("NameQualifier", subject.name_qualifier)
+    name.set("SPNameQualifier", subject.sp_name_qualifier)
+    confirmation = _element(subject_element, SAML_NS, "SubjectConfirmation")
+    confirmation.set("Method", CM_BEARER)
+    data = _element(confirmation, SAML_NS, "SubjectConfirmationData")
+    data.set("NotOnOrAfter", until)
+    data.set("Recipient", addressing.destination)
+    data.set("InResponseTo", addressing.in_response_to)
+
+
+def _conditions(assertion: etree._Element, not_before: str, until: str, audience: str) -> None:
+    conditions = _element(assertion, SAML_NS, "Conditions")
+    conditions.set("NotBefore", not_before)
+    conditions.set("NotOnOrAfter", until)
+    restriction = _element(conditions, SAML_NS, "AudienceRestriction")
+    _element(restriction, SAML_NS, "Audience", audience)
+
+
+def _authn_statement(
+    assertion: etree._Element, authn_instant: int, session_index: str, context_class: str
+) -> None:
+    statement = _element(assertion, SAML_NS, "AuthnStatement")
+    statement.set("AuthnInstant", _instant(dt.datetime.fromtimestamp(authn_instant, dt.UTC)))
+    statement.set("SessionIndex", session_index)
+    context = _element(statement, SAML_NS, "AuthnContext")
+    _element(context, SAML_NS, "AuthnContextClassRef", context_class)
+
+
+def _attribute_statement(assertion: etree._Element, attributes: Sequence[Attribute]) -> None:
+    attribute_statement = _element(assertion, SAML_NS, "AttributeStatement")
+    for attribute in attributes:
+        element = _element(attribute_statement, SAML_NS, "Attribute")
+        element.set("Name", attribute.name)
+        element.set("NameFormat", NAME_FORMAT_URI)
+        element.set("FriendlyName", attribute.friendly_name)
+        for value in attribute.values:
+            # xsi:type names xs:string: declare xs where it is used, as pysaml2 did.
+            holder = etree.SubElement(element, f"{{{SAML_NS}}}AttributeValue", nsmap={"xs": XS_NS})
+            holder.set(f"{{{XSI_NS}}}type", "xs:string")
+            holder.text = value
 
 
 def build_status_response(

@@ -30,18 +30,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from cryptography.hazmat.primitives.serialization import Encoding
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.config import IdPConfig
-from saml2.response import IncorrectlySigned
 from saml2.saml import (
     NAMEID_FORMAT_PERSISTENT,
     NAMEID_FORMAT_TRANSIENT,
     NAMEID_FORMAT_UNSPECIFIED,
 )
 from saml2.server import Server
-from saml2.sigver import CryptoBackend, MissingKey, SignatureError
+from saml2.sigver import CryptoBackend, SignatureError
 from saml2.time_util import str_to_time
-from starlette.requests import Request
 
 from idp import attributes
 from idp.audit import AuditHook
@@ -49,6 +48,12 @@ from idp.authn import Authentication
 from idp.config import Settings
 from idp.errors import Refusal
 from idp.saml.acs import acs_location_problem
+from idp.saml.authn_request import (
+    AUTHN_REQUEST,
+    AuthnRequestXml,
+    NameIdPolicy,
+    read_authn_request,
+)
 from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
 from idp.saml.encryption import (
     EncryptionError,
@@ -62,8 +67,8 @@ from idp.saml.messages import (
     MessageRejected,
     decode_post_message,
     decode_redirect_message,
-    require_root,
 )
+from idp.saml.reasons import SamlReason
 from idp.saml.response import (
     Addressing,
     BuiltResponse,
@@ -74,7 +79,7 @@ from idp.saml.response import (
     released_attributes,
 )
 from idp.saml.rollover import SigningKeys, signing_keys, state_stamp
-from idp.saml.statuses import INVALID_NAME_ID_POLICY, NO_AUTHN_CONTEXT, ErrorStatus
+from idp.saml.statuses import ErrorStatus
 from idp.saml.xmlsec_backend import RSA_SHA256 as SIG_RSA_SHA256
 from idp.saml.xmlsec_backend import SHA256 as DIGEST_SHA256
 from idp.saml.xmlsec_backend import shared_backend
@@ -89,15 +94,19 @@ class SamlRequestRejected(Refusal):
     """The AuthnRequest is refused. No Response may be sent: the SP is not trusted to get one."""
 
 
-class SamlRequestNotMet(Exception):
-    """A valid request from a known SP asks for what the IdP cannot do: the SP gets ``status``
-    in a signed Response to ``request`` (at the ACS from its metadata)."""
+class SamlRequestNotMet(Refusal):
+    """A valid request from a known SP asks for what the IdP cannot do: the SP gets the status
+    for ``reason`` (:data:`idp.saml.statuses.SAML_STATUS`) in a signed Response to
+    ``request`` (at the ACS from its metadata)."""
 
-    def __init__(self, request: AuthnRequestInfo, status: ErrorStatus, detail: str) -> None:
-        super().__init__(f"{status.reason}: {detail}")
+    def __init__(self, request: AuthnRequestInfo, reason: SamlReason, detail: str) -> None:
+        super().__init__(reason, detail)
         self.request = request
-        self.status = status
-        self.detail = detail
+
+
+class SamlResponseRefused(Refusal):
+    """A finished login's Response may not be sent (a directory value XML cannot carry, SP
+    metadata that no longer allows an answer, encryption failed): nothing goes to the SP."""
 
 
 @dataclass(frozen=True)
@@ -162,68 +171,47 @@ class AuthnRequestInfo:
         return cls(**data)
 
 
-def _pysaml2_config(
-    settings: Settings, metadata_files: list[str], crypto: CryptoBackend | None = None
-) -> IdPConfig:
-    """pysaml2's configuration with the SP metadata in ``metadata_files`` loaded.
-
-    With ``crypto``, the metadata store's own security context uses it: the store builds that
-    context (an ``xmlsec1`` one) in its constructor, so it is swapped before any metadata is
-    loaded and a signed metadata source would be checked with ``crypto`` too.
-    """
-    base = settings.base_url
-    # The current signing key: the configured one, or the one a key rollover switched to.
-    keys = signing_keys(settings)
-    config = {
-        "entityid": settings.entity_id,
+def _idp_service(base: str) -> dict[str, Any]:
+    """pysaml2's ``service.idp`` section: the IdP's endpoints, NameID formats and UI info."""
+    return {
         "name": "Göteborgs Stads Åtkomsttjänst",
-        "description": "Göteborgs Stads Åtkomsttjänst (inloggning med SITHS eID)",
-        "service": {
-            "idp": {
-                "name": "Göteborgs Stads Åtkomsttjänst",
-                "endpoints": {
-                    "single_sign_on_service": [
-                        (f"{base}/saml/sso/redirect", BINDING_HTTP_REDIRECT),
-                        (f"{base}/saml/sso/post", BINDING_HTTP_POST),
-                    ],
-                    # Single Logout (idp/saml/logout.py, idp/saml/slo_endpoints.py).
-                    "single_logout_service": [
-                        (f"{base}/saml/slo/redirect", BINDING_HTTP_REDIRECT),
-                        (f"{base}/saml/slo/post", BINDING_HTTP_POST),
-                    ],
-                },
-                "name_id_format": [NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT],
-                # Enforced per SP from its metadata (AuthnRequestsSigned), see parse_authn_request.
-                "want_authn_requests_signed": False,
-                "ui_info": {
-                    "display_name": [
-                        {"text": "Göteborgs Stads Åtkomsttjänst", "lang": "sv"},
-                        {"text": "City of Gothenburg Access Service", "lang": "en"},
-                    ],
-                    "description": [
-                        {
-                            "text": "Inloggning med SITHS eID för Göteborgs Stads system",
-                            "lang": "sv",
-                        },
-                        {
-                            "text": "SITHS eID login for the City of Gothenburg's systems",
-                            "lang": "en",
-                        },
-                    ],
-                },
-            }
+        "endpoints": {
+            "single_sign_on_service": [
+                (f"{base}/saml/sso/redirect", BINDING_HTTP_REDIRECT),
+                (f"{base}/saml/sso/post", BINDING_HTTP_POST),
+            ],
+            # Single Logout (idp/saml/logout.py, idp/saml/slo_endpoints.py).
+            "single_logout_service": [
+                (f"{base}/saml/slo/redirect", BINDING_HTTP_REDIRECT),
+                (f"{base}/saml/slo/post", BINDING_HTTP_POST),
+            ],
         },
-        "key_file": str(keys.key_file),
-        "cert_file": str(keys.cert_file),
-        "xmlsec_binary": XMLSEC_BINARY,
-        # An empty store; the files are loaded below, once the store has the right backend.
-        "metadata": {},
-        "signing_algorithm": SIG_RSA_SHA256,
-        "digest_algorithm": DIGEST_SHA256,
-        "only_use_keys_in_metadata": True,
-        "accepted_time_diff": 60,
-        "allow_unknown_attributes": True,
-        "valid_for": 24,
+        "name_id_format": [NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_PERSISTENT],
+        # Enforced per SP from its metadata (AuthnRequestsSigned), see parse_authn_request.
+        "want_authn_requests_signed": False,
+        "ui_info": {
+            "display_name": [
+                {"text": "Göteborgs Stads Åtkomsttjänst", "lang": "sv"},
+                {"text": "City of Gothenburg Access Service", "lang": "en"},
+            ],
+            "description": [
+                {
+                    "text": "Inloggning med SITHS eID för Göteborgs Stads system",
+                    "lang": "sv",
+                },
+                {
+                    "text": "SITHS eID login for the City of Gothenburg's systems",
+                    "lang": "en",
+                },
+            ],
+        },
+    }
+
+
+def _organisation() -> dict[str, Any]:
+    """The organisation and contact the IdP's metadata names (fresh each time: pysaml2 is
+    handed its own copy of every configuration)."""
+    return {
         "organization": {
             "name": [("Göteborgs Stad", "sv"), ("City of Gothenburg", "en")],
             "display_name": [("Göteborgs Stad", "sv"), ("City of Gothenburg", "en")],
@@ -236,6 +224,37 @@ def _pysaml2_config(
                 "email_address": ["atkomsttjansten@example.invalid"],
             }
         ],
+    }
+
+
+def _pysaml2_config(
+    settings: Settings, metadata_files: list[str], crypto: CryptoBackend | None = None
+) -> IdPConfig:
+    """pysaml2's configuration with the SP metadata in ``metadata_files`` loaded.
+
+    With ``crypto``, the metadata store's own security context uses it: the store builds that
+    context (an ``xmlsec1`` one) in its constructor, so it is swapped before any metadata is
+    loaded and a signed metadata source would be checked with ``crypto`` too.
+    """
+    # The current signing key: the configured one, or the one a key rollover switched to.
+    keys = signing_keys(settings)
+    config = {
+        "entityid": settings.entity_id,
+        "name": "Göteborgs Stads Åtkomsttjänst",
+        "description": "Göteborgs Stads Åtkomsttjänst (inloggning med SITHS eID)",
+        "service": {"idp": _idp_service(settings.base_url)},
+        "key_file": str(keys.key_file),
+        "cert_file": str(keys.cert_file),
+        "xmlsec_binary": XMLSEC_BINARY,
+        # An empty store; the files are loaded below, once the store has the right backend.
+        "metadata": {},
+        "signing_algorithm": SIG_RSA_SHA256,
+        "digest_algorithm": DIGEST_SHA256,
+        "only_use_keys_in_metadata": True,
+        "accepted_time_diff": 60,
+        "allow_unknown_attributes": True,
+        "valid_for": 24,
+        **_organisation(),
         "delete_tmpfiles": True,
     }
     idp_config = IdPConfig()
@@ -265,11 +284,46 @@ def _display_name(metadata: Any, entity_id: str, descriptor: dict[str, Any]) -> 
     return urllib.parse.urlsplit(entity_id).hostname or entity_id
 
 
+def _acs_post_urls(descriptor: dict[str, Any]) -> tuple[tuple[str, int | None, bool], ...]:
+    """The SP's HTTP-POST AssertionConsumerServices: (location, index, isDefault)."""
+    return tuple(
+        (
+            service["location"],
+            int(service["index"]) if service.get("index") is not None else None,
+            _metadata_boolean(service.get("is_default"), default=False),
+        )
+        for service in descriptor.get("assertion_consumer_service", [])
+        if service.get("binding") == BINDING_HTTP_POST
+    )
+
+
+def _requested_attributes(metadata: Any, entity_id: str) -> tuple[str, ...]:
+    """The names the SP's AttributeConsumingService asks for, required and optional."""
+    requirement = metadata.attribute_requirement(entity_id) or {}
+    return tuple(
+        attribute["name"]
+        for attribute in [*requirement.get("required", []), *requirement.get("optional", [])]
+    )
+
+
+def _signing_certificates(metadata: Any, entity_id: str) -> tuple[x509.Certificate, ...]:
+    """The SP's signing certificates; one that does not parse is left out."""
+    certificates = []
+    for _name, pem in metadata.certs(entity_id, "spsso", "signing"):
+        try:
+            certificates.append(
+                x509.load_der_x509_certificate(base64.b64decode("".join(pem.split())))
+            )
+        except ValueError:
+            continue
+    return tuple(certificates)
+
+
 class _NameIdPolicyNotMet(Exception):
     pass
 
 
-def _choose_name_id_format(policy: samlp.NameIDPolicy | None, sp: ServiceProvider) -> str:
+def _choose_name_id_format(policy: NameIdPolicy | None, sp: ServiceProvider) -> str:
     """The NameID format to send: the SP's default for none or ``unspecified``, transient or
     persistent (pairwise) when asked; anything else, or a qualifier naming another SP (we have
     no affiliations), is not met."""
@@ -285,17 +339,17 @@ def _choose_name_id_format(policy: samlp.NameIDPolicy | None, sp: ServiceProvide
     raise _NameIdPolicyNotMet(f"NameID format {wanted[:100]} is not supported")
 
 
-def _choose_authn_context(message: samlp.AuthnRequest, sp: ServiceProvider) -> str:
-    requested = message.requested_authn_context
+def _choose_authn_context(message: AuthnRequestXml, sp: ServiceProvider) -> str:
+    requested = message.requested_context
     if requested is None:
         return sp.profile.loa
-    if requested.authn_context_decl_ref:
+    if requested.has_decl_ref:
         raise AuthnContextNotMet("AuthnContextDeclRef is not supported")
-    refs = [(ref.text or "").strip() for ref in requested.authn_context_class_ref or []]
+    refs = list(requested.class_refs)
     try:
         return choose_authn_context(requested_context(refs, requested.comparison), sp.profile.loa)
     except ValueError as exc:
-        raise SamlRequestRejected("malformed_request", str(exc)) from exc
+        raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, str(exc)) from exc
 
 
 def _request_boolean(value: object, name: str) -> bool:
@@ -304,7 +358,29 @@ def _request_boolean(value: object, name: str) -> bool:
     try:
         return xs_boolean(value, default=False)
     except NotABoolean as exc:
-        raise SamlRequestRejected("malformed_request", f"{name}: {exc}") from exc
+        raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, f"{name}: {exc}") from exc
+
+
+def _what_to_assert(
+    info: AuthnRequestInfo, message: AuthnRequestXml, sp: ServiceProvider
+) -> AuthnRequestInfo:
+    """``info`` with the NameID format and LoA to assert, from NameIDPolicy and
+    RequestedAuthnContext; raises :class:`SamlRequestNotMet` where they cannot be met."""
+    policy = message.name_id_policy
+    if policy is not None:
+        # Only checked for its form: every person has a pairwise identifier in advance
+        # (derived, SAML Core 3.4.1.1), so AllowCreate="false" is met too.
+        _request_boolean(policy.allow_create, "AllowCreate")
+    try:
+        return dataclasses.replace(
+            info,
+            name_id_format=_choose_name_id_format(policy, sp),
+            authn_context_class=_choose_authn_context(message, sp),
+        )
+    except AuthnContextNotMet as exc:
+        raise SamlRequestNotMet(info, SamlReason.NO_AUTHN_CONTEXT, str(exc)) from exc
+    except _NameIdPolicyNotMet as exc:
+        raise SamlRequestNotMet(info, SamlReason.INVALID_NAME_ID_POLICY, str(exc)) from exc
 
 
 def _metadata_boolean(value: object, *, default: bool, broken: bool = False) -> bool:
@@ -363,6 +439,8 @@ class SamlIdentityProvider:
         self._remote = remote
         self._pairwise_secret = pairwise_secret
         self._audit = audit
+        # Verifies AuthnRequest signatures on the tree they were read from (keys cached).
+        self._backend = shared_backend(XMLSEC_BINARY)
         unknown = set(settings.require_encryption_profiles) - {p.name for p in attributes.PROFILES}
         if unknown:
             raise ValueError(
@@ -468,15 +546,7 @@ class SamlIdentityProvider:
         if not descriptors:
             return None
         descriptor = descriptors[0]
-        acs = tuple(
-            (
-                service["location"],
-                int(service["index"]) if service.get("index") is not None else None,
-                _metadata_boolean(service.get("is_default"), default=False),
-            )
-            for service in descriptor.get("assertion_consumer_service", [])
-            if service.get("binding") == BINDING_HTTP_POST
-        )
+        acs = _acs_post_urls(descriptor)
         acs_problems = tuple(
             problem
             for location, _index, _default in acs
@@ -486,20 +556,9 @@ class SamlIdentityProvider:
                 )
             )
         )
-        requirement = metadata.attribute_requirement(entity_id) or {}
-        requested = tuple(
-            attribute["name"]
-            for attribute in [*requirement.get("required", []), *requirement.get("optional", [])]
-        )
+        requested = _requested_attributes(metadata, entity_id)
         categories = tuple(metadata.entity_categories(entity_id))
-        certificates = []
-        for _name, pem in metadata.certs(entity_id, "spsso", "signing"):
-            try:
-                certificates.append(
-                    x509.load_der_x509_certificate(base64.b64decode("".join(pem.split())))
-                )
-            except ValueError:
-                continue
+        certificates = _signing_certificates(metadata, entity_id)
         display_name = _display_name(metadata, entity_id, descriptor)
         profile = attributes.choose_profile(requested, categories)
         encryption = choose_recipient(entity_id, offers_from_descriptor(descriptor))
@@ -511,7 +570,7 @@ class SamlIdentityProvider:
             authn_requests_signed=_metadata_boolean(
                 descriptor.get("authn_requests_signed"), default=False, broken=True
             ),
-            signing_certificates=tuple(certificates),
+            signing_certificates=certificates,
             requested_attributes=requested,
             entity_categories=categories,
             profile=profile,
@@ -527,60 +586,18 @@ class SamlIdentityProvider:
     def parse_authn_request(
         self, binding: str, received: BindingMessage
     ) -> tuple[AuthnRequestInfo, ServiceProvider]:
-        """Read, verify and check an AuthnRequest; raise :class:`SamlRequestRejected` if bad.
+        """Read, verify and check an AuthnRequest; raise :class:`SamlRequestRejected` if bad,
+        and :class:`SamlRequestNotMet` if its SP is to be told the IdP cannot do what it asks.
 
         ``received`` comes from :mod:`idp.saml.bindings`: for HTTP-Redirect its query signature
         covers exactly the octets ``received.text`` and ``received.relay_state`` were read from.
         """
-        limit = self._settings.saml_max_request_bytes
-        try:
-            if binding == BINDING_HTTP_REDIRECT:
-                xml = decode_redirect_message(received.text, limit)
-            else:
-                xml = decode_post_message(received.text, limit)
-            require_root(xml, "AuthnRequest")
-        except MessageRejected as exc:
-            raise SamlRequestRejected(exc.reason, exc.detail) from exc
-        server = self.server()
-        try:
-            # binding=None: the message is already decoded (pysaml2's own decoding is unbounded).
-            parsed = server.parse_authn_request(xml, binding=None)
-        except (IncorrectlySigned, SignatureError, MissingKey) as exc:
-            raise SamlRequestRejected(
-                "bad_signature", f"the request's signature is invalid ({type(exc).__name__})"
-            ) from exc
-        except Exception as exc:
-            raise SamlRequestRejected("malformed_request", type(exc).__name__) from exc
-        if parsed is None or parsed.message is None:
-            raise SamlRequestRejected("malformed_request", "not an AuthnRequest")
-        message: samlp.AuthnRequest = parsed.message
-        issuer = (
-            message.issuer.text.strip()
-            if message.issuer is not None and message.issuer.text
-            else ""
-        )
-        if not issuer:
-            raise SamlRequestRejected("malformed_request", "the request has no Issuer")
-        sp = self._describe_sp(server, issuer)
-        if sp is None:
-            raise SamlRequestRejected("unknown_sp", f"no metadata for {issuer}")
-
-        if binding == BINDING_HTTP_REDIRECT:
-            signed = self._verify_redirect_signature(received, sp)
-        else:
-            # pysaml2 verified an enveloped signature if there was one (against metadata keys).
-            signed = message.signature is not None
-        if sp.authn_requests_signed and not signed:
-            raise SamlRequestRejected(
-                "unsigned_request", "the SP's metadata says its requests are signed"
-            )
-        # The SP is who it says: is it one the IdP may answer at all?
-        self._check_usable(sp)
-
+        message = self._read_authn_request(binding, received)
+        sp = self._trusted_sender(self.server(), message, binding, received)
         self._check_timing_and_destination(message, binding)
         acs_url = self._choose_acs(message, sp)
         if not message.id:
-            raise SamlRequestRejected("malformed_request", "the request has no ID")
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "the request has no ID")
         info = AuthnRequestInfo(
             request_id=message.id,
             sp_entity_id=sp.entity_id,
@@ -589,29 +606,69 @@ class SamlIdentityProvider:
             force_authn=_request_boolean(message.force_authn, "ForceAuthn"),
             is_passive=_request_boolean(message.is_passive, "IsPassive"),
         )
-        policy = message.name_id_policy
-        if policy is not None:
-            # Only checked for its form: every person has a pairwise identifier in advance
-            # (derived, SAML Core 3.4.1.1), so AllowCreate="false" is met too.
-            _request_boolean(policy.allow_create, "AllowCreate")
+        return _what_to_assert(info, message, sp), sp
+
+    def _read_authn_request(self, binding: str, received: BindingMessage) -> AuthnRequestXml:
+        """Decode (bounded, no DTD) and parse the request once, schema-checked."""
+        limit = self._settings.saml_max_request_bytes
         try:
-            return dataclasses.replace(
-                info,
-                name_id_format=_choose_name_id_format(policy, sp),
-                authn_context_class=_choose_authn_context(message, sp),
-            ), sp
-        except AuthnContextNotMet as exc:
-            raise SamlRequestNotMet(info, NO_AUTHN_CONTEXT, str(exc)) from exc
-        except _NameIdPolicyNotMet as exc:
-            raise SamlRequestNotMet(info, INVALID_NAME_ID_POLICY, str(exc)) from exc
+            if binding == BINDING_HTTP_REDIRECT:
+                xml = decode_redirect_message(received.text, limit)
+            else:
+                xml = decode_post_message(received.text, limit)
+            return read_authn_request(xml.encode("utf-8"))
+        except MessageRejected as exc:
+            raise SamlRequestRejected(exc.reason, exc.detail) from exc
+
+    def _trusted_sender(
+        self,
+        server: Server,
+        message: AuthnRequestXml,
+        binding: str,
+        received: BindingMessage,
+    ) -> ServiceProvider:
+        """The SP that sent ``message``: known by metadata, signed as its metadata says, and
+        one the IdP may answer at all."""
+        issuer = message.issuer
+        if not issuer:
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "the request has no Issuer")
+        sp = self._describe_sp(server, issuer)
+        if sp is None:
+            raise SamlRequestRejected(SamlReason.UNKNOWN_SP, f"no metadata for {issuer}")
+        if message.signed:
+            self._verify_enveloped_signature(message, sp)
+        if binding == BINDING_HTTP_REDIRECT:
+            signed = self._verify_redirect_signature(received, sp)
+        else:
+            signed = message.signed
+        if sp.authn_requests_signed and not signed:
+            raise SamlRequestRejected(
+                SamlReason.UNSIGNED_REQUEST, "the SP's metadata says its requests are signed"
+            )
+        self._check_usable(sp)
+        return sp
 
     @staticmethod
     def _check_usable(sp: ServiceProvider) -> None:
         """Refuse, before anybody logs in, an SP that could never be answered safely."""
         if sp.acs_problems:
-            raise SamlRequestRejected("insecure_acs", "; ".join(sp.acs_problems))
+            raise SamlRequestRejected(SamlReason.INSECURE_ACS, "; ".join(sp.acs_problems))
         if sp.encryption_refusal:
-            raise SamlRequestRejected("encryption_required", sp.encryption_refusal)
+            raise SamlRequestRejected(SamlReason.ENCRYPTION_REQUIRED, sp.encryption_refusal)
+
+    def _verify_enveloped_signature(self, message: AuthnRequestXml, sp: ServiceProvider) -> None:
+        """Verify the request's enveloped signature, on the tree its values were read from,
+        with the signing keys of the SP's metadata (never a key in the message)."""
+        try:
+            keys = [
+                self._backend.certificate_key_of(certificate.public_bytes(Encoding.DER))
+                for certificate in sp.signing_certificates
+            ]
+            self._backend.verify_enveloped(message.root, AUTHN_REQUEST, keys)
+        except SignatureError as exc:
+            raise SamlRequestRejected(
+                SamlReason.BAD_SIGNATURE, f"the request's signature is invalid ({exc})"[:300]
+            ) from exc
 
     @staticmethod
     def _verify_redirect_signature(received: BindingMessage, sp: ServiceProvider) -> bool:
@@ -621,49 +678,54 @@ class SamlIdentityProvider:
         try:
             verify_query_signature(received.query_signature, sp.signing_certificates)
         except RedirectSignatureInvalid as exc:
-            raise SamlRequestRejected("bad_signature", exc.detail) from exc
+            raise SamlRequestRejected(SamlReason.BAD_SIGNATURE, exc.detail) from exc
         return True
 
-    def _check_timing_and_destination(self, message: samlp.AuthnRequest, binding: str) -> None:
+    def _check_timing_and_destination(self, message: AuthnRequestXml, binding: str) -> None:
         if message.version != "2.0":
-            raise SamlRequestRejected("malformed_request", "SAML version must be 2.0")
+            raise SamlRequestRejected(SamlReason.MALFORMED_REQUEST, "SAML version must be 2.0")
         if message.destination and message.destination != self._sso_urls[binding]:
             raise SamlRequestRejected(
-                "wrong_destination", f"Destination {message.destination} is not this endpoint"
+                SamlReason.WRONG_DESTINATION,
+                f"Destination {message.destination} is not this endpoint",
             )
         try:
             issued = dt.datetime.fromtimestamp(
                 calendar.timegm(str_to_time(message.issue_instant)), dt.UTC
             )
         except (TypeError, ValueError) as exc:
-            raise SamlRequestRejected("malformed_request", "IssueInstant is not a time") from exc
+            raise SamlRequestRejected(
+                SamlReason.MALFORMED_REQUEST, "IssueInstant is not a time"
+            ) from exc
         skew = dt.timedelta(seconds=self._settings.saml_clock_skew_seconds)
         if abs(issued - dt.datetime.now(dt.UTC)) > skew:
-            raise SamlRequestRejected("stale_request", f"IssueInstant {message.issue_instant}")
+            raise SamlRequestRejected(
+                SamlReason.STALE_REQUEST, f"IssueInstant {message.issue_instant}"
+            )
 
     @staticmethod
-    def _choose_acs(message: samlp.AuthnRequest, sp: ServiceProvider) -> str:
+    def _choose_acs(message: AuthnRequestXml, sp: ServiceProvider) -> str:
         if message.protocol_binding and message.protocol_binding != BINDING_HTTP_POST:
             raise SamlRequestRejected(
-                "unsupported_binding", f"ProtocolBinding {message.protocol_binding}"
+                SamlReason.UNSUPPORTED_BINDING, f"ProtocolBinding {message.protocol_binding}"
             )
         known = {location for location, _index, _default in sp.acs_post_urls}
-        if message.assertion_consumer_service_url:
-            if message.assertion_consumer_service_url not in known:
+        if message.acs_url:
+            if message.acs_url not in known:
                 raise SamlRequestRejected(
-                    "acs_not_in_metadata",
-                    f"{message.assertion_consumer_service_url} is not an ACS in the SP's metadata",
+                    SamlReason.ACS_NOT_IN_METADATA,
+                    f"{message.acs_url} is not an ACS in the SP's metadata",
                 )
-            return message.assertion_consumer_service_url
-        if message.assertion_consumer_service_index is not None:
-            wanted = int(message.assertion_consumer_service_index)
+            return message.acs_url
+        if message.acs_index is not None:
+            wanted = int(message.acs_index)
             for location, index, _default in sp.acs_post_urls:
                 if index == wanted:
                     return location
-            raise SamlRequestRejected("acs_not_in_metadata", f"no ACS with index {wanted}")
+            raise SamlRequestRejected(SamlReason.ACS_NOT_IN_METADATA, f"no ACS with index {wanted}")
         default = sp.default_acs()
         if default is None:
-            raise SamlRequestRejected("acs_not_in_metadata", "the SP has no HTTP-POST ACS")
+            raise SamlRequestRejected(SamlReason.ACS_NOT_IN_METADATA, "the SP has no HTTP-POST ACS")
         return default
 
     # --- responses ---------------------------------------------------------------------------
@@ -700,7 +762,9 @@ class SamlIdentityProvider:
         snapshot = self._snapshot()
         sp = self._describe_sp(snapshot.server, request.sp_entity_id)
         if sp is None:
-            raise SamlRequestRejected("unknown_sp", f"no metadata for {request.sp_entity_id}")
+            raise SamlRequestRejected(
+                SamlReason.UNKNOWN_SP, f"no metadata for {request.sp_entity_id}"
+            )
         # The metadata may have changed since the request was accepted.
         self._check_usable(sp)
         names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
@@ -719,7 +783,7 @@ class SamlIdentityProvider:
                 encrypt_for=sp.encryption,
             )
         except EncryptionError as exc:
-            raise SamlRequestRejected("encryption_failed", str(exc)) from exc
+            raise SamlRequestRejected(SamlReason.ENCRYPTION_FAILED, str(exc)) from exc
 
     def build_error_response(
         self, request: AuthnRequestInfo, status: ErrorStatus, message: str
@@ -732,9 +796,3 @@ class SamlIdentityProvider:
             message=message,
             signer=self._snapshot().signer,
         )
-
-
-def saml_of(request: Request) -> SamlIdentityProvider:
-    """The SAML side of the app serving ``request``, set once by :func:`idp.app.create_app`."""
-    provider: SamlIdentityProvider = request.app.state.saml
-    return provider

@@ -35,6 +35,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,6 +338,13 @@ class XmlSecBackend(CryptoBackend):
         """The public key of the certificate in ``cert_file`` (``pem`` or ``der``)."""
         with open(cert_file, "rb") as handle:
             data = handle.read()
+        try:
+            return self.certificate_key_of(data, cert_type)
+        except SignatureError as exc:
+            raise SignatureError(f"cannot load the certificate in {cert_file}") from exc
+
+    def certificate_key_of(self, data: bytes, cert_type: str = "der") -> LoadedKey:
+        """The public key of the certificate ``data`` (``pem`` or ``der``), parsed once."""
         cache_key = (hashlib.sha256(data).digest(), cert_type)
         with self._lock:
             cached = self._certificates.get(cache_key)
@@ -357,7 +365,7 @@ class XmlSecBackend(CryptoBackend):
                 _key_type(certificate.public_key()),
             )
         except (ValueError, xmlsec.Error) as exc:
-            raise SignatureError(f"cannot load the certificate in {cert_file}") from exc
+            raise SignatureError("cannot load the certificate") from exc
         with self._lock:
             self._certificates[cache_key] = loaded
             while len(self._certificates) > _CERT_CACHE_SIZE:
@@ -412,6 +420,25 @@ class XmlSecBackend(CryptoBackend):
         except xmlsec.Error as exc:
             raise SignatureError(f"the signature of {node_name} is invalid: {exc}") from exc
         return True
+
+    def verify_enveloped(
+        self, root: etree._Element, node_name: str, keys: Sequence[LoadedKey]
+    ) -> None:
+        """Verify the root element's own enveloped signature on the tree already parsed (the
+        octets read are the octets verified), with any one of ``keys``; raise
+        :class:`SignatureError` if none verifies it."""
+        node = _target_node(root, node_name, root.get("ID"))
+        profile = _enveloped_signature(node, node.get("ID") or "", signing=False)
+        if not keys:
+            raise SignatureError("no key to verify the signature with")
+        problems = []
+        for key in keys:
+            try:
+                _context(key, node, profile).verify(profile.signature)
+                return
+            except (xmlsec.Error, SignatureError) as exc:
+                problems.append(str(exc))
+        raise SignatureError(f"the signature of {node_name} is invalid: {'; '.join(problems)}")
 
     # --- delegated to xmlsec1 ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Each message says what happened and what to do. Reason codes are the ones in aud
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -393,9 +394,43 @@ FALLBACK = UserMessage(
 )
 
 
+class Topic(StrEnum):
+    """Where a refusal was met, which picks how its codes are worded to the user."""
+
+    # A step of the user's own login (card, app, choice, the pages): each code has its page.
+    LOGIN = "login"
+    # An application's AuthnRequest refused before it could be answered.
+    SAML_REQUEST = "saml_request"
+    # A finished login whose Response may not be sent to the application.
+    SAML_RESPONSE = "saml_response"
+    # An application's logout message refused.
+    SAML_LOGOUT = "saml_logout"
+
+
+# For a topic whose codes mostly share one page: the page of every code not listed.
+OTHERWISE = "*"
+
+# The one table from a refusal to the user's page: by topic, then by reason code. A protocol
+# message's codes mostly share one page (the user can do nothing about which check failed;
+# the code on the page tells the application's administrators).
+PAGES: dict[Topic, dict[str, UserMessage]] = {
+    Topic.LOGIN: MESSAGES,
+    Topic.SAML_REQUEST: {"unknown_sp": UNKNOWN_SP_MESSAGE, OTHERWISE: SAML_REQUEST_MESSAGE},
+    Topic.SAML_RESPONSE: {
+        "directory_entry_unusable": MESSAGES["directory_entry_unusable"],
+        OTHERWISE: MESSAGES["sp_cannot_be_answered"],
+    },
+    Topic.SAML_LOGOUT: {OTHERWISE: MESSAGES["saml_invalid_logout"]},
+}
+
+
+def page_for(topic: Topic, reason: str) -> UserMessage:
+    """The page for a refusal with code ``reason`` met in ``topic`` (:data:`FALLBACK` for a
+    code the table does not know)."""
+    pages = PAGES[topic]
+    return pages.get(reason) or pages.get(OTHERWISE) or FALLBACK
+
+
 def message_for(reason: str) -> UserMessage:
-    if reason == "unknown_sp":
-        return UNKNOWN_SP_MESSAGE
-    if reason in MESSAGES:
-        return MESSAGES[reason]
-    return FALLBACK
+    """The page for a code of the user's own login (:attr:`Topic.LOGIN`)."""
+    return page_for(Topic.LOGIN, reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.audit import record_audit_event_in_thread
+from idp.audit import record_refusal_in_thread
 from idp.login.errors import LoginFailed
 from idp.services import services_of
 from idp.web.back_to_service import back_to_service
@@ -22,14 +22,14 @@ async def refuse(
 ) -> Response:
     """Audit the refusal and show the page; for the login ``reference`` of this browser the
     page also offers the way back to the application with the protocol's error answer."""
-    await record_audit_event_in_thread(
+    await record_refusal_in_thread(
         services_of(request).database,
         "login.step",
+        exc,
         outcome="failure",
-        reason=exc.reason,
         hsa_id=exc.hsa_id,
         method=method,
-        detail=f"{request.url.path}: {exc.detail}",
+        where=request.url.path,
     )
     back = await back_to_service(request, reference, cancelled=False, detail=exc.reason)
     return error_page(request, exc.reason, retry_url=retry_url, back_to_service=back)
