@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from idp.saml.bindings import MAX_PARAMETERS, SAML_RESPONSE, BindingMessageRejected, read_post_form
+from sp_demo.bindings import MAX_PARAMETERS, SAML_RESPONSE, BindingError, read_post_form
 from sp_demo.client_provider import SamlClientProvider
 from sp_demo.cutover import windows_login_open
 from sp_demo.db import (
@@ -95,7 +95,7 @@ async def assertion_consumer_service(request: Request) -> Response:
     try:
         form = await request.form(max_files=0, max_fields=MAX_PARAMETERS)
         saml_response = read_post_form(form, (SAML_RESPONSE,)).text
-    except BindingMessageRejected:
+    except BindingError:
         return error_page(request, "missing_response")
     if len(saml_response) > MAX_SAML_RESPONSE_CHARS:
         return error_page(request, "invalid")

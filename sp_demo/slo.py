@@ -33,7 +33,7 @@ from saml2.saml import NameID
 from saml2.sigver import MissingKey, SignatureError
 from saml2.time_util import str_to_time
 
-from idp.saml.bindings import BindingMessage, RedirectSignatureInvalid, verify_query_signature
+from sp_demo.bindings import BindingError, ReceivedMessage, verify_query_signature
 from sp_demo.config import Settings
 from sp_demo.saml import SIG_RSA_SHA256, LoginResult, idp_entity_id
 
@@ -102,7 +102,7 @@ def finish_logout(
     client: Saml2Client,
     settings: Settings,
     binding: str,
-    received: BindingMessage,
+    received: ReceivedMessage,
     session: MutableMapping[str, Any],
 ) -> bool:
     """Check the IdP's LogoutResponse to this browser's LogoutRequest; True if the IdP says the
@@ -133,7 +133,7 @@ def answer_logout_request(
     client: Saml2Client,
     settings: Settings,
     binding: str,
-    received: BindingMessage,
+    received: ReceivedMessage,
     login: LoginResult | None,
 ) -> LogoutAnswer:
     """Check the IdP's LogoutRequest and make the signed LogoutResponse (HTTP-Redirect).
@@ -220,12 +220,12 @@ def _check_message(binding: str, text: str) -> None:
         raise LogoutMessageError("invalid", "not well-formed XML without DTD") from error
 
 
-def _verify_query(client: Saml2Client, received: BindingMessage) -> None:
+def _verify_query(client: Saml2Client, received: ReceivedMessage) -> None:
     if received.query_signature is None:
         raise LogoutMessageError("signature", "the message is not signed")
     try:
         verify_query_signature(received.query_signature, _idp_certificates(client))
-    except RedirectSignatureInvalid as error:
+    except BindingError as error:
         raise LogoutMessageError("signature", error.detail) from error
 
 

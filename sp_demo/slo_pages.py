@@ -18,12 +18,12 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from idp.saml.bindings import (
+from sp_demo.bindings import (
     MAX_PARAMETERS,
     SAML_REQUEST,
     SAML_RESPONSE,
-    BindingMessage,
-    BindingMessageRejected,
+    BindingError,
+    ReceivedMessage,
     read_post_form,
     read_redirect_query,
 )
@@ -78,7 +78,7 @@ async def logout(request: Request) -> Response:
 async def single_logout_redirect(request: Request) -> Response:
     try:
         received = read_redirect_query(request.scope.get("query_string", b""), _MESSAGES)
-    except BindingMessageRejected as error:
+    except BindingError as error:
         logger.warning("logout message refused (%s): %.300s", error.reason, error.detail)
         return error_page(request, "logout_invalid")
     return await _receive(request, BINDING_HTTP_REDIRECT, received)
@@ -89,7 +89,7 @@ async def single_logout_post(request: Request) -> Response:
     try:
         form = await request.form(max_files=0, max_fields=MAX_PARAMETERS)
         received = read_post_form(form, _MESSAGES)
-    except BindingMessageRejected as error:
+    except BindingError as error:
         logger.warning("logout message refused (%s): %.300s", error.reason, error.detail)
         return error_page(request, "logout_invalid")
     return await _receive(request, BINDING_HTTP_POST, received)
@@ -98,7 +98,7 @@ async def single_logout_post(request: Request) -> Response:
 _MESSAGES = (SAML_REQUEST, SAML_RESPONSE)
 
 
-async def _receive(request: Request, binding: str, received: BindingMessage) -> Response:
+async def _receive(request: Request, binding: str, received: ReceivedMessage) -> Response:
     try:
         client = await run_in_threadpool(_clients(request).get)
     except IdpMetadataError as error:

@@ -596,6 +596,27 @@ def test_acs_never_answers_500(browser: TestClient, form: dict[str, str]) -> Non
     assert '<code id="reason">' in page.text
 
 
+def test_acs_reads_one_response_field_only(world: World, browser: TestClient) -> None:
+    """A good Response is not accepted beside a second SAMLResponse field, nor as a file, nor
+    among more than 16 fields."""
+    request_id = request_id_of(browser.get("/login").headers["location"])
+    good = world.idp.response(request_id)
+    urlencoded = {"content-type": "application/x-www-form-urlencoded"}
+    twice = urllib.parse.urlencode([("SAMLResponse", good)] * 2)
+    page = browser.post("/saml/acs", content=twice, headers=urlencoded)
+    assert page.status_code == 400
+    assert '<code id="reason">missing_response</code>' in page.text
+    # Starlette's form parser refuses these before the reader sees them (max_files=0,
+    # max_fields=16): a bare 400, as for any form it cannot parse.
+    as_file = {"SAMLResponse": ("response.xml", base64.b64decode(good))}
+    assert browser.post("/saml/acs", files=as_file).status_code == 400
+    crowded = urllib.parse.urlencode([("SAMLResponse", good), *[("p", "1")] * 16])
+    assert browser.post("/saml/acs", content=crowded, headers=urlencoded).status_code == 400
+    assert browser.get("/me").headers["location"] == "/"
+    # The same Response alone logs in: the refusals were the form's, not the Response's.
+    assert browser.post("/saml/acs", data={"SAMLResponse": good}).status_code == 303
+
+
 def test_unsolicited_response_is_refused(world: World, browser: TestClient) -> None:
     page = browser.post("/saml/acs", data={"SAMLResponse": world.idp.response("id-unknown")})
     assert page.status_code == 400

@@ -120,6 +120,51 @@ def test_logout_at_the_idp_logs_out_of_treserva(idp: IdpUnderTest, treserva: Tre
         assert asks_for_the_card(client, treserva)
 
 
+def idp_logout_request_to_treserva(idp: IdpUnderTest, client: httpx.Client) -> str:
+    """Log out at the IdP; the URL of the signed LogoutRequest it sends Treserva (by Redirect)."""
+    confirm = client.get(f"{idp.base_url}/saml/logout")
+    form = parse_page(confirm.text).forms[0]
+    started = client.post(f"{idp.base_url}{form['action']}", data=form["fields"])
+    assert started.status_code == 303, started.text
+    return started.headers["location"]
+
+
+def test_treserva_refuses_an_idp_logout_request_it_cannot_verify(
+    idp: IdpUnderTest, treserva: Treserva
+) -> None:
+    """Treserva checks the IdP with its own reader: the Redirect signature over the query as
+    received is required, and a parameter twice is refused, before any session ends."""
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        logged_in_anna(idp, treserva, client)
+        to_treserva = idp_logout_request_to_treserva(idp, client)
+        base, _, query = to_treserva.partition("?")
+        parts = dict(part.split("=", 1) for part in query.split("&"))
+        signature = parts["Signature"]
+        changed = "A" if signature[10] != "A" else "B"
+        refused_queries = {
+            "unsigned": "&".join(f"{k}={v}" for k, v in parts.items() if k == "SAMLRequest"),
+            "signature without SigAlg": "&".join(
+                f"{k}={v}" for k, v in parts.items() if k != "SigAlg"
+            ),
+            "tampered": query.replace(signature, signature[:10] + changed + signature[11:]),
+            "request twice": f"{query}&SAMLRequest={parts['SAMLRequest']}",
+            "encoded name": f"SAML%52equest={parts['SAMLRequest']}&{query}",
+            "relay state changed": query.replace(
+                f"RelayState={parts['RelayState']}", "RelayState=elsewhere"
+            ),
+        }
+        for name, refused_query in refused_queries.items():
+            refused = client.get(f"{base}?{refused_query}")
+            assert refused.status_code == 400, name
+            assert reason_code(refused.text) == "logout_invalid", name
+            # Anna is still logged in to Treserva.
+            assert client.get(f"{treserva.base_url}/me").status_code == 200, name
+
+        answered = client.get(to_treserva)
+        assert answered.status_code == 303, answered.text
+        assert client.get(f"{treserva.base_url}/me").headers["location"] == "/"
+
+
 def test_an_unsigned_or_tampered_logout_request_is_refused(
     idp: IdpUnderTest, treserva: Treserva
 ) -> None:

@@ -1,8 +1,8 @@
 """Reading a SAML message off the wire, once: the values used are the octets verified.
 
-Every reader of a binding message (the IdP's SSO and SLO endpoints, mock Treserva's SLO) goes
-through :func:`read_redirect_query` or :func:`read_post_form`; nothing else looks at the query
-string or form of a SAML endpoint.
+Every reader of a binding message at the IdP (its SSO and SLO endpoints) goes through
+:func:`read_redirect_query` or :func:`read_post_form`; nothing else in the IdP looks at the query
+string or form of a SAML endpoint. (Mock Treserva, which checks the IdP, has its own reader.)
 
 HTTP-Redirect (SAML bindings 3.4.4.1): the signature covers ``SAMLRequest=…`` (or
 ``SAMLResponse=…``), ``RelayState=…`` if present and ``SigAlg=…``, URL-encoded as the sender
