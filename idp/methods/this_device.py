@@ -44,7 +44,7 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
     continue_url = f"{settings.base_url}/login/continue?ref={ref}"
 
     def authenticate() -> FinishedLogin | None:
-        with services.database.session() as session:
+        with services.database.transaction() as session:
             pending = load_pending_login(
                 session, ref, browser, expected_state=(PendingState.PENDING, PendingState.COMPLETED)
             )
