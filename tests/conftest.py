@@ -13,8 +13,8 @@ import pytest
 
 from idp.command_plugins import ENTRY_POINT_GROUP
 from siths_testkit.pki import TestPki, init_test_pki
-from tests.saml_sp import EID_ATTRIBUTES, TestServiceProvider, make_service_provider
-from tests.support import (
+from tests.helpers.saml_sp import EID_ATTRIBUTES, TestServiceProvider, make_service_provider
+from tests.helpers.support import (
     VENV_BIN,
     RunningServer,
     free_port,
@@ -22,6 +22,9 @@ from tests.support import (
     start_server,
     tls_context,
 )
+
+# The mock Treserva fixture (``treserva``), shared by every module that logs in at Treserva.
+pytest_plugins = ["tests.helpers.treserva"]
 
 PRIVATE_PROVIDER = "5567000010"
 GOTEBORG = "2120001355"

@@ -12,7 +12,6 @@ violations. See :mod:`tests.browser.harness` for how the browser trusts the test
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -39,14 +38,12 @@ from tests.browser.harness import (
     tab_to,
 )
 from tests.conftest import IdpUnderTest
-from tests.test_sp_demo_harness import Treserva, make_treserva
-from tests.token_cards import TokenLab
+from tests.helpers.token_cards import TokenLab
+from tests.helpers.treserva import Treserva
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ANNA = "SE2120001355-E0001"
 ERIK, ERIK_PRIVATE = "SE2120001355-E0005", "SE5567000010-P0001"
-# Past the cut-over: mock Treserva accepts SITHS logins only.
-AFTER_CUTOVER = dt.date(2024, 3, 1)
 STATUS_START = "Starta SITHS eID-appen och skanna QR-koden."
 STATUS_SIGN = "Skriv in din säkerhetskod i appen."
 # The README shows these; the tests make them (UPDATE_SCREENSHOTS=1 writes them there).
@@ -61,13 +58,6 @@ README_SCREENSHOTS = (
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def treserva(idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Treserva]:
-    running = make_treserva(idp, tmp_path_factory.mktemp("treserva-browser"), "treserva-browser")
-    with running.running(AFTER_CUTOVER):
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from idp.server.logging_setup import JsonFormatter
 from idp.server.run import _uvicorn_config
 from idp.store.models import AuditEvent
 from siths_testkit.pki import TestPki
-from tests.support import free_port, reason_code, tls_context
+from tests.helpers.support import free_port, reason_code, tls_context
 
 
 @dataclass

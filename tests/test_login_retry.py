@@ -24,8 +24,14 @@ import httpx
 import pytest
 
 from tests.conftest import IdpUnderTest
-from tests.flows import follow, login_with_card, posted_form
-from tests.support import assert_no_success_response, browser, parse_page, reason_code, tls_context
+from tests.helpers.flows import follow, login_with_card, posted_form
+from tests.helpers.support import (
+    assert_no_success_response,
+    browser,
+    parse_page,
+    reason_code,
+    tls_context,
+)
 
 SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
 ANNA = "SE2120001355-E0001"

@@ -15,8 +15,8 @@ import pytest
 from idp.federation.aggregate import build_aggregate
 from idp.federation.remote import RemoteAggregate
 from siths_testkit.pki import TestPki
-from tests.aggregate_server import AggregateServer, serve_aggregate
-from tests.metadata_support import (
+from tests.helpers.aggregate_server import AggregateServer, serve_aggregate
+from tests.helpers.metadata_support import (
     demo_sp_metadata,
     make_certificate,
     with_certificate,

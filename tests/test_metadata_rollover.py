@@ -20,9 +20,9 @@ from saml2.mdstore import MetadataStore
 
 from siths_testkit.pki import TestPki
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
-from tests.flows import login_with_card, posted_form
-from tests.saml_sp import TestServiceProvider, make_service_provider
-from tests.support import (
+from tests.helpers.flows import login_with_card, posted_form
+from tests.helpers.saml_sp import TestServiceProvider, make_service_provider
+from tests.helpers.support import (
     VENV_BIN,
     RunningServer,
     browser,

@@ -3,7 +3,7 @@
 The relying party is authlib's own httpx ``OAuth2Client`` configured only from the published
 discovery document; ID tokens are checked with joserfc against the published JWKS and with
 authlib's ``CodeIDToken`` claim rules. The browser part is the httpx stand-in of
-``tests.support``, presenting a test card as its TLS client certificate.
+``tests.helpers.support``, presenting a test card as its TLS client certificate.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from tests.conftest import IdpUnderTest
-from tests.flows import follow, login_with_card, posted_form
-from tests.support import browser, parse_page, reason_code, tls_context
+from tests.helpers.flows import follow, login_with_card, posted_form
+from tests.helpers.support import browser, parse_page, reason_code, tls_context
 
 with warnings.catch_warnings():
     # authlib 1.9 would rather have the "httpx2" package; with httpx its client works the same.

@@ -41,9 +41,9 @@ from tests.conftest import (
     PRIVATE_PROVIDER,
     IdpUnderTest,
 )
-from tests.flows import follow, login_with_card, open_login
-from tests.saml_sp import make_service_provider
-from tests.support import (
+from tests.helpers.flows import follow, login_with_card, open_login
+from tests.helpers.saml_sp import make_service_provider
+from tests.helpers.support import (
     VENV_BIN,
     assert_no_success_response,
     browser,

@@ -21,10 +21,10 @@ import pytest
 
 from siths_testkit.pki import TestPki
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
-from tests.flows import choose_this_device, login_with_card, open_login, posted_form
-from tests.saml_sp import EID_ATTRIBUTES, make_service_provider
-from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.support import (
+from tests.helpers.flows import choose_this_device, login_with_card, open_login, posted_form
+from tests.helpers.saml_sp import EID_ATTRIBUTES, make_service_provider
+from tests.helpers.saml_sp import TestServiceProvider as ServiceProvider
+from tests.helpers.support import (
     VENV_BIN,
     RunningServer,
     browser,

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.card_defects import FINDINGS, Defect
 from tests.conftest import IdpUnderTest
-from tests.flows import choose_this_device, follow, login_with_card, open_login
-from tests.support import assert_no_success_response, browser, parse_page, reason_code
+from tests.helpers.card_defects import FINDINGS, Defect
+from tests.helpers.flows import choose_this_device, follow, login_with_card, open_login
+from tests.helpers.support import assert_no_success_response, browser, parse_page, reason_code
 
 
 def audit_reasons(idp: IdpUnderTest) -> list[tuple[str, str, str]]:
@@ -71,7 +71,7 @@ def test_no_certificate_is_refused_and_login_can_be_retried(idp: IdpUnderTest) -
 
 
 def test_untrusted_ca_certificate_self_signed_is_refused(idp: IdpUnderTest, tmp_path) -> None:
-    from tests.saml_sp import make_self_signed
+    from tests.helpers.saml_sp import make_self_signed
 
     key, cert = make_self_signed(tmp_path, "SE2120001355-E0001")
     login_url, _ = idp.sp.login_url()
@@ -144,7 +144,7 @@ def redirect_url(idp: IdpUnderTest, xml: bytes, **extra: str) -> str:
 
 
 def test_unknown_sp_is_refused(idp: IdpUnderTest, tmp_path) -> None:
-    from tests.saml_sp import make_service_provider
+    from tests.helpers.saml_sp import make_service_provider
 
     stranger = make_service_provider(
         tmp_path / "stranger",

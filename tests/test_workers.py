@@ -24,9 +24,16 @@ from idp.config import parse_workers
 from idp.server.worker import bind_shared_sockets
 from siths_testkit.login_driver import card_login
 from siths_testkit.pki import TestPki
-from tests import saml_sp
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
-from tests.support import VENV_BIN, RunningServer, free_port, run_cli, start_server, tls_context
+from tests.helpers import saml_sp
+from tests.helpers.support import (
+    VENV_BIN,
+    RunningServer,
+    free_port,
+    run_cli,
+    start_server,
+    tls_context,
+)
 
 SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
 WORKERS = 2

@@ -20,9 +20,9 @@ from portal.models import EKU_ADMIN, IT_CONTACT
 from portal.orders import OrderInput
 from tests.browser.harness import assert_accessible, launch_chromium, new_context, screenshot
 from tests.conftest import IdpUnderTest
+from tests.helpers.support import free_port
 from tests.portal.portal_server import PortalUnderTest, running_portal
 from tests.portal.web_support import register_oidc_client
-from tests.support import free_port
 
 IT_HSA_ID = "SE5567000010-P0001"
 EKU_HSA_ID = "SE2120001355-E0001"

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.support import VENV_BIN, run_cli
+from tests.helpers.support import VENV_BIN, run_cli
 
 
 def demo_sp_metadata(pki_dir: Path) -> str:
