@@ -23,8 +23,9 @@ from tests.helpers.support import (
     tls_context,
 )
 
-# The mock Treserva fixture (``treserva``), shared by every module that logs in at Treserva.
-pytest_plugins = ["tests.helpers.treserva"]
+# Fixtures shared by several modules: the mock Treserva (``treserva``) and the browser
+# (``chromium``).
+pytest_plugins = ["tests.helpers.treserva", "tests.helpers.chromium"]
 
 PRIVATE_PROVIDER = "5567000010"
 GOTEBORG = "2120001355"

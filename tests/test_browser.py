@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from idp.cli import main as idp_command
 from siths_testkit.app_simulator import SithsEidApp, SoftHsmCard
@@ -31,7 +31,6 @@ from tests.browser.harness import (
     assert_focus_visible,
     axe_violations,
     focused_matches,
-    launch_chromium,
     new_context,
     read_qr_on_screen,
     screenshot,
@@ -58,20 +57,6 @@ README_SCREENSHOTS = (
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium(idp: IdpUnderTest) -> Iterator[Browser]:
-    with pytest.MonkeyPatch.context() as patch:
-        # Read by the Playwright driver (Node.js) when it starts: the CA its client-certificate
-        # proxy verifies the servers against, besides the usual ones.
-        patch.setenv("NODE_EXTRA_CA_CERTS", str(idp.pki.tls_ca_cert))
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright, idp.pki.tls_server_cert)
-            try:
-                yield browser
-            finally:
-                browser.close()
 
 
 @pytest.fixture(scope="module")

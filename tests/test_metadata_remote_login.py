@@ -20,8 +20,8 @@ from idp.federation.aggregate import build_aggregate
 from siths_testkit.pki import TestPki
 from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
 from tests.helpers.aggregate_server import AggregateServer, serve_aggregate
+from tests.helpers.certificates import make_certificate
 from tests.helpers.flows import choose_this_device, follow, posted_form
-from tests.helpers.metadata_support import make_certificate
 from tests.helpers.saml_sp import TestServiceProvider, make_service_provider
 from tests.helpers.support import (
     VENV_BIN,

@@ -22,9 +22,9 @@ from idp.saml.bindings import (
 from idp.saml.xmlsec_backend import RSA_SHA256, SHA256
 from tests.conftest import IdpUnderTest
 from tests.helpers.flows import login_with_card, posted_form
+from tests.helpers.refusals import assert_refused, audit_reasons
 from tests.helpers.support import browser, parse_page, reason_code
 from tests.helpers.treserva import Treserva
-from tests.test_saml_rejections import assert_refused, audit_reasons
 from tests.test_sp_demo_slo import asks_for_the_card, logged_in_anna
 
 
