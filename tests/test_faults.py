@@ -44,8 +44,9 @@ import pytest
 from siths_testkit.local_cluster import ClusterError
 from siths_testkit.login_driver import response_summary
 from siths_testkit.pki import TestPki, init_test_pki
-from tests.conftest import DIRECTORY_CSV, GOTEBORG, OCSP_NEXT_UPDATE_SECONDS, PRIVATE_PROVIDER
+from tests.conftest import OCSP_NEXT_UPDATE_SECONDS
 from tests.helpers import saml_sp
+from tests.helpers.idp_process import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
 from tests.helpers.multinode_support import Cluster, running_cluster, start_node
 from tests.helpers.support import (
     VENV_BIN,

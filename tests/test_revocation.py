@@ -11,7 +11,6 @@ that failed). A second IdP process with soft-fail on shows what soft-fail forgiv
 from __future__ import annotations
 
 import base64
-import json
 import re
 import sqlite3
 import time
@@ -34,23 +33,15 @@ from idp.cli import main as idp_command
 from siths_testkit.app_simulator import AppApiError, SithsEidApp
 from siths_testkit.pki import TestPki, issue_card
 from siths_testkit.pki.revocation import published_url
-from tests.conftest import (
-    DIRECTORY_CSV,
-    GOTEBORG,
-    OCSP_NEXT_UPDATE_SECONDS,
-    PRIVATE_PROVIDER,
-    IdpUnderTest,
-)
+from tests.conftest import OCSP_NEXT_UPDATE_SECONDS, IdpUnderTest
 from tests.helpers.flows import follow, login_with_card, open_login
+from tests.helpers.idp_process import idp_env, import_people, start_idp
 from tests.helpers.refusals import assert_refusal_page
 from tests.helpers.saml_sp import make_service_provider
 from tests.helpers.support import (
-    VENV_BIN,
     browser,
     free_port,
     parse_page,
-    run_cli,
-    start_server,
     tls_context,
 )
 
@@ -402,32 +393,11 @@ def soft_fail_idp(
 ) -> Iterator[IdpUnderTest]:
     """Another IdP on the same PKI and responder, with IDP_REVOCATION_SOFT_FAIL=true."""
     work = tmp_path_factory.mktemp("soft-fail-idp")
-    var_dir, sp_metadata_dir = work / "var", work / "sp-metadata"
-    sp_metadata_dir.mkdir()
-    port, cert_port = free_port(), free_port()
-    base_url = f"https://localhost:{port}"
-    env = {
-        **idp.env,
-        "IDP_VAR_DIR": str(var_dir),
-        "IDP_SP_METADATA_DIR": str(sp_metadata_dir),
-        "IDP_PORT": str(port),
-        "IDP_CERT_PORT": str(cert_port),
-        "IDP_BASE_URL": base_url,
-        "IDP_CERT_LOGIN_URL": f"https://localhost:{cert_port}",
-        "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
-        "IDP_REVOCATION_SOFT_FAIL": "true",
-    }
-    people = work / "people.csv"
-    people.write_text(DIRECTORY_CSV, encoding="utf-8")
-    imported = run_cli([str(VENV_BIN / "idp"), "people", "import", str(people)], env)
-    assert imported.returncode == 0, imported.stderr
-    server = start_server(
-        [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
-        env,
-        f"{base_url}/saml/metadata",
-        idp.pki.tls_ca_cert,
-        work / "idp.log",
-    )
+    env = idp_env(idp.pki, work, IDP_REVOCATION_SOFT_FAIL="true")
+    var_dir, sp_metadata_dir = Path(env["IDP_VAR_DIR"]), Path(env["IDP_SP_METADATA_DIR"])
+    base_url = env["IDP_BASE_URL"]
+    import_people(env, work)
+    server = start_idp(env, idp.pki.tls_ca_cert, work / "idp.log")
     try:
         metadata_file = work / "idp-metadata.xml"
         metadata = httpx.get(f"{base_url}/saml/metadata", verify=tls_context(idp.ca_file))
