@@ -28,6 +28,7 @@ from idp.login.steps import LoginSteps
 from idp.methods import this_device
 from idp.methods.other_device import app_api
 from idp.methods.other_device import browser as other_device_browser
+from idp.methods.other_device.app_steps import AppOrderSteps
 from idp.oidc import endpoints as oidc_endpoints
 from idp.oidc.provider import OpenIDProvider, build_provider
 from idp.ops.install import install_operations
@@ -188,7 +189,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(login_pages.router)
     app.include_router(this_device.router)
     app.include_router(other_device_browser.router)
-    app.include_router(app_api.router)
+    app.include_router(
+        app_api.app_api_router(
+            AppOrderSteps(
+                components.services.database, components.services.authenticator, record_audit_event
+            )
+        )
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/")

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from idp.db import Database
+from idp.db import Database, Transaction
 from idp.errors import Refusal
 from idp.store.models import AuditEvent
 
@@ -24,6 +25,10 @@ AUDIT_FIELDS = "audit_fields"
 # (event, outcome, detail) → an audit event, for parts that run outside a request and its
 # session (the remote metadata refresher, metadata loading): see database_audit_hook.
 AuditHook = Callable[[str, str, str], None]
+# Where a transaction keeps (event, outcome, method, reason) of the events it recorded, in its
+# connection's ``info``, so that the metrics count them once it commits (idp.ops.metrics).
+RECORDED_IN_TRANSACTION = "idp.audit.recorded"
+_INSERT = insert(AuditEvent.__table__)  # built once: a login records two or three events
 
 
 class AuditSink(Protocol):
@@ -32,7 +37,7 @@ class AuditSink(Protocol):
 
     def __call__(
         self,
-        session: Session,
+        session: Transaction,
         event: str,
         *,
         outcome: str,
@@ -51,14 +56,14 @@ def database_audit_hook(database: Database) -> AuditHook:
     """
 
     def record(event: str, outcome: str, detail: str) -> None:
-        with database.session() as session:
-            record_audit_event(session, event, outcome=outcome, detail=detail[:2000])
+        with database.transaction() as connection:
+            record_audit_event(connection, event, outcome=outcome, detail=detail[:2000])
 
     return record
 
 
 def record_audit_event(
-    session: Session,
+    session: Transaction,
     event: str,
     *,
     outcome: str,
@@ -68,18 +73,22 @@ def record_audit_event(
     method: str = "",
     detail: str = "",
 ) -> None:
-    """Add the event to ``session`` (committed with the caller's transaction) and log it."""
-    row = AuditEvent(
-        at=datetime.now(UTC),
-        event=event,
-        outcome=outcome,
-        reason=reason,
-        hsa_id=hsa_id[:64],
-        client_id=client_id[:1024],
-        method=method,
-        detail=detail[:2000],
+    """Insert the event in ``session``'s transaction (committed with it) and log it."""
+    session.execute(
+        _INSERT,
+        {
+            "at": datetime.now(UTC),
+            "event": event,
+            "outcome": outcome,
+            "reason": reason,
+            "hsa_id": hsa_id[:64],
+            "client_id": client_id[:1024],
+            "method": method,
+            "detail": detail[:2000],
+        },
     )
-    session.add(row)
+    connection = session.connection() if isinstance(session, Session) else session
+    connection.info.setdefault(RECORDED_IN_TRANSACTION, []).append((event, outcome, method, reason))
     # The fields travel as a dict: the JSON formatter (idp.server.logging_setup) puts them into
     # the line as they are, and a plain handler still shows a readable message.
     logger.info(
@@ -105,15 +114,15 @@ async def record_audit_event_in_thread(database: Database, event: str, **fields:
     """The same as :func:`record_audit_event` in its own transaction, off the event loop."""
 
     def write() -> None:
-        with database.session() as session:
-            record_audit_event(session, event, **fields)  # type: ignore[arg-type]
+        with database.transaction() as connection:
+            record_audit_event(connection, event, **fields)  # type: ignore[arg-type]
 
     await asyncio.to_thread(write)
 
 
 def record_refusal(
     audit: AuditSink,
-    session: Session,
+    session: Transaction,
     event: str,
     refusal: Refusal,
     *,
@@ -144,7 +153,7 @@ async def record_refusal_in_thread(
     """The same as :func:`record_refusal` in its own transaction, off the event loop."""
 
     def write() -> None:
-        with database.session() as session:
-            record_refusal(record_audit_event, session, event, refusal, **fields)
+        with database.transaction() as connection:
+            record_refusal(record_audit_event, connection, event, refusal, **fields)
 
     await asyncio.to_thread(write)

@@ -40,6 +40,11 @@ class Base(DeclarativeBase):
     """Declarative base for every table the IdP owns."""
 
 
+# What the store's functions run their (Core) statements on: the caller's open transaction,
+# an ORM Session from :meth:`Database.session` or a Connection; both have ``execute``.
+Transaction = Session | Connection
+
+
 def normalise_database_url(database_url: str) -> str:
     """``postgresql://`` and ``postgres://`` mean psycopg 3 here (psycopg2 is not installed)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -260,6 +265,14 @@ class Database:
     def session(self) -> Iterator[Session]:
         with self.session_factory() as session, session.begin():
             yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A transaction on a pooled connection, for Core statements only: what the login's
+        hot path uses (no ORM Session to set up and flush). Commits on success, rolls back
+        on error."""
+        with self.engine.begin() as connection:
+            yield connection
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

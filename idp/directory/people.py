@@ -8,9 +8,10 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from idp.db import Transaction
 from idp.directory.models import DirectoryEntry
 from idp.hsa_id import InvalidHsaId, parse_hsa_id
 
@@ -41,23 +42,50 @@ def list_entries(session: Session) -> Sequence[DirectoryEntry]:
     return session.scalars(select(DirectoryEntry).order_by(DirectoryEntry.hsa_id)).all()
 
 
-def entry_and_service_ids(
-    session: Session, hsa_id: str, accepted_organisations: Iterable[str]
-) -> tuple[DirectoryEntry | None, list[DirectoryEntry]]:
-    """The entry of ``hsa_id`` (None if unknown) and the person's active HSA-IDs in the
-    accepted organisations, that entry first if it is one of them.
+@dataclass(frozen=True, slots=True)
+class ServiceId:
+    """One directory row as a login reads it (a plain row, no ORM object)."""
 
-    One query on every login: every row of the person (found through the entry's
-    ``person_key``), the entry itself among them.
-    """
-    person_key = (
-        select(DirectoryEntry.person_key).where(DirectoryEntry.hsa_id == hsa_id).scalar_subquery()
+    hsa_id: str
+    given_name: str
+    surname: str
+    title: str
+    organisation: str
+    mail: str
+    active: bool
+
+    @property
+    def organisation_number(self) -> str:
+        return self.hsa_id[2:12]
+
+
+_TABLE = DirectoryEntry.__table__
+# Built once (SQLAlchemy's compiled cache then finds them on every login): every row of the
+# person of an HSA-ID, found through the entry's person_key, the entry itself among them.
+_OF_SAME_PERSON = (
+    select(*(_TABLE.c[field.name] for field in fields(ServiceId)))
+    .where(
+        _TABLE.c.person_key
+        == select(_TABLE.c.person_key)
+        .where(_TABLE.c.hsa_id == bindparam("hsa_id"))
+        .scalar_subquery()
     )
-    rows = session.scalars(
-        select(DirectoryEntry)
-        .where(DirectoryEntry.person_key == person_key)
-        .order_by(DirectoryEntry.hsa_id)
-    ).all()
+    .order_by(_TABLE.c.hsa_id)
+)
+_ACTIVE = select(_TABLE.c.active).where(_TABLE.c.hsa_id == bindparam("hsa_id"))
+
+
+def is_active(session: Transaction, hsa_id: str) -> bool:
+    """Whether ``hsa_id`` is in the directory and active."""
+    return bool(session.execute(_ACTIVE, {"hsa_id": hsa_id}).scalar())
+
+
+def entry_and_service_ids(
+    session: Transaction, hsa_id: str, accepted_organisations: Iterable[str]
+) -> tuple[ServiceId | None, list[ServiceId]]:
+    """The entry of ``hsa_id`` (None if unknown) and the person's active HSA-IDs in the
+    accepted organisations, that entry first if it is one of them. One query."""
+    rows = [ServiceId(*row) for row in session.execute(_OF_SAME_PERSON, {"hsa_id": hsa_id})]
     entry = next((row for row in rows if row.hsa_id == hsa_id), None)
     if entry is None:
         return None, []

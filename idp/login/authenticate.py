@@ -13,17 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from sqlalchemy.orm import Session
 
 from idp.audit import AuditSink, record_audit_event
 from idp.authn import Authentication
+from idp.db import Transaction
 from idp.login.errors import LoginFailed, LoginReason
 from idp.login.identify import authentications_for_certificate
-from idp.login.pending import PendingState, ensure_unexpired, mark_authenticated
+from idp.login.pending import PendingLoginRecord, PendingState, ensure_unexpired, mark_authenticated
 from idp.login.policy import LoginPolicy
 from idp.siths.revocation import audit_note, audit_reason
 from idp.siths.validation import SithsValidator, ValidatedCertificate
-from idp.store.models import PendingLogin
 
 
 @dataclass(frozen=True)
@@ -50,14 +49,14 @@ class CertificateAuthentication:
 
     def authenticate_certificate(
         self,
-        session: Session,
-        pending: PendingLogin | None,
+        session: Transaction,
+        pending: PendingLoginRecord | None,
         leaf: x509.Certificate,
         intermediates: Sequence[x509.Certificate],
         method: str,
         *,
         evidence: str = "",
-        then: Callable[[Session, AuthenticationResult], None] | None = None,
+        then: Callable[[Transaction, AuthenticationResult], None] | None = None,
     ) -> AuthenticationResult:
         """Validate the certificate, find who it may log in as and record that on ``pending``
         (which must still be waiting for a method: else ``login_wrong_step`` or

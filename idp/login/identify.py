@@ -5,9 +5,8 @@ from __future__ import annotations
 import secrets
 import time
 
-from sqlalchemy.orm import Session
-
 from idp.authn import Authentication
+from idp.db import Transaction
 from idp.directory.people import entry_and_service_ids
 from idp.login.errors import LoginFailed, LoginReason
 from idp.login.policy import LoginPolicy
@@ -15,7 +14,7 @@ from idp.siths.validation import ValidatedCertificate
 
 
 def authentications_for_certificate(
-    session: Session,
+    session: Transaction,
     certificate: ValidatedCertificate,
     *,
     method: str,

@@ -11,18 +11,18 @@ so that the answer to the application can be given again if the first one was lo
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import Row, Update, bindparam, insert, select, update
 
 from idp.authn import Authentication
-from idp.db import stored_utc
+from idp.db import Transaction, stored_utc
 from idp.login.errors import LoginFailed, LoginReason
 from idp.store.models import PendingLogin
 
@@ -58,8 +58,40 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+@dataclass(slots=True)
+class PendingLoginRecord:
+    """One row of ``pending_logins`` as read or written by this module (no ORM object: the
+    login's hot path builds plain rows). A step that moves the login on updates the record,
+    so the caller holds what the row now says without reading it again."""
+
+    id: str
+    browser_binding: str
+    protocol: str
+    protocol_state: dict[str, Any]
+    client_id: str
+    client_name: str
+    force_authn: bool
+    state: str
+    authentication: dict[str, Any] | None
+    candidate_hsa_ids: list[str] | None
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Row[Any] | tuple[Any, ...]) -> PendingLoginRecord:
+        return cls(*row)
+
+
+_TABLE = PendingLogin.__table__
+# Statements built once: SQLAlchemy's compiled cache then finds them on every login step.
+_FIELD_NAMES = tuple(field.name for field in fields(PendingLoginRecord))
+PENDING_LOGIN_COLUMNS = tuple(_TABLE.c[name] for name in _FIELD_NAMES)
+_INSERT = insert(_TABLE)
+_SELECT = select(*PENDING_LOGIN_COLUMNS).where(_TABLE.c.id == bindparam("reference"))
+
+
 def create_pending_login(
-    session: Session,
+    session: Transaction,
     *,
     browser_token: str,
     protocol: str,
@@ -68,9 +100,9 @@ def create_pending_login(
     client_name: str,
     force_authn: bool,
     ttl_seconds: int,
-) -> PendingLogin:
+) -> PendingLoginRecord:
     now = dt.datetime.now(dt.UTC)
-    pending = PendingLogin(
+    pending = PendingLoginRecord(
         id=new_token(),
         browser_binding=token_hash(browser_token),
         protocol=protocol,
@@ -79,21 +111,32 @@ def create_pending_login(
         client_name=client_name,
         force_authn=force_authn,
         state=PendingState.PENDING,
+        authentication=None,
+        candidate_hsa_ids=None,
         created_at=now,
         expires_at=now + dt.timedelta(seconds=ttl_seconds),
     )
-    session.add(pending)
-    session.flush()
+    values = {name: getattr(pending, name) for name in _FIELD_NAMES}
+    # Left out, not None: a JSON column stores None as JSON null, the ORM stored SQL NULL.
+    session.execute(_INSERT, {name: value for name, value in values.items() if value is not None})
     return pending
 
 
+def read_pending_login(session: Transaction, reference: str) -> PendingLoginRecord | None:
+    """The pending login ``reference`` as stored, unchecked (None: no such login)."""
+    if not reference:
+        return None
+    row = session.execute(_SELECT, {"reference": reference[:64]}).first()
+    return None if row is None else PendingLoginRecord.from_row(row)
+
+
 def load_pending_login(
-    session: Session,
+    session: Transaction,
     reference: str,
     browser_token: str | None,
     *,
     expected_state: PendingState | tuple[PendingState, ...],
-) -> PendingLogin:
+) -> PendingLoginRecord:
     """The pending login if it exists, is this browser's, in ``expected_state`` (one state or a
     tuple of them) and unexpired; else :class:`LoginFailed` saying which check failed.
 
@@ -101,7 +144,19 @@ def load_pending_login(
     expired login ``expired_login`` whatever its state. A completed login is returned only if
     ``expected_state`` names COMPLETED, and only within :data:`REPEAT_WINDOW` of completion
     (:func:`complete_pending_login` shortens its expiry to that)."""
-    pending = session.get(PendingLogin, reference[:64]) if reference else None
+    return check_pending_login(
+        read_pending_login(session, reference), browser_token, expected_state=expected_state
+    )
+
+
+def check_pending_login(
+    pending: PendingLoginRecord | None,
+    browser_token: str | None,
+    *,
+    expected_state: PendingState | tuple[PendingState, ...],
+) -> PendingLoginRecord:
+    """:func:`load_pending_login`'s checks on a login already read (e.g. together with its
+    order, :mod:`idp.methods.other_device.orders`), in the same order."""
     if pending is None:
         raise LoginFailed(LoginReason.UNKNOWN_LOGIN, "no such pending login")
     if not browser_token or not hmac.compare_digest(
@@ -121,12 +176,12 @@ def load_pending_login(
 
 
 def answerable_login(
-    session: Session, reference: str, browser_token: str | None
-) -> PendingLogin | None:
+    session: Transaction, reference: str, browser_token: str | None
+) -> PendingLoginRecord | None:
     """The login a refused step belongs to, if this browser started it and its application is
     still owed an answer (neither completed nor cancelled); expired logins count, since the
     application must hear that the time ran out. None otherwise: then nobody is answered."""
-    pending = session.get(PendingLogin, reference[:64]) if reference else None
+    pending = read_pending_login(session, reference)
     if pending is None or not browser_token:
         return None
     if not hmac.compare_digest(pending.browser_binding, token_hash(browser_token)):
@@ -134,45 +189,50 @@ def answerable_login(
     return None if pending.state in (PendingState.COMPLETED, PendingState.CANCELLED) else pending
 
 
-def cancel_pending_login(session: Session, pending: PendingLogin) -> None:
+def cancel_pending_login(session: Transaction, pending: PendingLoginRecord) -> None:
     """End a login the user gave up on (once; it can then neither go on nor complete).
 
     ``pending`` must come from :func:`load_pending_login` in the same transaction."""
     _transition(session, pending, PendingState(pending.state), state=PendingState.CANCELLED)
 
 
-def ensure_unexpired(pending: PendingLogin) -> None:
+def ensure_unexpired(pending: PendingLoginRecord) -> None:
     """Raise :class:`LoginFailed` (expired_login) if the pending login's time is up."""
     if stored_utc(pending.expires_at) < dt.datetime.now(dt.UTC):
         raise LoginFailed(LoginReason.EXPIRED_LOGIN, "the login took too long")
 
 
+@functools.cache
+def _transition_statement(names: tuple[str, ...]) -> Update:
+    """The conditional UPDATE that sets the columns ``names``, built once per set of columns."""
+    return (
+        update(_TABLE)
+        .where(_TABLE.c.id == bindparam("_id"), _TABLE.c.state == bindparam("_from_state"))
+        .values({name: bindparam(f"_{name}") for name in names})
+    )
+
+
 def _transition(
-    session: Session, pending: PendingLogin, from_state: PendingState, **values: Any
+    session: Transaction, pending: PendingLoginRecord, from_state: PendingState, **values: Any
 ) -> None:
     """Move ``pending`` from ``from_state`` with a conditional UPDATE, once, whatever races.
 
     ``pending`` must have been loaded in ``from_state`` (by :func:`load_pending_login`). Then the
     UPDATE matching means no other request moved it since (states only move forward), so the
-    row now holds the loaded values plus ``values``: they are set on the object as committed
-    state. Expiring the object instead would cost a SELECT at the next attribute read (the
-    audit event's ``client_id``, the protocol state) on every login step.
+    row now holds the loaded values plus ``values``: they are set on the record, not read back.
     """
-    result = session.execute(
-        update(PendingLogin)
-        .where(PendingLogin.id == pending.id, PendingLogin.state == from_state)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    parameters = {f"_{name}": value for name, value in values.items()}
+    parameters.update(_id=pending.id, _from_state=from_state)
+    result = session.execute(_transition_statement(tuple(values)), parameters)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise LoginFailed(LoginReason.LOGIN_ALREADY_COMPLETED, "another request finished this step")
     for name, value in values.items():
-        set_committed_value(pending, name, value)
+        setattr(pending, name, value)
 
 
 def mark_authenticated(
-    session: Session,
-    pending: PendingLogin,
+    session: Transaction,
+    pending: PendingLoginRecord,
     authentications: list[Authentication],
 ) -> None:
     """Record who logged in. With several possible HSA-IDs the user must choose one next."""
@@ -196,7 +256,7 @@ def mark_authenticated(
         )
 
 
-def choose_hsa_id(session: Session, pending: PendingLogin, hsa_id: str) -> None:
+def choose_hsa_id(session: Transaction, pending: PendingLoginRecord, hsa_id: str) -> None:
     """Pick one of the offered HSA-IDs; anything not offered is refused."""
     candidates = (pending.authentication or {}).get("candidates", [])
     chosen = [c for c in candidates if c["hsa_id"] == hsa_id]
@@ -214,7 +274,7 @@ def choose_hsa_id(session: Session, pending: PendingLogin, hsa_id: str) -> None:
     )
 
 
-def complete_pending_login(session: Session, pending: PendingLogin) -> Authentication:
+def complete_pending_login(session: Transaction, pending: PendingLoginRecord) -> Authentication:
     """Finish an authenticated login exactly once and return who logged in.
 
     Of concurrent callers one succeeds; the others get :class:`LoginFailed`
@@ -234,7 +294,7 @@ def complete_pending_login(session: Session, pending: PendingLogin) -> Authentic
     return authentication
 
 
-def repeat_completed_login(pending: PendingLogin) -> Authentication:
+def repeat_completed_login(pending: PendingLoginRecord) -> Authentication:
     """Who logged in to a completed login, to answer the application again; changes nothing.
 
     Pass only a login that :func:`load_pending_login` returned in state COMPLETED: that
@@ -245,5 +305,5 @@ def repeat_completed_login(pending: PendingLogin) -> Authentication:
     return _authentication_of(pending)
 
 
-def _authentication_of(pending: PendingLogin) -> Authentication:
+def _authentication_of(pending: PendingLoginRecord) -> Authentication:
     return Authentication.from_json(dict(pending.authentication or {}))

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from idp.audit import AuditSink
 from idp.authn import Authentication
-from idp.db import Database
+from idp.db import Database, Transaction
 from idp.login.errors import LoginFailed, LoginReason
 from idp.login.pending import (
+    PendingLoginRecord,
     PendingState,
     cancel_pending_login,
     choose_hsa_id,
@@ -25,7 +24,6 @@ from idp.login.pending import (
     repeat_completed_login,
 )
 from idp.login.sso import end_sso_sessions_by_key, sso_session_key, start_sso_session
-from idp.store.models import PendingLogin
 
 # The states in which a login is finished: once, or again within the repeat window.
 _FINISHABLE = (PendingState.AUTHENTICATED, PendingState.COMPLETED)
@@ -60,7 +58,7 @@ class CancelledLogin:
 
 
 # Extra work in the cancelling transaction, e.g. ending the login's app order.
-CancelAlso = Callable[[Session, PendingLogin], None]
+CancelAlso = Callable[[Transaction, PendingLoginRecord], None]
 
 
 class LoginSteps:
@@ -73,7 +71,7 @@ class LoginSteps:
 
     def waiting_login(self, reference: str, browser: str | None) -> WaitingLogin:
         """This browser's login ``reference`` if it still waits for a method."""
-        with self._database.session() as session:
+        with self._database.transaction() as session:
             pending = load_pending_login(
                 session, reference, browser, expected_state=PendingState.PENDING
             )
@@ -85,7 +83,7 @@ class LoginSteps:
 
         Finishing happens in the same transaction that read the pending login, rather than
         reading it again in a second one."""
-        with self._database.session() as session:
+        with self._database.transaction() as session:
             pending = load_pending_login(
                 session, reference, browser, expected_state=(PendingState.CHOOSING, *_FINISHABLE)
             )
@@ -95,7 +93,7 @@ class LoginSteps:
 
     def choose_service_id(self, reference: str, browser: str | None, hsa_id: str) -> None:
         """Pick one of the offered tjänste-ids (anything else: ``hsa_id_not_offered``)."""
-        with self._database.session() as session:
+        with self._database.transaction() as session:
             pending = load_pending_login(
                 session, reference, browser, expected_state=PendingState.CHOOSING
             )
@@ -106,7 +104,7 @@ class LoginSteps:
     ) -> CancelledLogin:
         """End this browser's login as cancelled (running ``also`` in the same transaction)
         and audit it."""
-        with self._database.session() as session:
+        with self._database.transaction() as session:
             pending = load_pending_login(
                 session,
                 reference,
@@ -126,7 +124,7 @@ class LoginSteps:
             )
             return cancelled
 
-    def _finish(self, session: Session, pending: PendingLogin) -> FinishedLogin:
+    def _finish(self, session: Transaction, pending: PendingLoginRecord) -> FinishedLogin:
         """Complete the pending login once, start the SSO session and audit it.
 
         ``pending`` is this browser's, unexpired and in one of :data:`_FINISHABLE` (checked

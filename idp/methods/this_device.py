@@ -37,7 +37,7 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
     retry_url = f"{settings.base_url}/login?ref={ref}"
 
     def authenticate() -> None:
-        with services.database.session() as session:
+        with services.database.transaction() as session:
             pending = load_pending_login(session, ref, browser, expected_state=PendingState.PENDING)
             if source.certificate is None:
                 raise CertificateRejected(RejectionReason.NO_CERTIFICATE, "no client certificate")

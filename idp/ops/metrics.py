@@ -27,27 +27,25 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, event, func, select
 
+from idp.audit import RECORDED_IN_TRANSACTION
 from idp.db import Database
 from idp.login.pending import PendingState
 from idp.siths.revocation import RevocationCache
-from idp.store.models import AuditEvent, Order, PendingLogin, SsoSession
+from idp.store.models import Order, PendingLogin, SsoSession
 
 logger = logging.getLogger("idp.metrics")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Logins are a few steps of tens of milliseconds; a card PIN prompt can hold one for seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_PENDING_AUDIT = "idp.metrics.pending_audit"
 # Where prometheus_client's multiprocess values put their files (it reads the variable).
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Set only in a worker process, by use_worker_metrics.
@@ -135,24 +133,21 @@ class IdpMetrics:
     def watch_audit_events(self, database: Database) -> None:
         """Count the audit events written through ``database`` when their transaction commits
         (a rolled-back login is not counted)."""
-        factory = database.session_factory
 
-        @event.listens_for(factory, "after_flush")
-        def _collect(session: Session, _context: Any) -> None:
-            rows = [row for row in session.new if isinstance(row, AuditEvent)]
-            if rows:
-                session.info.setdefault(_PENDING_AUDIT, []).extend(
-                    (row.event, row.outcome, row.method, row.reason) for row in rows
-                )
+        # Per transaction: what a transaction recorded is in its connection's info; a new
+        # transaction starts with none.
+        @event.listens_for(database.engine, "begin")
+        def _start(connection: Connection) -> None:
+            connection.info.pop(RECORDED_IN_TRANSACTION, None)
 
-        @event.listens_for(factory, "after_commit")
-        def _count(session: Session) -> None:
-            for entry in session.info.pop(_PENDING_AUDIT, ()):
+        @event.listens_for(database.engine, "commit")
+        def _count(connection: Connection) -> None:
+            for entry in connection.info.pop(RECORDED_IN_TRANSACTION, ()):
                 self.count_audit_event(*entry)
 
-        @event.listens_for(factory, "after_rollback")
-        def _forget(session: Session) -> None:
-            session.info.pop(_PENDING_AUDIT, None)
+        @event.listens_for(database.engine, "rollback")
+        def _forget(connection: Connection) -> None:
+            connection.info.pop(RECORDED_IN_TRANSACTION, None)
 
     # --- gauges from the shared database -------------------------------------------------
 

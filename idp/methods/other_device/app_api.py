@@ -14,29 +14,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from idp.audit import record_audit_event, record_audit_event_in_thread
-from idp.methods.other_device.orders import (
-    OrderRefused,
-    claim_by_auto_start,
-    claim_by_qr,
-    fail_order,
-    now_utc,
-    order_for_app,
-)
+from idp.methods.other_device.app_steps import AppOrderSteps, OrderState
+from idp.methods.other_device.orders import OrderRefused
 from idp.methods.other_device.signature import SIGNATURE_ALGORITHMS
-from idp.methods.other_device.signing import (
-    METHOD,
-    SignedOrder,
-    SignOutcome,
-    complete_signed_order,
-)
-from idp.services import Services, services_of
+from idp.methods.other_device.signing import SignedOrder
 
 API_PREFIX = "/app-api/v1"
-router = APIRouter(prefix=API_PREFIX, tags=["SITHS eID app API v1"])
 
 
 class ScanRequest(BaseModel):
@@ -95,85 +80,50 @@ def _error(exc: OrderRefused) -> JSONResponse:
     )
 
 
-@router.post("/scan", response_model=ScanResponse, responses=ERRORS)
-async def scan(request: Request, body: ScanRequest) -> ScanResponse | JSONResponse:
-    """Claim the order whose QR code (or autoStartToken) the app has."""
-    services = services_of(request)
-
-    def claim() -> ScanResponse:
-        with services.database.session() as session:
-            now = now_utc()
-            if body.qrCode:
-                order, sign_token = claim_by_qr(session, body.qrCode, now)
-            elif body.autoStartToken:
-                order, sign_token = claim_by_auto_start(session, body.autoStartToken, now)
-            else:
-                raise OrderRefused("invalidParameters", "give qrCode or autoStartToken")
-            return ScanResponse(
-                orderRef=order.order_ref,
-                signToken=sign_token,
-                dataToSign=order.data_to_sign,
-                userVisibleData=order.user_visible_data,
-                signatureAlgorithms=list(SIGNATURE_ALGORITHMS),
-            )
-
-    try:
-        return await run_in_threadpool(claim)
-    except OrderRefused as exc:
-        await _audit(services, "app.scan", "rejected", exc.reason, exc.detail)
-        return _error(exc)
+def _status(state: OrderState) -> OrderStatus:
+    return OrderStatus(orderRef=state.order_ref, status=state.status, hintCode=state.hint_code)
 
 
-@router.post("/sign", response_model=OrderStatus, responses=ERRORS)
-async def sign(request: Request, body: SignRequest) -> OrderStatus | JSONResponse:
-    """Verify the signature and the certificate; complete the order once."""
-    services = services_of(request)
-    signed = SignedOrder(
-        body.orderRef, body.signToken, body.signatureAlgorithm, body.signature, body.certificates
-    )
+def app_api_router(steps: AppOrderSteps) -> APIRouter:
+    """The API's endpoints, calling ``steps`` (built once at start-up)."""
+    router = APIRouter(prefix=API_PREFIX, tags=["SITHS eID app API v1"])
 
-    def verify_and_complete() -> SignOutcome:
-        with services.database.session() as session:
-            return complete_signed_order(session, services.authenticator, signed)
+    @router.post("/scan", response_model=ScanResponse, responses=ERRORS)
+    async def scan(body: ScanRequest) -> ScanResponse | JSONResponse:
+        """Claim the order whose QR code (or autoStartToken) the app has."""
+        try:
+            scanned = await run_in_threadpool(steps.scan, body.qrCode, body.autoStartToken)
+        except OrderRefused as exc:
+            return _error(exc)
+        return ScanResponse(
+            orderRef=scanned.order_ref,
+            signToken=scanned.sign_token,
+            dataToSign=scanned.data_to_sign,
+            userVisibleData=scanned.user_visible_data,
+            signatureAlgorithms=list(SIGNATURE_ALGORITHMS),
+        )
 
-    try:
-        outcome = await run_in_threadpool(verify_and_complete)
-    except OrderRefused as exc:
-        await _audit(services, "app.sign", "rejected", exc.reason, exc.detail)
-        return _error(exc)
-    if outcome.refused is not None:
-        return _error(outcome.refused)
-    return OrderStatus(orderRef=outcome.order_ref, status="complete", hintCode="")
+    @router.post("/sign", response_model=OrderStatus, responses=ERRORS)
+    async def sign(body: SignRequest) -> OrderStatus | JSONResponse:
+        """Verify the signature and the certificate; complete the order once."""
+        signed = SignedOrder(
+            body.orderRef,
+            body.signToken,
+            body.signatureAlgorithm,
+            body.signature,
+            body.certificates,
+        )
+        try:
+            return _status(await run_in_threadpool(steps.sign, signed))
+        except OrderRefused as exc:
+            return _error(exc)
 
+    @router.post("/cancel", response_model=OrderStatus, responses=ERRORS)
+    async def cancel(body: CancelRequest) -> OrderStatus | JSONResponse:
+        """The user cancelled in the app."""
+        try:
+            return _status(await run_in_threadpool(steps.cancel, body.orderRef, body.signToken))
+        except OrderRefused as exc:
+            return _error(exc)
 
-@router.post("/cancel", response_model=OrderStatus, responses=ERRORS)
-async def cancel(request: Request, body: CancelRequest) -> OrderStatus | JSONResponse:
-    """The user cancelled in the app."""
-    services = services_of(request)
-
-    def cancel_order() -> OrderStatus:
-        with services.database.session() as session:
-            order = order_for_app(session, body.orderRef, body.signToken, now_utc())
-            fail_order(session, order, "userCancel", "user_cancel")
-            record_audit_event(
-                session,
-                "login.method",
-                outcome="failure",
-                reason="user_cancel",
-                method=METHOD,
-                detail=f"order {order.order_ref}",
-            )
-            return OrderStatus(
-                orderRef=order.order_ref, status=order.status, hintCode=order.hint_code
-            )
-
-    try:
-        return await run_in_threadpool(cancel_order)
-    except OrderRefused as exc:
-        return _error(exc)
-
-
-async def _audit(services: Services, event: str, outcome: str, reason: str, detail: str) -> None:
-    await record_audit_event_in_thread(
-        services.database, event, outcome=outcome, reason=reason, method=METHOD, detail=detail
-    )
+    return router

@@ -16,12 +16,16 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from idp.login.errors import LoginFailed
 from idp.login.pending import BROWSER_COOKIE
-from idp.methods.other_device.orders import current_qr_content, now_utc
+from idp.methods.other_device.orders import (
+    OrderRecord,
+    OrderStatus,
+    current_qr_content,
+    now_utc,
+)
 from idp.methods.other_device.qr import qr_svg
-from idp.methods.other_device.status_texts import status_text
+from idp.methods.other_device.status_texts import HINT_TEXTS
 from idp.methods.other_device.waiting import WaitingForApp, cancel_live_order, waiting_for_app
 from idp.services import services_of
-from idp.store.models import Order
 from idp.web.login_pages import cancel_login
 from idp.web.messages import message_for
 from idp.web.refusals import refuse
@@ -29,25 +33,38 @@ from idp.web.render import render_page
 
 router = APIRouter()
 SELF_EXPLAINED_FAILURES = ("expired_order", "user_cancel")
+# What collect says for each hint, made once: the QR page's script polls once a second.
+_MESSAGES = {hint: {"sv": text.sv, "en": text.en} for hint, text in HINT_TEXTS.items()}
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _view(order: Order, reference: str) -> dict[str, Any]:
-    """What the page and collect show for an order, without any secret."""
-    text = status_text(order.status, order.hint_code)
+def _view(order: OrderRecord | None, reference: str) -> dict[str, Any]:
+    """What the page and collect show for an order (None: the login has finished its
+    method), without any secret."""
+    if order is None or order.status == OrderStatus.COMPLETE:
+        return {
+            "status": OrderStatus.COMPLETE.value,
+            "hintCode": order.hint_code if order is not None else "",
+            "message": _MESSAGES["complete"],
+            "qr": None,
+            "next": f"/login/continue?ref={reference}",
+        }
+    hint = order.hint_code if order.hint_code in _MESSAGES else "outstandingTransaction"
     view: dict[str, Any] = {
         "status": order.status,
         "hintCode": order.hint_code,
-        "message": {"sv": text.sv, "en": text.en},
+        "message": _MESSAGES[hint],
         "qr": None,
         "next": None,
     }
-    if order.status == "pending" and order.hint_code == "outstandingTransaction":
+    if order.status == OrderStatus.PENDING and order.hint_code == "outstandingTransaction":
         view["qr"] = qr_svg(current_qr_content(order, now_utc()))
-    if order.status == "complete":
-        view["next"] = f"/login/continue?ref={reference}"
     # The hint's own text already says why for these; only card problems need the reason too.
-    if order.status == "failed" and order.failure_reason not in ("", *SELF_EXPLAINED_FAILURES):
-        reason = message_for(order.failure_reason)
+    if order.status == OrderStatus.FAILED and order.failure_reason not in (
+        "",
+        *SELF_EXPLAINED_FAILURES,
+    ):
+        text, reason = HINT_TEXTS[hint], message_for(order.failure_reason)
         view["reason"] = order.failure_reason
         view["message"] = {
             "sv": f"{text.sv} {reason.title_sv}: {reason.text_sv}",
@@ -74,7 +91,7 @@ async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
     except LoginFailed as exc:
         return await refuse(request, exc, reference=ref)
     order = waiting.order
-    if order is None or order.status == "complete":
+    if order is None or order.status == OrderStatus.COMPLETE:
         return RedirectResponse(f"/login/continue?ref={ref}", status_code=303)
     view = _view(order, ref)
     return render_page(
@@ -85,40 +102,29 @@ async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
             "client_name": waiting.client_name,
             "view": view,
             "auto_start_url": f"sithseid:///?autostarttoken={order.auto_start_token}&redirect=null",
-            "refresh": order.status == "pending",
+            "refresh": order.status == OrderStatus.PENDING,
         },
     )
 
 
 @router.get("/login/other-device/collect")
-async def collect(request: Request, ref: str = "") -> Response:
+async def collect(request: Request) -> Response:
+    """The QR page's poll: the order's state and the current QR code, as JSON."""
+    reference = request.query_params.get("ref", "")
     try:
-        waiting = await _waiting(request, ref, start_new=False)
+        waiting = await _waiting(request, reference, start_new=False)
     except LoginFailed as exc:
         message = message_for(exc.reason)
-        return JSONResponse(
-            {
-                "status": "failed",
-                "hintCode": exc.reason,
-                "reason": exc.reason,
-                "message": {"sv": message.text_sv, "en": message.text_en},
-                "qr": None,
-                "next": None,
-            },
-            status_code=message.status_code,
-            headers={"Cache-Control": "no-store"},
-        )
-    if waiting.order is None:
-        view = {
-            "status": "complete",
-            "hintCode": "",
+        refused = {
+            "status": OrderStatus.FAILED.value,
+            "hintCode": exc.reason,
+            "reason": exc.reason,
+            "message": {"sv": message.text_sv, "en": message.text_en},
             "qr": None,
-            "message": {"sv": status_text("complete", "").sv, "en": status_text("complete", "").en},
-            "next": f"/login/continue?ref={ref}",
+            "next": None,
         }
-    else:
-        view = _view(waiting.order, ref)
-    return JSONResponse(view, headers={"Cache-Control": "no-store"})
+        return JSONResponse(refused, status_code=message.status_code, headers=_NO_STORE)
+    return JSONResponse(_view(waiting.order, reference), headers=_NO_STORE)
 
 
 @router.post("/login/other-device/cancel")

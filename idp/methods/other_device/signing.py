@@ -13,21 +13,22 @@ import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from idp.audit import record_audit_event
+from idp.db import Transaction
 from idp.login.authenticate import AuthenticationResult, CertificateAuthentication
 from idp.login.errors import LoginFailed
+from idp.login.pending import PendingLoginRecord
 from idp.methods.other_device.orders import (
+    OrderRecord,
     OrderRefused,
     complete_order,
     fail_order,
+    login_of_order,
     now_utc,
     order_for_app,
 )
 from idp.methods.other_device.signature import SIGNATURE_ALGORITHMS, signature_is_valid
 from idp.siths.validation import CertificateRejected, load_certificate
-from idp.store.models import Order, PendingLogin
 
 METHOD = "siths-other-device"
 
@@ -53,20 +54,20 @@ class SignOutcome:
 
 
 def complete_signed_order(
-    session: Session, authenticator: CertificateAuthentication, signed: SignedOrder
+    session: Transaction, authenticator: CertificateAuthentication, signed: SignedOrder
 ) -> SignOutcome:
     """Complete the order once if the signature and the certificate hold, else fail it.
 
     Raises :class:`OrderRefused` (nothing changed, nothing audited here) when the order is
     unknown, not this app's or no longer open."""
     order = order_for_app(session, signed.order_ref, signed.sign_token, now_utc())
-    pending = session.get(PendingLogin, order.pending_login_id)
+    pending = login_of_order(session, order)
     refused = _malformed(signed)
     hsa_id = ""
     if refused is None:
         authenticated: list[AuthenticationResult] = []
 
-        def complete(session: Session, result: AuthenticationResult) -> None:
+        def complete(session: Transaction, result: AuthenticationResult) -> None:
             authenticated.append(result)
             complete_order(session, order)
 
@@ -97,12 +98,12 @@ def complete_signed_order(
 
 
 def _authenticate(
-    session: Session,
+    session: Transaction,
     authenticator: CertificateAuthentication,
     signed: SignedOrder,
-    order: Order,
-    pending: PendingLogin | None,
-    complete: Callable[[Session, AuthenticationResult], None],
+    order: OrderRecord,
+    pending: PendingLoginRecord | None,
+    complete: Callable[[Transaction, AuthenticationResult], None],
 ) -> None:
     # UTF-8, not ASCII: a PEM with other characters is unreadable, not a crash.
     leaf = load_certificate(signed.certificates[0].encode("utf-8"))

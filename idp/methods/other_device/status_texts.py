@@ -34,9 +34,3 @@ HINT_TEXTS: dict[str, StatusText] = {
     ),
     "cancelled": StatusText("Inloggningen avbröts.", "The login was cancelled."),
 }
-
-
-def status_text(status: str, hint_code: str) -> StatusText:
-    if status == "complete":
-        return HINT_TEXTS["complete"]
-    return HINT_TEXTS.get(hint_code, HINT_TEXTS["outstandingTransaction"])

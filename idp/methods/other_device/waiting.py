@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from idp.audit import record_audit_event
-from idp.db import Database
-from idp.login.pending import PendingState, load_pending_login
+from idp.db import Database, Transaction
+from idp.login.pending import PendingLoginRecord, PendingState, check_pending_login
 from idp.methods.other_device.orders import (
+    OrderRecord,
+    OrderStatus,
     create_order,
     expire_if_due,
     fail_order,
     latest_order,
+    login_and_latest_order,
     now_utc,
-    prefetch_login_and_latest_order,
 )
 from idp.methods.other_device.signing import METHOD
-from idp.store.models import Order, PendingLogin
 
 ORDER_TTL_SECONDS = 180
 # A method has succeeded: the page sends the browser on to /login/continue.
@@ -34,8 +33,8 @@ FINISHED_STATES = (PendingState.AUTHENTICATED, PendingState.CHOOSING)
 class WaitingForApp:
     """The login's state and, while it waits, its current order (None once it has finished)."""
 
-    state: str
-    order: Order | None
+    state: PendingState
+    order: OrderRecord | None
     client_name: str
 
 
@@ -43,22 +42,19 @@ def waiting_for_app(
     database: Database, reference: str, browser: str | None, *, start_new: bool
 ) -> WaitingForApp:
     """This browser's login and its current order; starts an order if asked or none exists."""
-    with database.session() as session:
-        # Once a second per waiting browser: the login and its order in one query. Every
-        # check on the login is still load_pending_login's (which finds the prefetched row in
-        # the session), made before the order is looked at.
-        _prefetched, order = prefetch_login_and_latest_order(session, reference)
-        pending = load_pending_login(
-            session,
-            reference,
-            browser,
-            expected_state=(PendingState.PENDING, *FINISHED_STATES),
+    with database.transaction() as session:
+        # Once a second per waiting browser: the login and its order in one query, and no
+        # write unless the order's time ran out. Every check on the login is
+        # load_pending_login's, made before the order is looked at.
+        read, order = login_and_latest_order(session, reference)
+        pending = check_pending_login(
+            read, browser, expected_state=(PendingState.PENDING, *FINISHED_STATES)
         )
         if pending.state in FINISHED_STATES:
-            return WaitingForApp(pending.state, None, pending.client_name)
+            return WaitingForApp(PendingState(pending.state), None, pending.client_name)
         if order is not None:
             expire_if_due(session, order, now_utc())
-        if order is None or (start_new and order.status != "pending"):
+        if order is None or (start_new and order.status != OrderStatus.PENDING):
             order = create_order(
                 session,
                 pending,
@@ -75,14 +71,14 @@ def waiting_for_app(
                 method=METHOD,
                 detail=f"order {order.order_ref}",
             )
-        return WaitingForApp(pending.state, order, pending.client_name)
+        return WaitingForApp(PendingState.PENDING, order, pending.client_name)
 
 
-def cancel_live_order(session: Session, pending: PendingLogin) -> None:
+def cancel_live_order(session: Transaction, pending: PendingLoginRecord) -> None:
     """Fail the login's order if it is still live (the app is told ``cancelled``) and audit
     it; for :meth:`idp.login.steps.LoginSteps.cancel` to run in the cancelling transaction."""
     order = latest_order(session, pending.id)
-    if order is not None and order.status == "pending":
+    if order is not None and order.status == OrderStatus.PENDING:
         fail_order(session, order, "cancelled", "")
         record_audit_event(
             session,
