@@ -8,9 +8,9 @@ Everything runs on loopback, in a temporary directory, with a throwaway test PKI
 - :func:`scaled`: nginx (``docker/nginx/idp.conf.template``) in front of two
   ``idp serve --behind-proxy`` nodes on a PostgreSQL cluster (``durable=True``: fsync on).
 
-The SP is the tests' independent pysaml2 SP (``tests/saml_sp.py``). Login URLs are made before
-a timed run; in a loop a Response is checked cheaply (InResponseTo, status, HSA-ID read from
-the XML), and a sample is verified afterwards by the SP in full (signatures and all).
+The SP is the tests' independent pysaml2 SP (``tests/helpers/saml_sp.py``). Login URLs are
+made before a timed run; in a loop a Response is checked cheaply (InResponseTo, status, HSA-ID
+read from the XML), and a sample is verified afterwards by the SP in full (signatures and all).
 
 The load generator shares the machine with the servers: every report says how much CPU each
 side used, read from /proc.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # tests.saml_sp: the independent pysaml2 SP
+    sys.path.insert(0, str(REPO_ROOT))  # tests.helpers.saml_sp: the independent pysaml2 SP
 
 warnings.filterwarnings("ignore", message="CFB has been moved")
 
@@ -56,7 +56,7 @@ from siths_testkit.local_cluster import (  # noqa: E402
 )
 from siths_testkit.pki import TestPki, init_test_pki  # noqa: E402
 from siths_testkit.pki.cards import issue_card_for_public_key, load_issuer  # noqa: E402
-from tests import saml_sp  # noqa: E402
+from tests.helpers import saml_sp  # noqa: E402
 
 BIN = Path(sys.executable).parent
 GOTEBORG = "2120001355"

@@ -12,8 +12,8 @@ The IdPs, all on loopback under one temporary directory, all started and stopped
 - **simplesamlphp**: SimpleSAMLphp 1.19 from Debian with its ``authX509`` module and slapd,
   php-fpm behind nginx (benchmarks/simplesamlphp.py).
 
-Each has its own pysaml2 SP (``tests/saml_sp.py``) configured from that IdP's metadata, signing
-its AuthnRequests, and the same two test cards (test PKI, ``init_test_pki``).
+Each has its own pysaml2 SP (``tests/helpers/saml_sp.py``) configured from that IdP's
+metadata, signing its AuthnRequests, and the same two test cards (test PKI, ``init_test_pki``).
 
 A **login**: a new browser (benchmarks/browser.py: cookie jar, TLS connections) gets the SP's
 redirect URL (a signed AuthnRequest made before the run), follows the IdP's pages as a browser
@@ -61,7 +61,7 @@ from lxml import etree
 
 from siths_testkit.local_cluster import NginxProcess, start_nginx
 from siths_testkit.pki import TestPki
-from tests import saml_sp
+from tests.helpers import saml_sp
 
 SIDES = ("embedded", "nginx", "simplesamlphp")
 KINDS = ("login", "floor", "nginx-floor")

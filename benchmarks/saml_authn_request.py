@@ -30,7 +30,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # tests.saml_sp: the independent pysaml2 SP
+    sys.path.insert(0, str(REPO_ROOT))  # tests.helpers.saml_sp: the independent pysaml2 SP
 # pysaml2 imports CFB from its old place: silence that before pysaml2 is imported.
 warnings.filterwarnings("ignore", message="CFB has been moved")
 
@@ -39,7 +39,7 @@ from saml2 import BINDING_HTTP_POST  # noqa: E402
 from idp.saml.bindings import SAML_REQUEST, BindingMessage  # noqa: E402
 from idp.saml.server import SamlIdentityProvider  # noqa: E402
 from siths_testkit.pki import init_test_pki  # noqa: E402
-from tests.saml_sp import in_process_idp  # noqa: E402
+from tests.helpers.saml_sp import in_process_idp  # noqa: E402
 
 SIGNED_SP = "https://signed.example.test/metadata"
 UNSIGNED_SP = "https://unsigned.example.test/metadata"

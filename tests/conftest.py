@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -13,8 +12,13 @@ import pytest
 
 from idp.command_plugins import ENTRY_POINT_GROUP
 from siths_testkit.pki import TestPki, init_test_pki
-from tests.saml_sp import EID_ATTRIBUTES, TestServiceProvider, make_service_provider
-from tests.support import (
+from tests.helpers.idp_process import (
+    idp_env,
+    import_people,
+    start_idp,
+)
+from tests.helpers.saml_sp import EID_ATTRIBUTES, TestServiceProvider, make_service_provider
+from tests.helpers.support import (
     VENV_BIN,
     RunningServer,
     free_port,
@@ -23,18 +27,9 @@ from tests.support import (
     tls_context,
 )
 
-PRIVATE_PROVIDER = "5567000010"
-GOTEBORG = "2120001355"
-
-DIRECTORY_CSV = """hsa_id,given_name,surname,title,organisation,mail,person_key
-SE2120001355-E0001,Anna,Andersson,Handläggare,Göteborgs Stad,anna.andersson@example.invalid,
-SE2120001355-E0002,Bertil,Berg,Undersköterska,Göteborgs Stad,,
-SE2120001355-E0003,Cecilia,Carlsson,Enhetschef,Göteborgs Stad,,
-SE2120001355-E0005,Erik,Ek,Enhetschef,Göteborgs Stad,erik.ek@example.invalid,
-SE5567000010-P0001,Erik,Ek,Sjuksköterska,Omsorgsbolaget Väst AB,,SE2120001355-E0005
-SE2120001355-E0901,Eva,Utgången,,Göteborgs Stad,,
-SE5590000001-X0001,Olle,Annan,,Annan Region AB,,
-"""
+# Fixtures shared by several modules: the mock Treserva (``treserva``) and the browser
+# (``chromium``).
+pytest_plugins = ["tests.helpers.treserva", "tests.helpers.chromium"]
 
 
 @dataclass
@@ -116,35 +111,13 @@ def idp(
     test_pki: TestPki, ocsp_responder: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[IdpUnderTest]:
     work = tmp_path_factory.mktemp("idp")
-    var_dir, sp_metadata_dir = work / "var", work / "sp-metadata"
-    sp_metadata_dir.mkdir()
-    port, cert_port = free_port(), free_port()
-    base_url = f"https://localhost:{port}"
-    cert_login_url = f"https://localhost:{cert_port}"
-    env = {
-        "IDP_VAR_DIR": str(var_dir),
-        "IDP_PKI_DIR": str(test_pki.directory),
-        "IDP_SP_METADATA_DIR": str(sp_metadata_dir),
-        "IDP_PORT": str(port),
-        "IDP_CERT_PORT": str(cert_port),
-        "IDP_BASE_URL": base_url,
-        "IDP_CERT_LOGIN_URL": cert_login_url,
-        "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
-    }
-    csv_file = work / "people.csv"
-    csv_file.write_text(DIRECTORY_CSV, encoding="utf-8")
-    result = run_cli([str(VENV_BIN / "idp"), "people", "import", str(csv_file)], env)
-    assert result.returncode == 0, result.stderr
+    env = idp_env(test_pki, work)
+    var_dir, sp_metadata_dir = Path(env["IDP_VAR_DIR"]), Path(env["IDP_SP_METADATA_DIR"])
+    base_url, cert_login_url = env["IDP_BASE_URL"], env["IDP_CERT_LOGIN_URL"]
+    import_people(env, work)
     result = run_cli([str(VENV_BIN / "idp"), "people", "deactivate", "SE2120001355-E0003"], env)
     assert result.returncode == 0, result.stderr
-
-    server = start_server(
-        [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
-        env,
-        f"{base_url}/saml/metadata",
-        test_pki.tls_ca_cert,
-        work / "idp.log",
-    )
+    server = start_idp(env, test_pki.tls_ca_cert, work / "idp.log")
     try:
         idp_metadata_file = work / "idp-metadata.xml"
         metadata = httpx.get(f"{base_url}/saml/metadata", verify=tls_context(test_pki.tls_ca_cert))

@@ -24,9 +24,9 @@ from idp.federation.idp_metadata import idp_metadata_xml
 from idp.saml.bindings import read_redirect_query
 from idp.saml.server import SamlIdentityProvider, SamlRequestRejected
 from siths_testkit.pki import TestPki
-from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import registered_service_provider
-from tests.support import VENV_BIN, run_cli
+from tests.helpers.saml_sp import TestServiceProvider as ServiceProvider
+from tests.helpers.saml_sp import registered_service_provider
+from tests.helpers.support import VENV_BIN, run_cli
 
 # name → (ACS locations in the SP's metadata; usable without the setting, with it)
 CASES: dict[str, tuple[tuple[str, ...], bool, bool]] = {

@@ -36,8 +36,8 @@ from siths_testkit.pki.softhsm import (
 )
 from siths_testkit.pki.tokens import issue_card_on_token, token_objects
 from tests.conftest import IdpUnderTest
-from tests.support import free_port, tls_context
-from tests.token_cards import PIN, SO_PIN, TokenLab
+from tests.helpers.support import free_port, tls_context
+from tests.helpers.token_cards import PIN, SO_PIN, TokenLab
 
 ANNA = "SE2120001355-E0001"
 

@@ -12,7 +12,6 @@ violations. See :mod:`tests.browser.harness` for how the browser trusts the test
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from idp.cli import main as idp_command
 from siths_testkit.app_simulator import SithsEidApp, SoftHsmCard
@@ -32,21 +31,18 @@ from tests.browser.harness import (
     assert_focus_visible,
     axe_violations,
     focused_matches,
-    launch_chromium,
     new_context,
     read_qr_on_screen,
     screenshot,
     tab_to,
 )
 from tests.conftest import IdpUnderTest
-from tests.test_sp_demo_harness import Treserva, make_treserva
-from tests.token_cards import TokenLab
+from tests.helpers.token_cards import TokenLab
+from tests.helpers.treserva import Treserva
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ANNA = "SE2120001355-E0001"
 ERIK, ERIK_PRIVATE = "SE2120001355-E0005", "SE5567000010-P0001"
-# Past the cut-over: mock Treserva accepts SITHS logins only.
-AFTER_CUTOVER = dt.date(2024, 3, 1)
 STATUS_START = "Starta SITHS eID-appen och skanna QR-koden."
 STATUS_SIGN = "Skriv in din säkerhetskod i appen."
 # The README shows these; the tests make them (UPDATE_SCREENSHOTS=1 writes them there).
@@ -61,27 +57,6 @@ README_SCREENSHOTS = (
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def treserva(idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Treserva]:
-    running = make_treserva(idp, tmp_path_factory.mktemp("treserva-browser"), "treserva-browser")
-    with running.running(AFTER_CUTOVER):
-        yield running
-
-
-@pytest.fixture(scope="module")
-def chromium(idp: IdpUnderTest) -> Iterator[Browser]:
-    with pytest.MonkeyPatch.context() as patch:
-        # Read by the Playwright driver (Node.js) when it starts: the CA its client-certificate
-        # proxy verifies the servers against, besides the usual ones.
-        patch.setenv("NODE_EXTRA_CA_CERTS", str(idp.pki.tls_ca_cert))
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright, idp.pki.tls_server_cert)
-            try:
-                yield browser
-            finally:
-                browser.close()
 
 
 @pytest.fixture(scope="module")

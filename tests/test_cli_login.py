@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import IdpUnderTest
-from tests.flows import login_with_card, posted_form
-from tests.support import browser, reason_code
+from tests.helpers.flows import login_with_card, posted_form
+from tests.helpers.support import browser, reason_code
 
 
 def test_card_from_idp_card_issue_logs_in_after_registration(

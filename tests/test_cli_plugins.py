@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from idp.cli import main as idp_main
 from idp.command_plugins import ENTRY_POINT_GROUP, PluginGroup
 from siths_testkit.cli import app_group, card_group, pki_group
-from tests.support import VENV_BIN
+from tests.helpers.support import VENV_BIN
 
 ENTRY_POINTS = """\
 hello = plugin_hello:hello

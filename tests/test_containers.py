@@ -63,7 +63,7 @@ from siths_testkit.local_cluster import NGINX_TEMPLATE
 from siths_testkit.pki import TestPki
 from sp_demo.cli import main as sp_demo_cli
 from sp_demo.config import Settings as SpDemoSettings
-from tests.support import REPO_ROOT, VENV_BIN, free_port, start_server
+from tests.helpers.support import REPO_ROOT, VENV_BIN, free_port, start_server
 
 DOCKER_DIR = REPO_ROOT / "docker"
 DOCKERFILE = DOCKER_DIR / "Dockerfile"

@@ -34,7 +34,8 @@ from idp.server.logging_setup import JsonFormatter
 from idp.server.run import _uvicorn_config
 from idp.store.models import AuditEvent
 from siths_testkit.pki import TestPki
-from tests.support import free_port, reason_code, tls_context
+from tests.helpers.refusals import assert_refusal_page
+from tests.helpers.support import free_port, reason_code, tls_context
 
 
 @dataclass
@@ -105,9 +106,7 @@ def served(test_pki: TestPki, tmp_path: Path) -> Iterator[Served]:
 
 
 def _assert_idp_page(answer: httpx.Response, status: int, reason: str) -> None:
-    assert answer.status_code == status, answer.text[:500]
-    assert reason_code(answer.text) == reason
-    assert 'lang="sv"' in answer.text and 'lang="en"' in answer.text
+    assert_refusal_page(answer, reason, status)
     assert answer.headers["x-request-id"] and answer.headers["x-frame-options"] == "DENY"
 
 

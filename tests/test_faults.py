@@ -1,13 +1,13 @@
 """Faults under a steady load of card logins: every failure is the IdP's own page with a reason
 code, ``/readyz`` tells the truth, the service heals without help, no login is lost or doubled.
 
-The multi-node set-up of :mod:`tests.multinode_support` (nginx + two ``--behind-proxy`` nodes +
-PostgreSQL) runs with this module's own test PKI and OCSP responder (so that the responder can
-be stopped without touching the session's). A few browsers log in with their cards in a loop
-while, one test at a time, PostgreSQL is restarted, PostgreSQL is stopped for several seconds,
-a node is killed, the OCSP responder is stopped; then an embedded node (SQLite, its var/ on a
-small tmpfs) has its disk filled. Each test prints its figures (attempted / ok / failed by
-reason, recovery time) to the terminal, even without ``-s``.
+The multi-node set-up of :mod:`tests.helpers.multinode_support` (nginx + two ``--behind-proxy``
+nodes + PostgreSQL) runs with this module's own test PKI and OCSP responder (so that the responder
+can be stopped without touching the session's). A few browsers log in with their cards in a loop
+while, one test at a time, PostgreSQL is restarted, PostgreSQL is stopped for several seconds, a
+node is killed, the OCSP responder is stopped; then an embedded node (SQLite, its var/ on a small
+tmpfs) has its disk filled. Each test prints its figures (attempted / ok / failed by reason,
+recovery time) to the terminal, even without ``-s``.
 
 What every test asserts about its window of load:
 
@@ -44,10 +44,11 @@ import pytest
 from siths_testkit.local_cluster import ClusterError
 from siths_testkit.login_driver import response_summary
 from siths_testkit.pki import TestPki, init_test_pki
-from tests import saml_sp
-from tests.conftest import DIRECTORY_CSV, GOTEBORG, OCSP_NEXT_UPDATE_SECONDS, PRIVATE_PROVIDER
-from tests.multinode_support import Cluster, running_cluster, start_node
-from tests.support import (
+from tests.conftest import OCSP_NEXT_UPDATE_SECONDS
+from tests.helpers import saml_sp
+from tests.helpers.idp_process import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
+from tests.helpers.multinode_support import Cluster, running_cluster, start_node
+from tests.helpers.support import (
     VENV_BIN,
     RunningServer,
     free_port,

@@ -7,7 +7,7 @@ import httpx
 from defusedxml import ElementTree
 
 from tests.conftest import IdpUnderTest
-from tests.support import VENV_BIN, run_cli, tls_context
+from tests.helpers.support import VENV_BIN, run_cli, tls_context
 
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 ALG = "{urn:oasis:names:tc:SAML:metadata:algsupport}"

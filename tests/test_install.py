@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from siths_testkit.pki import load_test_pki
-from tests.flows import login_with_card, posted_form
-from tests.saml_sp import sp_of_running_idp
-from tests.support import REPO_ROOT, browser, free_port, start_server
+from tests.helpers.flows import login_with_card, posted_form
+from tests.helpers.saml_sp import sp_of_running_idp
+from tests.helpers.support import REPO_ROOT, browser, free_port, start_server
 
 PACKAGED = ("pyproject.toml", "README.md", "idp", "sp_demo", "portal", "siths_testkit")
 PEOPLE_CSV = """hsa_id,given_name,surname,title,organisation,mail,person_key
@@ -108,8 +108,8 @@ def test_installed_package_serves_a_card_login_from_any_directory(tmp_path: Path
         with browser(pki.tls_ca_cert, card) as client:
             final = login_with_card(client, login_url, base_url)
         _action, fields = posted_form(final)
-        # The SP wants the Response and the Assertion signed (tests/saml_sp.py): pysaml2 refuses
-        # an unsigned or wrongly signed one, so parsing is the signature check.
+        # The SP wants the Response and the Assertion signed (tests/helpers/saml_sp.py):
+        # pysaml2 refuses an unsigned or wrongly signed one, so parsing is the signature check.
         parsed = sp.parse(fields["SAMLResponse"], request_id)
         assert parsed.status_ok()
         assert parsed.ava["http://sambi.se/attributes/1/employeeHsaId"] == ["SE2120001355-E0001"]

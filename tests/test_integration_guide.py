@@ -11,7 +11,7 @@ from idp import attributes
 from idp.saml import encryption, loa, statuses
 from idp.saml.integration_guide import integration_markdown
 from tests.conftest import IdpUnderTest
-from tests.support import REPO_ROOT, tls_context
+from tests.helpers.support import REPO_ROOT, tls_context
 
 
 def test_repository_copy_is_current() -> None:

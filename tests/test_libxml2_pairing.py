@@ -9,7 +9,7 @@ import pytest
 import xmlsec
 
 from idp.libxml2_pairing import libxml2_problem, load_problem, pairing_problem
-from tests.support import VENV_BIN
+from tests.helpers.support import VENV_BIN
 
 pytestmark = pytest.mark.unit
 

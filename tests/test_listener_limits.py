@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from siths_testkit.pki import TestPki
-from tests.support import VENV_BIN, RunningServer, free_port, reason_code, start_server
+from tests.helpers.support import VENV_BIN, RunningServer, free_port, reason_code, start_server
 
 TLS_HELLO_LIMIT = 1.0
 HANDSHAKE_LIMIT = 3.0

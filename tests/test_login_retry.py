@@ -24,12 +24,16 @@ import httpx
 import pytest
 
 from tests.conftest import IdpUnderTest
-from tests.flows import follow, login_with_card, posted_form
-from tests.support import assert_no_success_response, browser, parse_page, reason_code, tls_context
+from tests.helpers.flows import follow, login_with_card, posted_form
+from tests.helpers.refusals import SSO_COOKIE, assert_refusal_page
+from tests.helpers.support import (
+    browser,
+    parse_page,
+    tls_context,
+)
 
 SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
 ANNA = "SE2120001355-E0001"
-SSO_COOKIE = "__Host-idp-sso"
 RP_ID = "retry-rp"
 RP_CALLBACK = "https://retry-rp.example.test/callback"
 
@@ -70,14 +74,6 @@ def continue_url_of(idp: IdpUnderTest, final: httpx.Response) -> str:
         (f"{idp.cert_login_url}/cert-login?ref=", f"{idp.base_url}/login/continue?ref=")
     ), url
     return f"{idp.base_url}/login/continue?ref={reference_of(url)}"
-
-
-def assert_refused(response: httpx.Response, status: int, reason: str) -> None:
-    assert response.status_code == status, response.text[:500]
-    assert reason_code(response.text) == reason, response.text[:2000]
-    assert_no_success_response(response.text)  # at most a failure status for the SP
-    assert "location" not in response.headers
-    assert SSO_COOKIE not in response.headers.get("set-cookie", "")
 
 
 @dataclass
@@ -164,12 +160,12 @@ def test_repeat_from_another_browser_is_refused(
     idp: IdpUnderTest, completed: CompletedSamlLogin
 ) -> None:
     with browser(idp.ca_file, idp.card("anna")) as stranger:
-        assert_refused(stranger.get(completed.continue_url), 403, "other_browser")
+        assert_refusal_page(stranger.get(completed.continue_url), "other_browser", 403)
         # A browser with a browser cookie of its own (from its own login) fares no better.
         own_url, _ = idp.sp.login_url()
         login_with_card(stranger, own_url, idp.base_url)
         assert stranger.cookies.get("__Host-idp-browser")
-        assert_refused(stranger.get(completed.continue_url), 403, "other_browser")
+        assert_refusal_page(stranger.get(completed.continue_url), "other_browser", 403)
     # The owner's repeat still works afterwards.
     assert "SAMLResponse" in completed.client.get(completed.continue_url).text
 
@@ -179,7 +175,7 @@ def test_repeat_after_the_window_is_refused(
 ) -> None:
     expire(idp, completed.ref)
     repeats = audit_count(idp, "login", "repeated")
-    assert_refused(completed.client.get(completed.continue_url), 410, "expired_login")
+    assert_refusal_page(completed.client.get(completed.continue_url), "expired_login", 410)
     assert audit_count(idp, "login", "repeated") == repeats
 
 
@@ -193,7 +189,7 @@ def test_repeat_after_logout_is_refused(idp: IdpUnderTest, completed: CompletedS
     )
     assert 'id="logged-out"' in done.text, done.text[:1000]
     # Within the window, but answering again would log the user back in.
-    assert_refused(client.get(completed.continue_url), 409, "login_already_completed")
+    assert_refusal_page(client.get(completed.continue_url), "login_already_completed", 409)
 
 
 # --- OpenID Connect: a new one-time code for the same authorization request ----------------------

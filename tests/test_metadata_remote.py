@@ -15,13 +15,9 @@ import pytest
 from idp.federation.aggregate import build_aggregate
 from idp.federation.remote import RemoteAggregate
 from siths_testkit.pki import TestPki
-from tests.aggregate_server import AggregateServer, serve_aggregate
-from tests.metadata_support import (
-    demo_sp_metadata,
-    make_certificate,
-    with_certificate,
-    with_entity_id,
-)
+from tests.helpers.aggregate_server import AggregateServer, serve_aggregate
+from tests.helpers.certificates import make_certificate
+from tests.helpers.metadata_support import demo_sp_metadata, with_certificate, with_entity_id
 
 A_ID = "https://localhost:8445/saml/metadata"
 B_ID = "https://b.example.test/md"

@@ -6,7 +6,6 @@ copy until that copy's validUntil, then not. A separate IdP process, over real s
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -18,19 +17,15 @@ import pytest
 
 from idp.federation.aggregate import build_aggregate
 from siths_testkit.pki import TestPki
-from tests.aggregate_server import AggregateServer, serve_aggregate
-from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
-from tests.flows import choose_this_device, follow, posted_form
-from tests.metadata_support import make_certificate
-from tests.saml_sp import TestServiceProvider, make_service_provider
-from tests.support import (
-    VENV_BIN,
+from tests.helpers.aggregate_server import AggregateServer, serve_aggregate
+from tests.helpers.certificates import make_certificate
+from tests.helpers.flows import choose_this_device, follow, posted_form
+from tests.helpers.idp_process import idp_env, import_people, start_idp
+from tests.helpers.saml_sp import TestServiceProvider, make_service_provider
+from tests.helpers.support import (
     RunningServer,
     browser,
-    free_port,
     reason_code,
-    run_cli,
-    start_server,
     tls_context,
 )
 
@@ -68,40 +63,22 @@ def federation_idp(
     work = tmp_path_factory.mktemp("federation-idp")
     key, cert, _ = make_certificate(work / "keys", "federation")
     with serve_aggregate(test_pki.tls_server_cert, test_pki.tls_server_key) as aggregate:
-        port, cert_port = free_port(), free_port()
-        base_url = f"https://localhost:{port}"
-        (work / "sp-metadata").mkdir()  # empty: SPs come from the aggregate only
-        env = {
-            "IDP_VAR_DIR": str(work / "var"),
-            "IDP_PKI_DIR": str(test_pki.directory),
-            "IDP_SP_METADATA_DIR": str(work / "sp-metadata"),
-            "IDP_PORT": str(port),
-            "IDP_CERT_PORT": str(cert_port),
-            "IDP_BASE_URL": base_url,
-            "IDP_CERT_LOGIN_URL": f"https://localhost:{cert_port}",
-            "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
-            "IDP_SP_METADATA_AGGREGATE_URL": aggregate.url,
-            "IDP_SP_METADATA_FEDERATION_CERT": str(cert),
-            "IDP_SP_METADATA_AGGREGATE_CA_FILE": str(test_pki.tls_ca_cert),
-            "IDP_SP_METADATA_REFRESH_SECONDS": str(REFRESH_SECONDS),
-        }
-        (work / "people.csv").write_text(DIRECTORY_CSV, encoding="utf-8")
-        imported = run_cli(
-            [str(VENV_BIN / "idp"), "people", "import", str(work / "people.csv")], env
+        env = idp_env(  # no SP metadata files: SPs come from the aggregate only
+            test_pki,
+            work,
+            IDP_SP_METADATA_AGGREGATE_URL=aggregate.url,
+            IDP_SP_METADATA_FEDERATION_CERT=str(cert),
+            IDP_SP_METADATA_AGGREGATE_CA_FILE=str(test_pki.tls_ca_cert),
+            IDP_SP_METADATA_REFRESH_SECONDS=str(REFRESH_SECONDS),
         )
-        assert imported.returncode == 0, imported.stderr
+        base_url = env["IDP_BASE_URL"]
+        import_people(env, work)
         # The SP needs the IdP's metadata, the IdP the SP's: the IdP's is the same for any
         # process with this PKI, so start the IdP with an empty aggregate first.
         idp_metadata = work / "idp-metadata.xml"
         (work / "members").mkdir()
         aggregate.document = b""
-        server = start_server(
-            [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
-            env,
-            f"{base_url}/saml/metadata",
-            test_pki.tls_ca_cert,
-            work / "idp.log",
-        )
+        server = start_idp(env, test_pki.tls_ca_cert, work / "idp.log")
         try:
             response = httpx.get(
                 f"{base_url}/saml/metadata", verify=tls_context(test_pki.tls_ca_cert)

@@ -9,7 +9,6 @@ old key no longer published). Every login along the way verifies at the SP.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,16 +18,14 @@ from defusedxml import ElementTree
 from saml2.mdstore import MetadataStore
 
 from siths_testkit.pki import TestPki
-from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
-from tests.flows import login_with_card, posted_form
-from tests.saml_sp import TestServiceProvider, make_service_provider
-from tests.support import (
+from tests.helpers.flows import login_with_card, posted_form
+from tests.helpers.idp_process import idp_env, import_people, start_idp
+from tests.helpers.saml_sp import TestServiceProvider, make_service_provider
+from tests.helpers.support import (
     VENV_BIN,
     RunningServer,
     browser,
-    free_port,
     run_cli,
-    start_server,
     tls_context,
 )
 
@@ -41,29 +38,10 @@ def rollover_idp(
     test_pki: TestPki, ocsp_responder: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, dict[str, str], Path]]:
     work = tmp_path_factory.mktemp("rollover-idp")
-    port, cert_port = free_port(), free_port()
-    base_url = f"https://localhost:{port}"
-    (work / "sp-metadata").mkdir()
-    env = {
-        "IDP_VAR_DIR": str(work / "var"),
-        "IDP_PKI_DIR": str(test_pki.directory),
-        "IDP_SP_METADATA_DIR": str(work / "sp-metadata"),
-        "IDP_PORT": str(port),
-        "IDP_CERT_PORT": str(cert_port),
-        "IDP_BASE_URL": base_url,
-        "IDP_CERT_LOGIN_URL": f"https://localhost:{cert_port}",
-        "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
-    }
-    (work / "people.csv").write_text(DIRECTORY_CSV, encoding="utf-8")
-    imported = run_cli([str(VENV_BIN / "idp"), "people", "import", str(work / "people.csv")], env)
-    assert imported.returncode == 0, imported.stderr
-    server = start_server(
-        [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
-        env,
-        f"{base_url}/saml/metadata",
-        test_pki.tls_ca_cert,
-        work / "idp.log",
-    )
+    env = idp_env(test_pki, work)
+    base_url = env["IDP_BASE_URL"]
+    import_people(env, work)
+    server = start_idp(env, test_pki.tls_ca_cert, work / "idp.log")
     try:
         yield base_url, env, work
     finally:

@@ -15,13 +15,9 @@ import pytest
 from idp.federation.aggregate import build_aggregate
 from idp.federation.checks import Report, validate_metadata
 from siths_testkit.pki import TestPki
-from tests.metadata_support import (
-    demo_sp_metadata,
-    make_certificate,
-    with_certificate,
-    with_entity_id,
-)
-from tests.support import VENV_BIN, run_cli
+from tests.helpers.certificates import make_certificate
+from tests.helpers.metadata_support import demo_sp_metadata, with_certificate, with_entity_id
+from tests.helpers.support import VENV_BIN, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from idp.db import (
     schema_status,
     upgrade_schema,
 )
-from tests.support import VENV_BIN, run_cli
+from tests.helpers.support import VENV_BIN, run_cli
 
 
 def _import_every_idp_module() -> None:

@@ -1,11 +1,11 @@
 """The scaled deployment, for real: PostgreSQL, nginx and two IdP nodes on loopback.
 
-PostgreSQL (a throwaway cluster, ``initdb`` in a temporary directory) and nginx (running the
-shipped ``docker/nginx/idp.conf.template``) are the Debian programs; the nodes are
-``idp serve --behind-proxy`` processes (built by :mod:`tests.multinode_support`). The browser
-talks only to nginx; the SITHS eID app is sometimes pointed at one node directly, to decide
-which node completes an order. Which node served a step is read from the nodes' JSON logs by
-the request id nginx put on it.
+PostgreSQL (a throwaway cluster, ``initdb`` in a temporary directory) and nginx (running the shipped
+``docker/nginx/idp.conf.template``) are the Debian programs; the nodes are ``idp serve
+--behind-proxy`` processes (built by :mod:`tests.helpers.multinode_support`). The browser talks only
+to nginx; the SITHS eID app is sometimes pointed at one node directly, to decide which node
+completes an order. Which node served a step is read from the nodes' JSON logs by the request id
+nginx put on it.
 
 The last test kills a node with SIGKILL in the middle of a bounded load loop.
 """
@@ -44,10 +44,10 @@ from siths_testkit.login_driver import (
     start_other_device_login,
 )
 from siths_testkit.pki import TestPki
-from tests.card_defects import FINDINGS, Defect
-from tests.flows import login_with_card
-from tests.multinode_support import Cluster, running_cluster
-from tests.support import (
+from tests.helpers.card_defects import FINDINGS, Defect
+from tests.helpers.flows import login_with_card
+from tests.helpers.multinode_support import Cluster, running_cluster
+from tests.helpers.support import (
     RunningServer,
     assert_no_success_response,
     parse_page,

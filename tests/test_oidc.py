@@ -3,7 +3,7 @@
 The relying party is authlib's own httpx ``OAuth2Client`` configured only from the published
 discovery document; ID tokens are checked with joserfc against the published JWKS and with
 authlib's ``CodeIDToken`` claim rules. The browser part is the httpx stand-in of
-``tests.support``, presenting a test card as its TLS client certificate.
+``tests.helpers.support``, presenting a test card as its TLS client certificate.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from tests.conftest import IdpUnderTest
-from tests.flows import follow, login_with_card, posted_form
-from tests.support import browser, parse_page, reason_code, tls_context
+from tests.helpers.flows import follow, login_with_card, posted_form
+from tests.helpers.refusals import assert_refusal_page
+from tests.helpers.support import browser, parse_page, tls_context
 
 with warnings.catch_warnings():
     # authlib 1.9 would rather have the "httpx2" package; with httpx its client works the same.
@@ -242,13 +243,6 @@ def validated_id_token(
 
 def query_of(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-
-
-def assert_error_page(response: httpx.Response, reason: str) -> None:
-    assert response.status_code >= 400, response.text[:500]
-    assert "location" not in response.headers
-    assert reason_code(response.text) == reason, response.text[:2000]
-    assert 'lang="sv"' in response.text and 'lang="en"' in response.text
 
 
 def assert_error_redirect(response: httpx.Response, callback: str, error: str, state: str) -> None:
@@ -467,7 +461,9 @@ def test_end_session_without_id_token_hint_asks_the_user_first(op: Provider) -> 
         # A forged confirmation (no valid CSRF value) logs nobody out.
         form = parse_page(page.text).forms[0]
         confirm_url = op.idp.base_url + form["action"]
-        assert_error_page(client.post(confirm_url, data={"csrf": "forged"}), "oidc_invalid_logout")
+        assert_refusal_page(
+            client.post(confirm_url, data={"csrf": "forged"}), "oidc_invalid_logout"
+        )
         sso_callback(op, client, authorization_request(op, rp), RP_CALLBACK)
         done = client.post(confirm_url, data=form["fields"])
         assert done.status_code == 200 and 'id="logged-out"' in done.text
@@ -488,7 +484,7 @@ def test_end_session_with_a_forged_id_token_hint_is_refused(op: Provider) -> Non
     )
     with browser(op.idp.ca_file) as client:
         response = client.get(f"{op.metadata['end_session_endpoint']}?{query}")
-    assert_error_page(response, "oidc_invalid_logout")
+    assert_refusal_page(response, "oidc_invalid_logout")
 
 
 # --- bad authorization requests ----------------------------------------------------------------
@@ -501,7 +497,7 @@ def test_unknown_client_sees_the_error_page(op: Provider) -> None:
     request = authorization_request(op, stranger, scope="openid")
     with browser(op.idp.ca_file) as client:
         response = client.get(request.url)
-    assert_error_page(response, "oidc_unknown_client")
+    assert_refusal_page(response, "oidc_unknown_client")
 
 
 @pytest.mark.parametrize(
@@ -521,7 +517,7 @@ def test_redirect_uri_not_matching_exactly_gets_no_redirect(
     request = authorization_request(op, op.client(op.rp), redirect_uri=redirect_uri)
     with browser(op.idp.ca_file) as client:
         response = client.get(request.url)
-    assert_error_page(response, "oidc_redirect_uri_mismatch")
+    assert_refusal_page(response, "oidc_redirect_uri_mismatch")
 
 
 @pytest.mark.parametrize("response_type", ["token", "id_token", "code id_token", "id_token token"])
@@ -780,7 +776,7 @@ def test_removed_client_is_unknown(op: Provider) -> None:
     )
     request = authorization_request(op, stranger, scope="openid")
     with browser(op.idp.ca_file) as client:
-        assert_error_page(client.get(request.url), "oidc_unknown_client")
+        assert_refusal_page(client.get(request.url), "oidc_unknown_client")
 
 
 def test_key_rollover_publishes_the_next_key_before_it_signs(

@@ -24,7 +24,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from tests.conftest import IdpUnderTest
-from tests.support import browser, reason_code, tls_context
+from tests.helpers.support import browser, reason_code, tls_context
 from tests.test_oidc import (
     Provider,
     RegisteredRp,

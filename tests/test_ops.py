@@ -28,7 +28,7 @@ from idp.server.run import ConfigurationError, check_settings
 from idp.store.models import Order, PendingLogin, RevocationCacheEntry, SeenMessage, SsoSession
 from siths_testkit.local_cluster import NGINX_TEMPLATE, ClusterError, render_template
 from tests.conftest import IdpUnderTest
-from tests.support import tls_context
+from tests.helpers.support import tls_context
 
 NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 

@@ -1,7 +1,7 @@
 """Issue 3, "SITHS eID på annan enhet", over real sockets: browser, app and SP against the IdP.
 
 The browser is an httpx client with its own cookie jar; it reads the QR code off the page by
-decoding the image (:mod:`tests.qr_reader`). The app is
+decoding the image (:mod:`tests.helpers.qr_reader`). The app is
 :class:`siths_testkit.app_simulator.SithsEidApp`, whose card is a SoftHSM2 token: every signature is
 made on a token through PKCS#11. The SP is the pysaml2 test SP of ``conftest``. Every refusal
 asserts the API's ``errorCode`` and that the browser never gets a success: its collect never says
@@ -28,13 +28,13 @@ from idp.web.messages import message_for
 from siths_testkit.app_simulator import AppApiError, ScanResult, SithsEidApp, SoftHsmCard
 from siths_testkit.login_driver import PemCard
 from siths_testkit.pki.softhsm import WrongPin
-from tests import saml_sp
-from tests.card_defects import FINDINGS, Defect
 from tests.conftest import IdpUnderTest
-from tests.flows import follow, open_login, posted_form
-from tests.qr_reader import read_qr_image, read_qr_on_page
-from tests.support import assert_no_success_response, browser, parse_page, reason_code
-from tests.token_cards import PIN, TokenLab
+from tests.helpers import saml_sp
+from tests.helpers.card_defects import FINDINGS, Defect
+from tests.helpers.flows import follow, open_login, posted_form
+from tests.helpers.qr_reader import read_qr_image, read_qr_on_page
+from tests.helpers.support import assert_no_success_response, browser, parse_page, reason_code
+from tests.helpers.token_cards import PIN, TokenLab
 
 SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
 EID_HSA_ID = "urn:oid:1.2.752.29.6.2.1"

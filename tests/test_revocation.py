@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import re
 import sqlite3
 import time
@@ -37,24 +36,15 @@ from siths_testkit.app_simulator import AppApiError, SithsEidApp
 from siths_testkit.pki import TestPki, issue_card
 from siths_testkit.pki.revocation import published_url
 from siths_testkit.pki.storage import load_certificate
-from tests.conftest import (
-    DIRECTORY_CSV,
-    GOTEBORG,
-    OCSP_NEXT_UPDATE_SECONDS,
-    PRIVATE_PROVIDER,
-    IdpUnderTest,
-)
-from tests.flows import follow, login_with_card, open_login
-from tests.saml_sp import make_service_provider
-from tests.support import (
-    VENV_BIN,
-    assert_no_success_response,
+from tests.conftest import OCSP_NEXT_UPDATE_SECONDS, IdpUnderTest
+from tests.helpers.flows import follow, login_with_card, open_login
+from tests.helpers.idp_process import idp_env, import_people, start_idp
+from tests.helpers.refusals import assert_refusal_page
+from tests.helpers.saml_sp import make_service_provider
+from tests.helpers.support import (
     browser,
     free_port,
     parse_page,
-    reason_code,
-    run_cli,
-    start_server,
     tls_context,
 )
 
@@ -201,15 +191,12 @@ def the_login_event(idp: IdpUnderTest, mark: int, card: Card) -> AuditRow:
     return rows[0]
 
 
-def assert_refused(
+def assert_card_refused(
     idp: IdpUnderTest, page: httpx.Response, card: Card, mark: int, reason: str, *details: str
 ) -> AuditRow:
     """Refused with ``reason`` on the Swedish/English page, nothing for the SP, and audited
     with that reason and a detail containing each of ``details``."""
-    assert page.status_code >= 400, page.text[:500]
-    assert reason_code(page.text) == reason, page.text[:2000]
-    assert 'lang="sv"' in page.text and 'lang="en"' in page.text
-    assert_no_success_response(page.text)  # at most a failure status for the SP
+    assert_refusal_page(page, reason)
     row = the_login_event(idp, mark, card)
     assert (row.outcome, row.reason, row.method) == ("failure", reason, "siths-this-device"), row
     for fragment in details:
@@ -256,7 +243,7 @@ def test_revoked_card_is_refused_at_next_login_by_client_certificate(
     wait_for_cache_expiry(answered_at)
     mark = audit_mark(idp)
     page = login_this_device(idp, card)
-    assert_refused(idp, page, card, mark, "certificate_revoked", "keyCompromise", "by ocsp")
+    assert_card_refused(idp, page, card, mark, "certificate_revoked", "keyCompromise", "by ocsp")
     assert "Ditt kort är spärrat" in page.text
     assert time.monotonic() - revoked_at < OCSP_NEXT_UPDATE_SECONDS + 5
 
@@ -328,7 +315,7 @@ def test_card_revoked_by_crl_when_ocsp_is_unreachable(idp: IdpUnderTest, tmp_pat
     assert revoked.returncode == 0, revoked.stderr
     mark = audit_mark(idp)
     page = login_this_device(idp, card)
-    assert_refused(idp, page, card, mark, "certificate_revoked", "by crl", "keyCompromise")
+    assert_card_refused(idp, page, card, mark, "certificate_revoked", "by crl", "keyCompromise")
 
 
 # --- every bad answer, each refused with its own audited reason -------------------------------
@@ -338,7 +325,7 @@ def test_unknown_status_is_refused(idp: IdpUnderTest, tmp_path: Path) -> None:
     card = misbehaving_card(idp, tmp_path, "SE2120001355-R0010", "unknown")
     mark = audit_mark(idp)
     page = login_this_device(idp, card)
-    assert_refused(idp, page, card, mark, "revocation_status_unknown", "ocsp")
+    assert_card_refused(idp, page, card, mark, "revocation_status_unknown", "ocsp")
     assert "Kortets status är okänd" in page.text
 
 
@@ -367,14 +354,16 @@ def test_invalid_ocsp_answer_is_refused(
     card = misbehaving_card(idp, tmp_path, hsa_id, path)
     mark = audit_mark(idp)
     page = login_this_device(idp, card)
-    assert_refused(idp, page, card, mark, "revocation_unavailable", problem)
+    assert_card_refused(idp, page, card, mark, "revocation_unavailable", problem)
 
 
 def test_responder_down_is_refused_when_failing_closed(idp: IdpUnderTest, tmp_path: Path) -> None:
     card = issue(idp.pki, tmp_path, "SE2120001355-R0020", ocsp=f"{closed_port_url()}/ocsp", crl="")
     mark = audit_mark(idp)
     page = login_this_device(idp, card)
-    assert_refused(idp, page, card, mark, "revocation_unavailable", "unavailable", "unreachable")
+    assert_card_refused(
+        idp, page, card, mark, "revocation_unavailable", "unavailable", "unreachable"
+    )
     assert "Försök igen" in page.text
 
 
@@ -393,7 +382,9 @@ def test_bad_crl_is_refused(
     card = issue(idp.pki, tmp_path, hsa_id, ocsp=f"{closed_port_url()}/ocsp", crl=crl)
     mark = audit_mark(idp)
     page = login_this_device(idp, card)
-    assert_refused(idp, page, card, mark, "revocation_unavailable", "ocsp unreachable", problem)
+    assert_card_refused(
+        idp, page, card, mark, "revocation_unavailable", "ocsp unreachable", problem
+    )
 
 
 # --- soft-fail: a second IdP process that lets a card in when no source answers ----------------
@@ -405,32 +396,11 @@ def soft_fail_idp(
 ) -> Iterator[IdpUnderTest]:
     """Another IdP on the same PKI and responder, with IDP_REVOCATION_SOFT_FAIL=true."""
     work = tmp_path_factory.mktemp("soft-fail-idp")
-    var_dir, sp_metadata_dir = work / "var", work / "sp-metadata"
-    sp_metadata_dir.mkdir()
-    port, cert_port = free_port(), free_port()
-    base_url = f"https://localhost:{port}"
-    env = {
-        **idp.env,
-        "IDP_VAR_DIR": str(var_dir),
-        "IDP_SP_METADATA_DIR": str(sp_metadata_dir),
-        "IDP_PORT": str(port),
-        "IDP_CERT_PORT": str(cert_port),
-        "IDP_BASE_URL": base_url,
-        "IDP_CERT_LOGIN_URL": f"https://localhost:{cert_port}",
-        "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
-        "IDP_REVOCATION_SOFT_FAIL": "true",
-    }
-    people = work / "people.csv"
-    people.write_text(DIRECTORY_CSV, encoding="utf-8")
-    imported = run_cli([str(VENV_BIN / "idp"), "people", "import", str(people)], env)
-    assert imported.returncode == 0, imported.stderr
-    server = start_server(
-        [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
-        env,
-        f"{base_url}/saml/metadata",
-        idp.pki.tls_ca_cert,
-        work / "idp.log",
-    )
+    env = idp_env(idp.pki, work, IDP_REVOCATION_SOFT_FAIL="true")
+    var_dir, sp_metadata_dir = Path(env["IDP_VAR_DIR"]), Path(env["IDP_SP_METADATA_DIR"])
+    base_url = env["IDP_BASE_URL"]
+    import_people(env, work)
+    server = start_idp(env, idp.pki.tls_ca_cert, work / "idp.log")
     try:
         metadata_file = work / "idp-metadata.xml"
         metadata = httpx.get(f"{base_url}/saml/metadata", verify=tls_context(idp.ca_file))
@@ -535,7 +505,7 @@ def test_soft_fail_does_not_forgive_an_invalid_answer(
     card = issue(soft_fail_idp.pki, tmp_path, ANNA, ocsp=url, crl="")
     mark = audit_mark(soft_fail_idp)
     page = login_this_device(soft_fail_idp, card)
-    assert_refused(soft_fail_idp, page, card, mark, "revocation_unavailable", "bad_signature")
+    assert_card_refused(soft_fail_idp, page, card, mark, "revocation_unavailable", "bad_signature")
 
 
 def test_soft_fail_still_refuses_a_revoked_card(
@@ -548,7 +518,7 @@ def test_soft_fail_still_refuses_a_revoked_card(
     assert revoked.returncode == 0, revoked.stderr
     mark = audit_mark(soft_fail_idp)
     page = login_this_device(soft_fail_idp, card)
-    assert_refused(soft_fail_idp, page, card, mark, "certificate_revoked", "by ocsp")
+    assert_card_refused(soft_fail_idp, page, card, mark, "certificate_revoked", "by ocsp")
 
 
 # --- the responder itself, as any OCSP client sees it -----------------------------------------

@@ -1,6 +1,6 @@
 """Reading an AuthnRequest (idp/saml/authn_request.py, through SamlIdentityProvider): one lxml
 parse, schema-checked, its enveloped signature verified on that same tree with the SP's
-metadata keys. In process: requests made by an independent pysaml2 SP (tests/saml_sp.py)."""
+metadata keys. In process: requests made by an independent pysaml2 SP (tests/helpers/saml_sp.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from saml2.saml import NAMEID_FORMAT_ENTITY, Issuer
 from idp.saml.bindings import SAML_REQUEST, BindingMessage
 from idp.saml.server import SamlIdentityProvider, SamlRequestRejected
 from siths_testkit.pki import TestPki
-from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import in_process_idp, make_service_provider
+from tests.helpers.saml_sp import TestServiceProvider as ServiceProvider
+from tests.helpers.saml_sp import in_process_idp, make_service_provider
 
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 SIGNING_SP = "https://signing.example.test/sp"

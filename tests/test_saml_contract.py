@@ -23,10 +23,10 @@ from saml2.saml import (
 from saml2.samlp import NameIDPolicy, RequestedAuthnContext
 
 from idp.saml.xmlsec_backend import RSA_SHA256, SHA256
-from tests import saml_sp
 from tests.conftest import IdpUnderTest
-from tests.flows import choose_this_device, login_with_card, open_login
-from tests.support import browser, parse_page, reason_code, tls_context
+from tests.helpers import saml_sp
+from tests.helpers.flows import choose_this_device, login_with_card, open_login
+from tests.helpers.support import browser, parse_page, reason_code, tls_context
 
 SAMBI = "http://id.sambi.se/loa/loa"
 EID = "http://id.elegnamnden.se/loa/1.0/loa"

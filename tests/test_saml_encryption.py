@@ -24,7 +24,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.x509.oid import NameOID
 from lxml import etree
 from saml2 import BINDING_HTTP_REDIRECT
 from saml2.xml.schema import validate as validate_with_saml_schemas
@@ -55,8 +54,9 @@ from idp.saml.response import Addressing, NameId, build_login_response
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider, SamlRequestRejected
 from idp.saml.xmlsec_backend import SHA256, SHA512, shared_backend
 from siths_testkit.pki import TestPki
-from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import anna, in_process_idp, registered_service_provider
+from tests.helpers.certificates import self_signed
+from tests.helpers.saml_sp import TestServiceProvider as ServiceProvider
+from tests.helpers.saml_sp import anna, in_process_idp, registered_service_provider
 
 NS = {
     "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
@@ -320,21 +320,6 @@ def test_a_weak_encryption_key_is_not_used_and_says_why(encrypting) -> None:
     assert described.encryption_refusal is None  # not required for Sambi SPs here
     built = idp.build_authn_response(request_to(sps[WEAK_SP]), anna())
     assert etree.fromstring(built.xml).find("saml:Assertion", NS) is not None
-
-
-def self_signed(private_key, name: str = "sp") -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(private_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(private_key, hashes.SHA256())
-    )
 
 
 def der(certificate: x509.Certificate) -> bytes:

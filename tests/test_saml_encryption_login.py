@@ -20,18 +20,14 @@ import httpx
 import pytest
 
 from siths_testkit.pki import TestPki
-from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
-from tests.flows import choose_this_device, login_with_card, open_login, posted_form
-from tests.saml_sp import EID_ATTRIBUTES, make_service_provider
-from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.support import (
-    VENV_BIN,
+from tests.helpers.flows import choose_this_device, login_with_card, open_login, posted_form
+from tests.helpers.idp_process import idp_env, import_people, start_idp
+from tests.helpers.saml_sp import EID_ATTRIBUTES, make_service_provider
+from tests.helpers.saml_sp import TestServiceProvider as ServiceProvider
+from tests.helpers.support import (
     RunningServer,
     browser,
-    free_port,
     reason_code,
-    run_cli,
-    start_server,
     tls_context,
 )
 
@@ -80,32 +76,15 @@ def encrypting_idp(
     test_pki: TestPki, ocsp_responder: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EncryptingIdp]:
     work = tmp_path_factory.mktemp("encrypting-idp")
-    metadata_dir = work / "sp-metadata"
-    metadata_dir.mkdir()
-    port, cert_port = free_port(), free_port()
-    base_url = f"https://localhost:{port}"
-    env = {
-        "IDP_VAR_DIR": str(work / "var"),
-        "IDP_PKI_DIR": str(test_pki.directory),
-        "IDP_SP_METADATA_DIR": str(metadata_dir),
-        "IDP_PORT": str(port),
-        "IDP_CERT_PORT": str(cert_port),
-        "IDP_BASE_URL": base_url,
-        "IDP_CERT_LOGIN_URL": f"https://localhost:{cert_port}",
-        "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
-        "IDP_REQUIRE_ENCRYPTION_PROFILES": json.dumps(["swedish-eid"]),
-        "IDP_ALLOW_HTTP_LOOPBACK_ACS": "true",
-    }
-    (work / "people.csv").write_text(DIRECTORY_CSV, encoding="utf-8")
-    imported = run_cli([str(VENV_BIN / "idp"), "people", "import", str(work / "people.csv")], env)
-    assert imported.returncode == 0, imported.stderr
-    server = start_server(
-        [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
-        env,
-        f"{base_url}/saml/metadata",
-        test_pki.tls_ca_cert,
-        work / "idp.log",
+    env = idp_env(
+        test_pki,
+        work,
+        IDP_REQUIRE_ENCRYPTION_PROFILES=json.dumps(["swedish-eid"]),
+        IDP_ALLOW_HTTP_LOOPBACK_ACS="true",
     )
+    metadata_dir, base_url = Path(env["IDP_SP_METADATA_DIR"]), env["IDP_BASE_URL"]
+    import_people(env, work)
+    server = start_idp(env, test_pki.tls_ca_cert, work / "idp.log")
     try:
         metadata = httpx.get(f"{base_url}/saml/metadata", verify=tls_context(test_pki.tls_ca_cert))
         idp_metadata = work / "idp-metadata.xml"

@@ -14,8 +14,8 @@ from defusedxml import ElementTree
 from saml2 import samlp
 
 from tests.conftest import IdpUnderTest
-from tests.flows import login_with_card, open_login, posted_form
-from tests.support import browser, parse_page, reason_code, tls_context
+from tests.helpers.flows import login_with_card, open_login, posted_form
+from tests.helpers.support import browser, parse_page, reason_code, tls_context
 
 SAMBI_LOA = "http://id.sambi.se/loa/loa3"
 EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa3"
@@ -202,7 +202,7 @@ def test_is_passive_without_session_gets_no_passive_status(idp: IdpUnderTest) ->
 def test_post_binding_request_logs_in(idp: IdpUnderTest) -> None:
     sso, form, request_id = idp.sp.post_login_form()
     with browser(idp.ca_file, idp.card("anna")) as client:
-        from tests.flows import choose_this_device, follow
+        from tests.helpers.flows import choose_this_device, follow
 
         chooser = follow(client, client.post(sso, data=form), idp.base_url)
         final = choose_this_device(client, chooser, idp.base_url)
@@ -226,7 +226,7 @@ def test_card_with_two_organisations_asks_which_service_id(idp: IdpUnderTest) ->
         chosen = client.post(
             f"{idp.base_url}/login/choose", data={"ref": ref, "hsa_id": "SE5567000010-P0001"}
         )
-        from tests.flows import follow
+        from tests.helpers.flows import follow
 
         final = follow(client, chosen, idp.base_url)
     _action, fields = posted_form(final)

@@ -21,11 +21,11 @@ from idp.saml.bindings import (
 )
 from idp.saml.xmlsec_backend import RSA_SHA256, SHA256
 from tests.conftest import IdpUnderTest
-from tests.flows import login_with_card, posted_form
-from tests.support import browser, parse_page, reason_code
-from tests.test_saml_rejections import assert_refused, audit_reasons
-from tests.test_sp_demo_harness import Treserva, make_treserva
-from tests.test_sp_demo_slo import CUTOVER_PASSED, asks_for_the_card, logged_in_anna
+from tests.helpers.flows import login_with_card, posted_form
+from tests.helpers.refusals import assert_refused, audit_reasons
+from tests.helpers.support import browser, parse_page, reason_code
+from tests.helpers.treserva import Treserva
+from tests.test_sp_demo_slo import asks_for_the_card, logged_in_anna
 
 
 def _deflated(xml: str) -> str:
@@ -72,13 +72,6 @@ def test_a_percent_encoded_message_name_alone_is_refused(idp: IdpUnderTest) -> N
     encoded = login_url.replace("SAMLRequest=", "SAML%52equest=", 1)
     with browser(idp.ca_file) as client:
         assert_refused(idp, client.get(encoded), "duplicate_parameter")
-
-
-@pytest.fixture(scope="module")
-def treserva(idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory):
-    treserva = make_treserva(idp, tmp_path_factory.mktemp("treserva-read-once"), "read-once")
-    with treserva.running(CUTOVER_PASSED):
-        yield treserva
 
 
 def _attacker_logout_request(idp: IdpUnderTest, issuer: str, name_id: str) -> str:

@@ -11,32 +11,14 @@ import urllib.parse
 import zlib
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.card_defects import FINDINGS, Defect
 from tests.conftest import IdpUnderTest
-from tests.flows import choose_this_device, follow, login_with_card, open_login
-from tests.support import assert_no_success_response, browser, parse_page, reason_code
-
-
-def audit_reasons(idp: IdpUnderTest) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(idp.database_file()) as connection:
-        return connection.execute(
-            "SELECT event, outcome, reason FROM audit_events ORDER BY id"
-        ).fetchall()
-
-
-def assert_refused(idp: IdpUnderTest, response: httpx.Response, reason: str) -> None:
-    assert response.status_code >= 400, response.text[:500]
-    assert reason_code(response.text) == reason, response.text[:2000]
-    assert 'lang="sv"' in response.text and 'lang="en"' in response.text
-    assert_no_success_response(response.text)  # at most a failure status for the SP
-    assert "location" not in response.headers
-    assert any(row[2] == reason for row in audit_reasons(idp)), audit_reasons(idp)[-5:]
-    # The same event as a structured log line (JSON), without keys or assertions.
-    assert f'"reason": "{reason}"' in idp.server.log()
-
+from tests.helpers.card_defects import FINDINGS, Defect
+from tests.helpers.certificates import make_self_signed
+from tests.helpers.flows import choose_this_device, follow, login_with_card, open_login
+from tests.helpers.refusals import assert_refused, audit_reasons
+from tests.helpers.support import browser, parse_page, reason_code
 
 CARD_CASES = [
     ("forged", "untrusted_issuer"),
@@ -71,8 +53,6 @@ def test_no_certificate_is_refused_and_login_can_be_retried(idp: IdpUnderTest) -
 
 
 def test_untrusted_ca_certificate_self_signed_is_refused(idp: IdpUnderTest, tmp_path) -> None:
-    from tests.saml_sp import make_self_signed
-
     key, cert = make_self_signed(tmp_path, "SE2120001355-E0001")
     login_url, _ = idp.sp.login_url()
     with browser(idp.ca_file, (cert, key)) as client:
@@ -144,7 +124,7 @@ def redirect_url(idp: IdpUnderTest, xml: bytes, **extra: str) -> str:
 
 
 def test_unknown_sp_is_refused(idp: IdpUnderTest, tmp_path) -> None:
-    from tests.saml_sp import make_service_provider
+    from tests.helpers.saml_sp import make_service_provider
 
     stranger = make_service_provider(
         tmp_path / "stranger",

@@ -28,10 +28,10 @@ from idp.saml.statuses import NO_PASSIVE
 from idp.saml.xmlsec_backend import shared_backend, sign_enveloped
 from siths_testkit.pki import TestPki
 from tests.conftest import IdpUnderTest
-from tests.flows import login_with_card
-from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import anna, in_process_idp
-from tests.support import assert_no_success_response, browser, reason_code
+from tests.helpers.flows import login_with_card
+from tests.helpers.saml_sp import TestServiceProvider as ServiceProvider
+from tests.helpers.saml_sp import anna, in_process_idp
+from tests.helpers.support import assert_no_success_response, browser, reason_code
 
 NS = {
     "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",

@@ -24,7 +24,7 @@ from idp.web.messages import MESSAGES
 from siths_testkit.login_driver import PemCard
 from siths_testkit.pki import TestPki, issue_card_for_public_key
 from siths_testkit.pki.cards import load_issuer
-from tests.card_defects import (
+from tests.helpers.card_defects import (
     ACCEPTED,
     ANNA,
     MORE_PROFILE_DEFECTS,

@@ -7,7 +7,6 @@ so what is tested is mock Treserva's handling of genuinely signed (and unsigned)
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import urllib.parse
 import zlib
 from collections.abc import Iterator
@@ -19,8 +18,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import padding
 from defusedxml import ElementTree
 from fastapi.testclient import TestClient
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
@@ -36,6 +34,7 @@ from sp_demo.client_provider import SamlClientProvider
 from sp_demo.config import Settings
 from sp_demo.db import Database, find_user_by_hsa_id, list_users, seed_demo_users
 from sp_demo.idp_metadata import IdpMetadataError, load_idp_metadata, verify_metadata_signature
+from tests.helpers.certificates import make_self_signed
 
 SP_BASE = "https://treserva.test"
 IDP_BASE = "https://idp.test"
@@ -48,34 +47,6 @@ ANNA = {
     saml.SAMBI_GIVEN_NAME: ["Anna"],
     saml.SAMBI_SURNAME: ["Andersson"],
 }
-
-
-def make_self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    """A throwaway RSA key and self-signed certificate: (key file, certificate file)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} TEST")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    key_path, cert_path = directory / f"{name}.key.pem", directory / f"{name}.crt.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
 
 
 def idp_config(sp_metadata_files: list[Path], key: Path, cert: Path) -> IdPConfig:

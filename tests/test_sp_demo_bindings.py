@@ -27,7 +27,7 @@ from sp_demo.bindings import (
     read_redirect_query,
     verify_query_signature,
 )
-from tests.test_saml_encryption import self_signed
+from tests.helpers.certificates import self_signed
 
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"

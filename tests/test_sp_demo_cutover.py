@@ -19,9 +19,10 @@ from sqlalchemy import select
 
 from sp_demo.db import LOGIN_WINDOWS, Database, User
 from sp_demo.demo_data import demo_accounts
-from tests.conftest import DIRECTORY_CSV, IdpUnderTest
-from tests.support import browser, reason_code
-from tests.test_sp_demo_harness import (
+from tests.conftest import IdpUnderTest
+from tests.helpers.idp_process import DIRECTORY_CSV
+from tests.helpers.support import browser, reason_code
+from tests.helpers.treserva import (
     ANNA,
     BERTIL,
     Treserva,

@@ -28,8 +28,8 @@ import pytest
 from siths_testkit.pki import TestPki
 from sp_demo.demo import wait_until_up
 from sp_demo.demo_ports import DEFAULTS, DemoPorts, demo_environment, ports_in_use
-from tests.flows import login_with_card, posted_form
-from tests.support import browser, free_port
+from tests.helpers.flows import login_with_card, posted_form
+from tests.helpers.support import browser, free_port
 
 READY_LINE = "Press Ctrl-C to stop."
 SYSTEM_CA_FILE = Path("/etc/ssl/certs/ca-certificates.crt")

@@ -14,8 +14,8 @@ from sp_demo.app import create_app
 from sp_demo.config import Settings
 from sp_demo.db import seed_demo_users
 from tests.conftest import IdpUnderTest
-from tests.flows import login_with_card
-from tests.support import browser
+from tests.helpers.flows import login_with_card
+from tests.helpers.support import browser
 
 SP_BASE = "https://treserva-oidc.example.test"
 

@@ -7,13 +7,10 @@ ask for the card again: a new login lands on the IdP's chooser, not on an SSO an
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import re
 import urllib.parse
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from saml2 import BINDING_HTTP_POST
 from saml2.saml import NAMEID_FORMAT_TRANSIENT, NameID
 
@@ -21,18 +18,9 @@ from sp_demo.config import Settings
 from sp_demo.idp_metadata import load_idp_metadata
 from sp_demo.saml import DIGEST_SHA256, SIG_RSA_SHA256, build_client, idp_entity_id
 from tests.conftest import IdpUnderTest
-from tests.flows import posted_form
-from tests.support import browser, parse_page, reason_code
-from tests.test_sp_demo_harness import Treserva, log_in_with_card, make_treserva
-
-CUTOVER_PASSED = dt.date(2024, 3, 1)
-
-
-@pytest.fixture(scope="module")
-def treserva(idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Treserva]:
-    treserva = make_treserva(idp, tmp_path_factory.mktemp("treserva-slo"), "treserva-slo")
-    with treserva.running(CUTOVER_PASSED):
-        yield treserva
+from tests.helpers.flows import posted_form
+from tests.helpers.support import browser, parse_page, reason_code
+from tests.helpers.treserva import Treserva, log_in_with_card
 
 
 def logged_in_anna(idp: IdpUnderTest, treserva: Treserva, client: httpx.Client) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from idp.config import Settings
-from tests.support import REPO_ROOT, VENV_BIN
+from tests.helpers.support import REPO_ROOT, VENV_BIN
 
 UNIT = REPO_ROOT / "deploy" / "systemd" / "atkomsttjansten.service"
 INSTALLED_IDP = "/opt/atkomsttjansten/.venv/bin/idp"

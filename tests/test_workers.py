@@ -24,9 +24,16 @@ from idp.config import parse_workers
 from idp.server.worker import bind_shared_sockets
 from siths_testkit.login_driver import card_login
 from siths_testkit.pki import TestPki
-from tests import saml_sp
-from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
-from tests.support import VENV_BIN, RunningServer, free_port, run_cli, start_server, tls_context
+from tests.helpers import saml_sp
+from tests.helpers.idp_process import idp_env, import_people
+from tests.helpers.support import (
+    VENV_BIN,
+    RunningServer,
+    free_port,
+    run_cli,
+    start_server,
+    tls_context,
+)
 
 SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
 WORKERS = 2
@@ -126,28 +133,18 @@ def node(
     test_pki: TestPki, ocsp_responder: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerNode]:
     work = tmp_path_factory.mktemp("workers")
-    sp_metadata_dir, tmp_dir = work / "sp-metadata", work / "tmp"
-    sp_metadata_dir.mkdir()
+    tmp_dir = work / "tmp"
     tmp_dir.mkdir()
-    port, cert_port = free_port(), free_port()
-    base_url, cert_login_url = f"https://localhost:{port}", f"https://localhost:{cert_port}"
-    env = {
-        "IDP_VAR_DIR": str(work / "var"),
-        "IDP_PKI_DIR": str(test_pki.directory),
-        "IDP_SP_METADATA_DIR": str(sp_metadata_dir),
-        "IDP_OIDC_KEYS_DIR": str(work / "oidc-keys"),
-        "IDP_PORT": str(port),
-        "IDP_CERT_PORT": str(cert_port),
-        "IDP_BASE_URL": base_url,
-        "IDP_CERT_LOGIN_URL": cert_login_url,
-        "IDP_ACCEPTED_ORGANISATIONS": json.dumps([GOTEBORG, PRIVATE_PROVIDER]),
+    env = idp_env(
+        test_pki,
+        work,
+        IDP_OIDC_KEYS_DIR=str(work / "oidc-keys"),
         # Where the supervisor makes the workers' metrics directory (tempfile).
-        "TMPDIR": str(tmp_dir),
-    }
-    csv_file = work / "people.csv"
-    csv_file.write_text(DIRECTORY_CSV, encoding="utf-8")
-    imported = run_cli([str(VENV_BIN / "idp"), "people", "import", str(csv_file)], env)
-    assert imported.returncode == 0, imported.stderr
+        TMPDIR=str(tmp_dir),
+    )
+    sp_metadata_dir = Path(env["IDP_SP_METADATA_DIR"])
+    base_url, cert_login_url = env["IDP_BASE_URL"], env["IDP_CERT_LOGIN_URL"]
+    import_people(env, work)
     server = start_server(
         [str(VENV_BIN / "idp"), "serve", "--workers", str(WORKERS), "--log-level", "info"],
         env,

@@ -49,10 +49,11 @@ from idp.saml.xmlsec_backend import (
     shared_backend,
 )
 from siths_testkit.pki import TestPki
+from tests.helpers.certificates import make_self_signed
 
 # Aliased so that pytest does not try to collect the dataclass as a test class.
-from tests.saml_sp import TestServiceProvider as ServiceProvider
-from tests.saml_sp import anna, in_process_idp, make_self_signed
+from tests.helpers.saml_sp import TestServiceProvider as ServiceProvider
+from tests.helpers.saml_sp import anna, in_process_idp
 
 XMLSEC1 = "/usr/bin/xmlsec1"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"

@@ -10,9 +10,6 @@ log must still hold no traceback.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -34,11 +31,10 @@ from tests.adversarial.http_fuzz import (
     send,
 )
 from tests.conftest import IdpUnderTest
-from tests.support import RunningServer, tls_context
-from tests.test_sp_demo_harness import Treserva, make_treserva
+from tests.helpers.support import RunningServer, tls_context
+from tests.helpers.treserva import Treserva
 
 # Past the cut-over: Treserva's Windows login is closed, only SITHS logins remain.
-CUTOVER_PASSED = dt.date(2024, 3, 1)
 # Each example sends a request to every endpoint: shrinking one would resend them all many
 # times over. A failure names the exact request that caused it instead.
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
@@ -62,24 +58,8 @@ def idp_endpoints(idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory) -
     return found
 
 
-@dataclass(frozen=True)
-class RunningTreserva:
-    treserva: Treserva
-    server: RunningServer
-
-
 @pytest.fixture(scope="module")
-def running_treserva(
-    idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningTreserva]:
-    treserva = make_treserva(idp, tmp_path_factory.mktemp("treserva-fuzz"), "treserva-fuzz")
-    with treserva.running(CUTOVER_PASSED) as server:
-        yield RunningTreserva(treserva, server)
-
-
-@pytest.fixture(scope="module")
-def treserva_endpoints(running_treserva: RunningTreserva) -> list[Endpoint]:
-    treserva = running_treserva.treserva
+def treserva_endpoints(treserva: Treserva) -> list[Endpoint]:
     pki = treserva.idp.pki
     app = create_sp_demo_app(
         SpDemoSettings(
@@ -163,12 +143,11 @@ def test_card_listener_survives_malformed_requests(
 @settings(max_examples=examples(6), phases=NO_SHRINK)
 @given(data=st.data())
 def test_treserva_survives_malformed_requests_and_logs_nobody_in(
-    running_treserva: RunningTreserva, treserva_endpoints: list[Endpoint], data: st.DataObject
+    treserva: Treserva, treserva_endpoints: list[Endpoint], data: st.DataObject
 ) -> None:
-    treserva = running_treserva.treserva
     client = fuzz_every_endpoint(
         data,
-        running_treserva.server,
+        treserva.server,
         treserva.base_url,
         treserva_endpoints,
         treserva.idp.ca_file,

@@ -13,8 +13,6 @@ import datetime as dt
 import json
 import time
 import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -37,10 +35,10 @@ from tests.adversarial.http_fuzz import (
     send,
 )
 from tests.conftest import IdpUnderTest
-from tests.flows import open_login
-from tests.saml_sp import RSA_SHA256
-from tests.support import RunningServer, parse_page, reason_code, tls_context
-from tests.test_sp_demo_harness import Treserva, make_treserva
+from tests.helpers.flows import open_login
+from tests.helpers.saml_sp import RSA_SHA256
+from tests.helpers.support import parse_page, reason_code, tls_context
+from tests.helpers.treserva import Treserva
 
 # An answer to one malformed message that takes longer than this is a hang.
 ANSWER_WITHIN_SECONDS = 10.0
@@ -48,7 +46,6 @@ PROTOCOL = "urn:oasis:names:tc:SAML:2.0:protocol"
 ASSERTION = "urn:oasis:names:tc:SAML:2.0:assertion"
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-CUTOVER_PASSED = dt.date(2024, 3, 1)
 
 GARBAGE = [
     "",
@@ -94,24 +91,8 @@ def saml_requests(path: str, names: tuple[str, ...]) -> list[FuzzRequest]:
     return requests
 
 
-@dataclass(frozen=True)
-class Server:
-    base_url: str
-    running: RunningServer
-    ca_file: object
-
-
 def _client(ca_file: object) -> httpx.Client:
     return httpx.Client(verify=tls_context(ca_file), follow_redirects=False, timeout=30)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def treserva(idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    made: Treserva = make_treserva(
-        idp, tmp_path_factory.mktemp("treserva-malformed"), "treserva-malformed"
-    )
-    with made.running(CUTOVER_PASSED) as running:
-        yield Server(made.base_url, running, idp.ca_file)
 
 
 IDP_SAML_ENDPOINTS = [
@@ -141,14 +122,14 @@ def test_idp_refuses_malformed_saml_quickly(
 
 @pytest.mark.parametrize(("path", "names"), TRESERVA_SAML_ENDPOINTS)
 def test_treserva_refuses_malformed_saml_quickly(
-    treserva: Server, path: str, names: tuple[str, ...]
+    treserva: Treserva, path: str, names: tuple[str, ...]
 ) -> None:
-    offset = len(treserva.running.log())
-    with _client(treserva.ca_file) as client:
+    offset = len(treserva.server.log())
+    with _client(treserva.idp.ca_file) as client:
         for request in saml_requests(path, names):
             timed_send(client, treserva.base_url, request, "malformed saml")
         assert client.get(f"{treserva.base_url}/me").status_code == 303, "somebody logged in"
-    assert_no_traceback(treserva.running.log()[offset:], "malformed saml")
+    assert_no_traceback(treserva.server.log()[offset:], "malformed saml")
 
 
 # --- signature wrapping on a signed POST AuthnRequest ----------------------------------------

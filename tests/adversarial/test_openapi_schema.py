@@ -23,7 +23,7 @@ from schemathesis.schemas import APIOperation
 from tests.adversarial.figures import FIGURES, examples
 from tests.adversarial.http_fuzz import SUCCESS, assert_no_traceback, saml_statuses
 from tests.conftest import IdpUnderTest
-from tests.support import tls_context
+from tests.helpers.support import tls_context
 
 AREA = "openapi schema"
 

@@ -40,8 +40,8 @@ from sp_demo.saml import SIG_RSA_SHA256, build_client, idp_entity_id
 from tests.adversarial.figures import FIGURES, examples
 from tests.adversarial.http_fuzz import deflate_raw
 from tests.conftest import IdpUnderTest
-from tests.support import parse_page, reason_code, tls_context
-from tests.test_sp_demo_harness import make_treserva
+from tests.helpers.support import parse_page, reason_code, tls_context
+from tests.helpers.treserva import make_treserva
 
 PROTOCOL = "urn:oasis:names:tc:SAML:2.0:protocol"
 PROTOCOL_NAMES = ("SAMLRequest", "RelayState", "SigAlg", "Signature")

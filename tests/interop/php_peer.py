@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 from lxml import etree
 
+from tests.helpers.certificates import make_self_signed
+from tests.helpers.support import RunningServer, free_port, tls_context
 from tests.interop.private_apache import (
     MODULES,
     apache_config,
@@ -31,8 +33,6 @@ from tests.interop.private_apache import (
     remove_peer_directory,
     start_apache,
 )
-from tests.saml_sp import make_self_signed
-from tests.support import RunningServer, free_port, tls_context
 
 SIMPLESAMLPHP = Path("/usr/share/simplesamlphp")
 # The guide's placeholder for the SP's own entityID.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import RunningServer, tls_context
+from tests.helpers.support import RunningServer, tls_context
 
 MODULES = Path("/usr/lib/apache2/modules")
 APACHE_USER = "www-data"

@@ -4,7 +4,7 @@ Each peer is configured only from the IdP's published metadata (and its own key)
 with the IdP by putting the metadata it generates into the IdP's SP metadata directory, and
 parses every Response with its own library: OneLogin's python3-saml in strict mode
 (``OneLogin_Saml2_Auth.process_response``) or pysaml2 (``parse_authn_request_response``).
-The browser part (tests.support.browser) carries the messages over real sockets.
+The browser part (tests.helpers.support.browser) carries the messages over real sockets.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from saml2 import BINDING_HTTP_REDIRECT, saml, samlp
 from saml2.response import StatusError
 
-from tests.saml_sp import RSA_SHA256, SAMBI_ATTRIBUTES, SHA256, URI, TestServiceProvider
-from tests.saml_sp import make_self_signed as make_key_pair
-from tests.support import tls_context
+from tests.helpers.certificates import make_self_signed as make_key_pair
+from tests.helpers.saml_sp import RSA_SHA256, SAMBI_ATTRIBUTES, SHA256, URI, TestServiceProvider
+from tests.helpers.support import tls_context
 
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
@@ -232,7 +232,8 @@ class Python3SamlPeer:
 
 
 class Pysaml2Peer:
-    """The session's pysaml2 SP (tests/saml_sp.py), asking for LoA and NameID per request."""
+    """The session's pysaml2 SP (tests/helpers/saml_sp.py), asking for LoA and NameID per
+    request."""
 
     name = "pysaml2"
 

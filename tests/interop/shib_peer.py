@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 from lxml import etree
 
+from tests.helpers.certificates import make_self_signed
+from tests.helpers.support import RunningServer, free_port, tls_context
 from tests.interop.private_apache import (
     apache_config,
     give_to_apache,
@@ -29,8 +31,6 @@ from tests.interop.private_apache import (
     remove_peer_directory,
     start_apache,
 )
-from tests.saml_sp import make_self_signed
-from tests.support import RunningServer, free_port, tls_context
 
 STOCK_ATTRIBUTE_MAP = Path("/etc/shibboleth/attribute-map.xml")
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"

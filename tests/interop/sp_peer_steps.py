@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from defusedxml import ElementTree
 
-from tests.support import parse_page, tls_context
+from tests.helpers.support import parse_page, tls_context
 
 BACK_TO_SERVICE = "Tillbaka till tjänsten"
 CANCEL = "Avbryt"

@@ -32,8 +32,8 @@ from oic.utils.keyio import KeyBundle, KeyJar
 from oic.utils.settings import OicClientSettings
 
 from tests.conftest import IdpUnderTest
+from tests.helpers.support import browser, parse_page
 from tests.interop.saml_peers import EID_LOA, SAMBI_LOA, forms_of
-from tests.support import browser, parse_page
 
 # Every request pyoidc makes is checked against the test CA; an unverified one fails the test.
 pytestmark = pytest.mark.filterwarnings("error::urllib3.exceptions.InsecureRequestWarning")

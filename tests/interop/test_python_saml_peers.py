@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.conftest import IdpUnderTest
-from tests.flows import follow, login_with_card, open_login
+from tests.helpers.flows import follow, login_with_card, open_login
+from tests.helpers.support import browser
 from tests.interop.saml_peers import (
     AUTHN_FAILED,
     CANCEL,
@@ -40,7 +41,6 @@ from tests.interop.saml_peers import (
     form_with_text,
     saml_response_xml,
 )
-from tests.support import browser
 
 EMPLOYEE_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
 PYTHON3_SAML_ENTITY = "https://python3-saml.example.test/metadata"

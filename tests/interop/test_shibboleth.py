@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from tests.conftest import IdpUnderTest
-from tests.flows import choose_this_device
+from tests.helpers.flows import choose_this_device
+from tests.helpers.support import browser
 from tests.interop.shib_peer import ShibbolethPeer, session_page_values, start_shibboleth_peer
 from tests.interop.sp_peer_steps import (
     back_to_service,
@@ -26,7 +27,6 @@ from tests.interop.sp_peer_steps import (
     requested_authn_context,
     saml_form,
 )
-from tests.support import browser
 
 EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from tests.conftest import IdpUnderTest
-from tests.flows import choose_this_device
+from tests.helpers.flows import choose_this_device
+from tests.helpers.support import browser, reason_code
 from tests.interop.php_peer import (
     SimpleSamlPhpPeer,
     convert_idp_metadata,
@@ -34,7 +35,6 @@ from tests.interop.sp_peer_steps import (
     requested_authn_context,
     saml_form,
 )
-from tests.support import browser, reason_code
 
 SAMBI_LOA = "http://id.sambi.se/loa/loa"
 EID_LOA = "http://id.elegnamnden.se/loa/1.0/loa"

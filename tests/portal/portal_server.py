@@ -12,8 +12,8 @@ from pathlib import Path
 from portal.config import Settings
 from portal.db import Database
 from tests.conftest import IdpUnderTest
+from tests.helpers.support import VENV_BIN, RunningServer, free_port, start_server
 from tests.portal.smtp_sink import SmtpSink
-from tests.support import VENV_BIN, RunningServer, free_port, start_server
 
 
 @dataclass

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
-from tests.support import free_port
+from tests.helpers.support import free_port
 
 
 class _Keeper:

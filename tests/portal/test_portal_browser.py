@@ -12,17 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from portal import orders, roles
 from portal.config import today
 from portal.models import EKU_ADMIN, IT_CONTACT
 from portal.orders import OrderInput
-from tests.browser.harness import assert_accessible, launch_chromium, new_context, screenshot
+from tests.browser.harness import assert_accessible, new_context, screenshot
 from tests.conftest import IdpUnderTest
+from tests.helpers.support import free_port
 from tests.portal.portal_server import PortalUnderTest, running_portal
 from tests.portal.web_support import register_oidc_client
-from tests.support import free_port
 
 IT_HSA_ID = "SE5567000010-P0001"
 EKU_HSA_ID = "SE2120001355-E0001"
@@ -83,18 +83,6 @@ def seed_orders(portal: PortalUnderTest) -> None:
                 order = orders.confirm_order(session, order.id, order.version, EKU_HSA_ID)
             if n >= 5:
                 orders.forward_order(session, portal.settings, order.id, order.version, EKU_HSA_ID)
-
-
-@pytest.fixture(scope="module")
-def chromium(idp: IdpUnderTest) -> Iterator[Browser]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NODE_EXTRA_CA_CERTS", str(idp.pki.tls_ca_cert))
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright, idp.pki.tls_server_cert)
-            try:
-                yield browser
-            finally:
-                browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,7 @@ from sp_demo.config import Settings as TreservaSettings
 from sp_demo.db import LOGIN_WINDOWS, Permission, User
 from sp_demo.db import Database as TreservaDatabase
 from tests.conftest import IdpUnderTest
-from tests.portal.portal_server import PortalUnderTest, running_portal
-from tests.portal.web_support import csrf_of, register_oidc_client
-from tests.support import (
+from tests.helpers.support import (
     VENV_BIN,
     RunningServer,
     free_port,
@@ -39,7 +37,9 @@ from tests.support import (
     start_server,
     tls_context,
 )
-from tests.token_cards import PIN, TokenLab
+from tests.helpers.token_cards import PIN, TokenLab
+from tests.portal.portal_server import PortalUnderTest, running_portal
+from tests.portal.web_support import csrf_of, register_oidc_client
 
 IT_HSA_ID = "SE5567000010-P0001"  # Erik Ek, IT-kontaktperson at Omsorgsbolaget Väst
 EKU_HSA_ID = "SE2120001355-E0001"  # Anna Andersson, Administratör EKU at Göteborgs Stad

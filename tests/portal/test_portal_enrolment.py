@@ -25,9 +25,9 @@ from portal.orders import OrderInput
 from siths_testkit.app_simulator import SoftHsmCard
 from siths_testkit.pki.tokens import token_objects
 from tests.conftest import IdpUnderTest
+from tests.helpers.support import tls_context
+from tests.helpers.token_cards import PIN, TokenLab
 from tests.portal.portal_server import PortalUnderTest, running_portal
-from tests.support import tls_context
-from tests.token_cards import PIN, TokenLab
 
 PROVIDER = "5567000010"
 IT = "SE5567000010-P0001"

@@ -15,10 +15,10 @@ from portal import mail, orders
 from portal.config import Settings
 from portal.db import Database
 from portal.models import FORWARDED, Order, OutboxMail
+from tests.helpers.support import free_port
 from tests.portal.conftest import EKU, IT, PROVIDER
 from tests.portal.smtp_sink import SmtpSink
 from tests.portal.test_portal_orders import good
-from tests.support import free_port
 
 
 @pytest.fixture

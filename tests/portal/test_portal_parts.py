@@ -25,10 +25,10 @@ from portal.models import ISSUED, AuditEvent, Base, Order
 from portal.refusals import Refused
 from siths_testkit.pki import TestPki
 from siths_testkit.pki.tokens import token_objects
+from tests.helpers.support import VENV_BIN, free_port, run_cli
+from tests.helpers.token_cards import PIN, TokenLab
 from tests.portal.conftest import EKU, IT, PROVIDER
 from tests.portal.test_portal_orders import good
-from tests.support import VENV_BIN, free_port, run_cli
-from tests.token_cards import PIN, TokenLab
 
 
 def test_models_and_migrations_agree_and_run_both_ways(database: Database) -> None:

@@ -19,9 +19,9 @@ from portal.config import Settings, today
 from portal.models import EKU_ADMIN, IT_CONTACT
 from portal.orders import OrderInput
 from tests.conftest import IdpUnderTest
+from tests.helpers.support import reason_code
 from tests.portal.smtp_sink import SmtpSink
 from tests.portal.web_support import csrf_of, log_in, register_oidc_client
-from tests.support import reason_code
 
 BASE = "https://portal-web.example.test"
 IT_HSA_ID = "SE5567000010-P0001"  # Erik Ek at the private provider

@@ -9,8 +9,8 @@ import httpx
 from fastapi.testclient import TestClient
 
 from tests.conftest import IdpUnderTest
-from tests.flows import follow, login_with_card
-from tests.support import browser, parse_page
+from tests.helpers.flows import follow, login_with_card
+from tests.helpers.support import browser, parse_page
 
 
 def register_oidc_client(idp: IdpUnderTest, client_id: str, base_url: str) -> str:

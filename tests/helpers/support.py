@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from defusedxml import ElementTree
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 

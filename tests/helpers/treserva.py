@@ -1,8 +1,9 @@
 """Running mock Treserva (``sp-demo serve``) against the session's IdP, over real sockets.
 
-Helpers for the ``test_sp_demo_*`` suites; no tests here. Mock Treserva runs as its own
-process with its own database; its SAML metadata is dropped into the IdP's SP metadata
-directory (which the IdP re-reads on change), as ``sp-demo metadata --out`` does in the demo.
+Helpers for the suites that log in at Treserva, and the ``treserva`` fixture (this module is a
+pytest plugin, loaded by tests/conftest.py). Mock Treserva runs as its own process with its own
+database; its SAML metadata is dropped into the IdP's SP metadata directory (which the IdP
+re-reads on change), as ``sp-demo metadata --out`` does in the demo.
 """
 
 from __future__ import annotations
@@ -15,18 +16,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from sp_demo.config import Settings
+from sp_demo.cutover import today as swedish_today
 from sp_demo.saml import build_sp_metadata_xml
 from tests.conftest import IdpUnderTest
-from tests.flows import follow, login_with_card, posted_form
-from tests.support import VENV_BIN, RunningServer, free_port, parse_page, run_cli, start_server
+from tests.helpers.flows import follow, login_with_card, posted_form
+from tests.helpers.support import (
+    VENV_BIN,
+    RunningServer,
+    free_port,
+    parse_page,
+    run_cli,
+    start_server,
+)
 
 SESSION_SECRET = "treserva-test-secret-" + "z" * 32
 WINDOWS_PASSWORD = "windows"
 ANNA = "SE2120001355-E0001"
 BERTIL = "SE2120001355-E0002"
 PERMISSION_ROW = re.compile(r"<tr><td>([^<]*)</td><td>([^<]*)</td></tr>")
+# Past the cut-over: mock Treserva accepts SITHS logins only.
+CUTOVER_PASSED = dt.date(2024, 3, 1)
 
 
 @dataclass
@@ -39,6 +51,8 @@ class Treserva:
     port: int
     database: Path
     idp_directory_file: Path | None = None
+    # The process while ``running`` runs it.
+    server: RunningServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -82,9 +96,11 @@ class Treserva:
             self.idp.ca_file,
             self.work / f"sp-demo-{cutover_date.isoformat()}.log",
         )
+        self.server = server
         try:
             yield server
         finally:
+            self.server = None
             server.stop()
 
 
@@ -102,6 +118,19 @@ def make_treserva(idp: IdpUnderTest, work: Path, name: str) -> Treserva:
     return treserva
 
 
+@pytest.fixture(scope="module")
+def treserva(
+    request: pytest.FixtureRequest, idp: IdpUnderTest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Treserva]:
+    """One mock Treserva per test module, running past the cut-over (SITHS logins only), known
+    to the session's IdP; ``treserva.server`` is its process. A module that defines its own
+    ``treserva`` fixture (e.g. an in-process app) overrides this one."""
+    name = "treserva-" + request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    made = make_treserva(idp, tmp_path_factory.mktemp(name), name)
+    with made.running(CUTOVER_PASSED):
+        yield made
+
+
 def _settings_fields(treserva: Treserva) -> dict[str, object]:
     pki = treserva.idp.pki
     return {
@@ -113,8 +142,6 @@ def _settings_fields(treserva: Treserva) -> dict[str, object]:
 
 
 def today() -> dt.date:
-    from sp_demo.cutover import today as swedish_today
-
     return swedish_today()
 
 

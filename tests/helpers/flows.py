@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.support import parse_page
+from tests.helpers.support import parse_page
 
 
 @dataclass

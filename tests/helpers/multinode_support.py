@@ -20,9 +20,16 @@ import psycopg
 from siths_testkit.local_cluster import NginxProcess, PostgresCluster, start_nginx, start_postgres
 from siths_testkit.login_driver import LoginResult
 from siths_testkit.pki import TestPki
-from tests import saml_sp
-from tests.conftest import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
-from tests.support import VENV_BIN, RunningServer, free_port, run_cli, start_server, tls_context
+from tests.helpers import saml_sp
+from tests.helpers.idp_process import DIRECTORY_CSV, GOTEBORG, PRIVATE_PROVIDER
+from tests.helpers.support import (
+    VENV_BIN,
+    RunningServer,
+    free_port,
+    run_cli,
+    start_server,
+    tls_context,
+)
 
 
 @dataclass

@@ -6,7 +6,6 @@ SP would be, and it verifies every Response the way pysaml2 does for any IdP.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -14,10 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
@@ -28,7 +23,8 @@ from idp.authn import Authentication
 from idp.config import Settings
 from idp.federation.idp_metadata import idp_metadata_xml
 from idp.saml.server import SamlIdentityProvider
-from tests.support import tls_context
+from tests.helpers.certificates import make_self_signed
+from tests.helpers.support import tls_context
 
 URI = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 SAMBI_ATTRIBUTES = (
@@ -42,32 +38,6 @@ DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XENC11_NS = "http://www.w3.org/2009/xmlenc11#"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-
-
-def make_self_signed(directory: Path, name: str, key_size: int = 2048) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    key_path, cert_path = directory / f"{name}.key.pem", directory / f"{name}.crt.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
 
 
 @dataclass
