@@ -14,7 +14,7 @@ import time
 import urllib.parse
 
 from tests.conftest import IdpUnderTest
-from tests.support import tls_context
+from tests.helpers.support import tls_context
 
 
 def _get(
