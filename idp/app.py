@@ -181,6 +181,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.saml = components.saml
     app.state.saml_sso = components.saml_sso
     app.state.saml_slo = components.saml_slo
+    _include_routers(app, components, settings)
+    _add_error_handlers(app)
+    # Every other exception is FailSafe's: inside the limits (its page gets the security
+    # headers, and the body it may replay is bounded) and inside the operations middleware.
+    app.add_middleware(FailSafe, database=app.state.services.database)
+    app.add_middleware(LimitsAndHeaders, max_body_bytes=MAX_BODY_BYTES)
+    # Last: its middleware must be the outermost (request id and timing around everything).
+    install_operations(app, components.services, components.saml, components.oidc, metrics)
+    return app
+
+
+def _include_routers(app: FastAPI, components: Components, settings: Settings) -> None:
+    """Every endpoint, each router wired to the objects it serves."""
     app.include_router(federation_endpoints.router)
     app.include_router(saml_endpoints.router)
     app.include_router(
@@ -204,6 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def home(request: Request) -> Response:
         return render_page(request, "idp/home.html", {"entity_id": settings.entity_id})
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = NOT_FOUND if exc.status_code == 404 else FALLBACK
@@ -223,11 +238,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JsonResponse(
             {"errorCode": "invalidParameters", "details": problems}, status_code=422
         )
-
-    # Every other exception is FailSafe's: inside the limits (its page gets the security
-    # headers, and the body it may replay is bounded) and inside the operations middleware.
-    app.add_middleware(FailSafe, database=app.state.services.database)
-    app.add_middleware(LimitsAndHeaders, max_body_bytes=MAX_BODY_BYTES)
-    # Last: its middleware must be the outermost (request id and timing around everything).
-    install_operations(app, components.services, components.saml, components.oidc, metrics)
-    return app

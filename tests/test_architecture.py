@@ -8,6 +8,8 @@ the test kit, and the README's diagram is the one the imports draw.
 
 from __future__ import annotations
 
+import ast
+
 from tools.import_graph import (
     REPO_ROOT,
     cycles,
@@ -185,3 +187,37 @@ def test_the_saml_use_cases_reach_no_http_framework_and_no_pages() -> None:
         for site in import_sites()
         if site.module in endpoints
     )
+
+
+# Issue 16's bound: a function longer than this is doing more than one thing. Migrations are
+# exempt (a schema is one long list of tables), as are the decorators above a `def` (click's
+# options are declarations, not logic).
+MAX_FUNCTION_LINES = 60
+LENGTH_CHECKED = ("idp", "sp_demo", "portal", "siths_testkit", "tools")
+
+
+def _long_functions(source: str) -> list[tuple[str, int]]:
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+def test_the_length_check_finds_a_long_function() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert _long_functions(f"def long():\n{body}\n") == [("long", MAX_FUNCTION_LINES + 1)]
+    assert _long_functions("def short():\n    return 1\n") == []
+
+
+def test_no_function_over_sixty_lines() -> None:
+    too_long = [
+        f"{path.relative_to(REPO_ROOT)}: {name} ({lines} lines)"
+        for package in LENGTH_CHECKED
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+        if "migrations" not in path.parts
+        for name, lines in _long_functions(path.read_text(encoding="utf-8"))
+    ]
+    assert too_long == []
