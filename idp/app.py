@@ -20,15 +20,15 @@ from idp.audit import database_audit_hook, record_audit_event
 from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database, prepare_schema
-from idp.federation import endpoints as federation_endpoints
+from idp.federation.endpoints import metadata_router
 from idp.federation.remote import RemoteAggregate
 from idp.login.authenticate import CertificateAuthentication
 from idp.login.policy import LoginPolicy
 from idp.login.steps import LoginSteps
-from idp.methods import this_device
 from idp.methods.other_device import app_api
-from idp.methods.other_device import browser as other_device_browser
 from idp.methods.other_device.app_steps import AppOrderSteps
+from idp.methods.other_device.browser import OtherDeviceBrowser
+from idp.methods.this_device import ThisDeviceLogin
 from idp.oidc import endpoints as oidc_endpoints
 from idp.oidc.provider import OpenIDProvider, build_provider
 from idp.ops.install import install_operations
@@ -37,15 +37,16 @@ from idp.saml import endpoints as saml_endpoints
 from idp.saml.logout import SamlLogout
 from idp.saml.server import SamlIdentityProvider
 from idp.saml.slo import SamlSingleLogout
+from idp.saml.slo_endpoints import SamlLogoutEndpoints
 from idp.saml.sso import SamlSingleSignOn
 from idp.services import Services
 from idp.siths.revocation import RevocationCache, RevocationChecker, RevocationPolicy
 from idp.siths.trust import load_siths_trust
 from idp.siths.validation import SithsValidator
 from idp.store.revocation_cache import DatabaseRevocationCache
-from idp.web import login_pages
 from idp.web.failsafe import FailSafe
 from idp.web.json_response import JsonResponse
+from idp.web.login_pages import LoginPages
 from idp.web.messages import FALLBACK, UserMessage
 from idp.web.middleware import LimitsAndHeaders
 from idp.web.render import error_page, render_page
@@ -99,8 +100,8 @@ def _revocation_checker(
 @dataclass(frozen=True)
 class Components:
     """What ``create_app`` wires into the app: the services every page and login method shares,
-    and the two protocol sides (SAML reached by :func:`idp.saml.endpoints.saml_of` and its
-    use cases; the OIDC endpoints are wired to their provider here)."""
+    and the two protocol sides (the SAML IdP and its use cases, the OIDC provider). Every
+    router is built from these at start-up (:func:`_include_routers`)."""
 
     services: Services
     saml: SamlIdentityProvider
@@ -152,7 +153,6 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
         remote=_remote_sp_metadata(settings, database),
     )
     oidc = build_provider(settings, database, pairwise_secret)
-    services.responders["saml"] = saml_endpoints.respond_to_saml_login
     services.responders["oidc"] = oidc_endpoints.oidc_login_responder(oidc)
     saml_sso = SamlSingleSignOn(
         saml,
@@ -161,6 +161,7 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
         pending_ttl_seconds=settings.pending_login_ttl_seconds,
         sso_ttl_seconds=settings.sso_session_ttl_seconds,
     )
+    services.responders["saml"] = saml_endpoints.saml_login_responder(saml_sso)
     services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml_sso)
     services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(oidc)
     saml_slo = SamlSingleLogout(saml, SamlLogout(settings, saml), database, record_audit_event)
@@ -177,15 +178,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     metrics = IdpMetrics()
     components = build_components(settings, metrics)
+    # Not for handlers (each router is given what it needs): the node runner's sweeper
+    # (idp.server.run) takes its database from here.
     app.state.services = components.services
-    app.state.saml = components.saml
-    app.state.saml_sso = components.saml_sso
-    app.state.saml_slo = components.saml_slo
     _include_routers(app, components, settings)
     _add_error_handlers(app)
     # Every other exception is FailSafe's: inside the limits (its page gets the security
     # headers, and the body it may replay is bounded) and inside the operations middleware.
-    app.add_middleware(FailSafe, database=app.state.services.database)
+    app.add_middleware(FailSafe, database=components.services.database)
     app.add_middleware(LimitsAndHeaders, max_body_bytes=MAX_BODY_BYTES)
     # Last: its middleware must be the outermost (request id and timing around everything).
     install_operations(app, components.services, components.saml, components.oidc, metrics)
@@ -194,21 +194,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _include_routers(app: FastAPI, components: Components, settings: Settings) -> None:
     """Every endpoint, each router wired to the objects it serves."""
-    app.include_router(federation_endpoints.router)
-    app.include_router(saml_endpoints.router)
+    services = components.services
+    app.include_router(metadata_router(components.saml))
+    app.include_router(
+        saml_endpoints.SamlEndpoints(components.saml_sso, settings.entity_id).router()
+    )
+    app.include_router(SamlLogoutEndpoints(components.saml_slo).router())
     app.include_router(
         oidc_endpoints.OidcEndpoints(
             components.oidc, pending_ttl_seconds=settings.pending_login_ttl_seconds
         ).router()
     )
-    app.include_router(login_pages.router)
-    app.include_router(this_device.router)
-    app.include_router(other_device_browser.router)
+    app.include_router(LoginPages(services).router())
+    app.include_router(ThisDeviceLogin(services).router())
+    app.include_router(OtherDeviceBrowser(services).router())
     app.include_router(
         app_api.app_api_router(
-            AppOrderSteps(
-                components.services.database, components.services.authenticator, record_audit_event
-            )
+            AppOrderSteps(services.database, services.authenticator, record_audit_event)
         )
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

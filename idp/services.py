@@ -69,7 +69,3 @@ class Services:
     steps: LoginSteps
     responders: dict[str, Responder] = field(default_factory=dict)
     failure_responders: dict[str, FailureResponder] = field(default_factory=dict)
-
-
-def services_of(request: Request) -> Services:
-    return request.app.state.services

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import Response
 
 from idp.federation.idp_metadata import idp_metadata_xml
-from idp.saml.endpoints import saml_of
-
-router = APIRouter()
+from idp.saml.server import SamlIdentityProvider
 
 
-@router.get("/saml/metadata")
-async def metadata(request: Request) -> Response:
-    xml = await run_in_threadpool(idp_metadata_xml, saml_of(request))
-    return Response(xml, media_type="application/samlmetadata+xml")
+def metadata_router(saml: SamlIdentityProvider) -> APIRouter:
+    """``/saml/metadata`` for ``saml`` (built once at start-up)."""
+    router = APIRouter()
+
+    @router.get("/saml/metadata")
+    async def metadata() -> Response:
+        xml = await run_in_threadpool(idp_metadata_xml, saml)
+        return Response(xml, media_type="application/samlmetadata+xml")
+
+    return router

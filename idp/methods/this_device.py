@@ -18,35 +18,69 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event_in_thread
-from idp.client_certificate import presented_certificate
+from idp.client_certificate import CertificateSource, presented_certificate
 from idp.login.errors import LoginFailed
 from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login
 from idp.login.steps import FinishedLogin
-from idp.services import Services, services_of
+from idp.services import Services
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
 from idp.web.back_to_service import back_to_service
 from idp.web.login_pages import answer_finished_login
 from idp.web.render import error_page
 
 METHOD = "siths-this-device"
-router = APIRouter()
 
 
-@router.get("/cert-login")
-async def certificate_login(request: Request, ref: str = "") -> Response:
-    services = services_of(request)
-    settings = services.settings
-    browser = request.cookies.get(BROWSER_COOKIE)
-    source = presented_certificate(
-        request, header_name=settings.client_cert_header, trusted_proxies=services.trusted_proxies
-    )
-    retry_url = f"{settings.base_url}/login?ref={ref}"
-    continue_url = f"{settings.base_url}/login/continue?ref={ref}"
+class ThisDeviceLogin:
+    """``/cert-login``, wired to ``services`` (:meth:`router`)."""
 
-    def authenticate() -> FinishedLogin | None:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route("/cert-login", self.certificate_login, methods=["GET"])
+        return router
+
+    async def certificate_login(self, request: Request, ref: str = "") -> Response:
+        services = self.services
+        settings = services.settings
+        browser = request.cookies.get(BROWSER_COOKIE)
+        source = presented_certificate(
+            request,
+            header_name=settings.client_cert_header,
+            trusted_proxies=services.trusted_proxies,
+        )
+        retry_url = f"{settings.base_url}/login?ref={ref}"
+        continue_url = f"{settings.base_url}/login/continue?ref={ref}"
+        if source.untrusted_header_from is not None:
+            detail = f"certificate header from {source.untrusted_header_from}"
+            reason = "untrusted_certificate_header"
+            await _audit(services, "proxy.untrusted_header", "ignored", reason, detail)
+        try:
+            finished = await run_in_threadpool(self._authenticate, ref, browser, source)
+        except (LoginFailed, CertificateRejected) as exc:
+            await _audit(
+                services, "login.method", "failure", exc.reason, exc.detail, hsa_id=exc.hsa_id
+            )
+            back = await back_to_service(services, request, ref, cancelled=False, detail=exc.reason)
+            return error_page(request, exc.reason, retry_url=retry_url, back_to_service=back)
+        if finished is None:
+            return RedirectResponse(continue_url, status_code=303)
+        return await answer_finished_login(services, request, finished)
+
+    def _authenticate(
+        self, reference: str, browser: str | None, source: CertificateSource
+    ) -> FinishedLogin | None:
+        """The card's certificate on this browser's pending login; the finished login when it
+        names one HSA-ID, None when the login was already completed (a reload, a retry)."""
+        services = self.services
         with services.database.transaction() as session:
             pending = load_pending_login(
-                session, ref, browser, expected_state=(PendingState.PENDING, PendingState.COMPLETED)
+                session,
+                reference,
+                browser,
+                expected_state=(PendingState.PENDING, PendingState.COMPLETED),
             )
             if pending.state == PendingState.COMPLETED:
                 return None  # /login/continue answers again, or says why not
@@ -58,20 +92,6 @@ async def certificate_login(request: Request, ref: str = "") -> Response:
                 session, pending, leaf, intermediates, METHOD
             )
             return services.steps.finish_if_authenticated(session, pending)
-
-    if source.untrusted_header_from is not None:
-        detail = f"certificate header from {source.untrusted_header_from}"
-        reason = "untrusted_certificate_header"
-        await _audit(services, "proxy.untrusted_header", "ignored", reason, detail)
-    try:
-        finished = await run_in_threadpool(authenticate)
-    except (LoginFailed, CertificateRejected) as exc:
-        await _audit(services, "login.method", "failure", exc.reason, exc.detail, hsa_id=exc.hsa_id)
-        back = await back_to_service(request, ref, cancelled=False, detail=exc.reason)
-        return error_page(request, exc.reason, retry_url=retry_url, back_to_service=back)
-    if finished is None:
-        return RedirectResponse(continue_url, status_code=303)
-    return await answer_finished_login(request, finished)
 
 
 async def _audit(

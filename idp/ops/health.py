@@ -41,7 +41,6 @@ from idp.saml.rollover import signing_keys
 from idp.services import Services
 from idp.web.json_response import JsonResponse
 
-router = APIRouter()
 # Written to var/ and deleted by every probe: a disk that cannot take this cannot take a login's
 # SQLite pages or the node's files either.
 VAR_PROBE = b"\0" * 16384
@@ -143,29 +142,33 @@ class ReadinessProbe:
         return {"idp_valid_until": own.isoformat(), "sp_metadata_files": len(files)}
 
 
-@router.get("/healthz", include_in_schema=False)
-async def healthz(request: Request) -> Response:
-    worker: dict[str, int] = getattr(request.app.state, "worker", None) or {}
-    return JsonResponse({"status": "alive", **worker}, headers={"cache-control": "no-store"})
+def health_router(
+    probe: ReadinessProbe, registry: IdpMetrics, metrics_allowed: TrustedProxies
+) -> APIRouter:
+    """The three endpoints, wired at start-up to the probe, the metrics and who may read them."""
+    router = APIRouter()
 
+    @router.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> Response:
+        # Set after the app is built, by the worker that serves it: read per request.
+        worker: dict[str, int] = getattr(request.app.state, "worker", None) or {}
+        return JsonResponse({"status": "alive", **worker}, headers={"cache-control": "no-store"})
 
-@router.get("/readyz", include_in_schema=False)
-async def readyz(request: Request) -> Response:
-    probe: ReadinessProbe = request.app.state.readiness
-    ready, checks = await run_in_threadpool(probe.check)
-    return JsonResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
-        headers={"cache-control": "no-store"},
-    )
+    @router.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        ready, checks = await run_in_threadpool(probe.check)
+        return JsonResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+            headers={"cache-control": "no-store"},
+        )
 
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        if request.client is None or request.client.host not in metrics_allowed:
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        # The database gauges query at collect time: off the event loop.
+        body = await run_in_threadpool(registry.render)
+        return Response(body, media_type=CONTENT_TYPE, headers={"cache-control": "no-store"})
 
-@router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    allowed: TrustedProxies = request.app.state.metrics_allowed
-    if request.client is None or request.client.host not in allowed:
-        return Response("Not Found", status_code=404, media_type="text/plain")
-    registry: IdpMetrics = request.app.state.metrics
-    # The database gauges query at collect time: off the event loop.
-    body = await run_in_threadpool(registry.render)
-    return Response(body, media_type=CONTENT_TYPE, headers={"cache-control": "no-store"})
+    return router

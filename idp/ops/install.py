@@ -28,14 +28,13 @@ def install_operations(
 
     Call it last in ``create_app``: the middleware it adds must be the outermost.
     """
+    # The node runner (idp.server.run) counts the sweeper's deletions here.
     app.state.metrics = metrics
-    app.state.metrics_allowed = TrustedProxies(services.settings.metrics_allowed_networks)
-    app.state.readiness = health.ReadinessProbe(
-        services, oidc, functools.partial(idp_metadata_xml, saml)
-    )
+    probe = health.ReadinessProbe(services, oidc, functools.partial(idp_metadata_xml, saml))
     metrics.watch_audit_events(services.database)
     metrics.watch_database(services.database)
-    app.include_router(health.router)
+    allowed = TrustedProxies(services.settings.metrics_allowed_networks)
+    app.include_router(health.health_router(probe, metrics, allowed))
     app.add_middleware(
         OperationsMiddleware, metrics=metrics, trusted_proxies=services.trusted_proxies
     )

@@ -2,8 +2,9 @@
 
 Adapters only: each reads the binding, calls one use case of :class:`idp.saml.sso.SamlSingleSignOn`
 and renders what it returns, or the page for its refusal (:func:`idp.web.messages.page_for`).
-Single Logout's endpoints live in :mod:`idp.saml.slo_endpoints` and are mounted here, under
-the same ``/saml`` prefix.
+:class:`SamlEndpoints` is built once at start-up with the use cases it serves
+(:func:`idp.app.create_app`). Single Logout's endpoints live in :mod:`idp.saml.slo_endpoints`,
+under the same ``/saml`` prefix.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from starlette.responses import RedirectResponse, Response
 
 from idp.authn import Authentication
 from idp.login.sso import SSO_COOKIE
-from idp.saml import slo_endpoints
 from idp.saml.bindings import (
     MAX_PARAMETERS,
     BindingMessage,
@@ -25,82 +25,74 @@ from idp.saml.bindings import (
     read_redirect_query,
 )
 from idp.saml.integration_guide import integration_guide
-from idp.saml.server import SamlIdentityProvider, SamlRequestRejected, SamlResponseRefused
+from idp.saml.server import SamlRequestRejected, SamlResponseRefused
 from idp.saml.sso import PostToSp, SamlSingleSignOn
 from idp.saml.statuses import USER_CANCELLED
-from idp.services import BackToService, FailureResponder, services_of
+from idp.services import BackToService, FailureResponder, Responder
 from idp.web.messages import Topic, page_for
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
-router = APIRouter(prefix="/saml")
-router.include_router(slo_endpoints.router)
 
+class SamlEndpoints:
+    """``/saml/integration`` and the SSO endpoints, wired to ``sso`` (:meth:`router`)."""
 
-@router.get("/integration")
-async def integration(request: Request) -> Response:
-    """What an integrator needs beside the metadata (attribute names, LoA, NameID, statuses,
-    snippets for common SPs), from the tables the IdP acts on."""
-    guide = integration_guide(services_of(request).settings.entity_id)
-    return render_page(request, "idp/integration.html", {"guide": guide})
+    def __init__(self, sso: SamlSingleSignOn, entity_id: str) -> None:
+        self.sso = sso
+        self.entity_id = entity_id
 
+    def router(self) -> APIRouter:
+        router = APIRouter(prefix="/saml")
+        router.add_api_route("/integration", self.integration, methods=["GET"])
+        router.add_api_route("/sso/redirect", self.single_sign_on_redirect, methods=["GET"])
+        router.add_api_route("/sso/post", self.single_sign_on_post, methods=["POST"])
+        return router
 
-def saml_of(request: Request) -> SamlIdentityProvider:
-    """The SAML side of the app serving ``request``, set once by :func:`idp.app.create_app`."""
-    provider: SamlIdentityProvider = request.app.state.saml
-    return provider
+    async def integration(self, request: Request) -> Response:
+        """What an integrator needs beside the metadata (attribute names, LoA, NameID, statuses,
+        snippets for common SPs), from the tables the IdP acts on."""
+        guide = integration_guide(self.entity_id)
+        return render_page(request, "idp/integration.html", {"guide": guide})
 
+    async def single_sign_on_redirect(self, request: Request) -> Response:
+        try:
+            received = read_redirect_query(request.scope.get("query_string", b""))
+        except BindingMessageRejected as exc:
+            return await self._unreadable(request, exc)
+        return await self._receive_authn_request(request, BINDING_HTTP_REDIRECT, received)
 
-def sso_of(request: Request) -> SamlSingleSignOn:
-    """The SSO use cases of the app serving ``request``, set once by :func:`idp.app.create_app`."""
-    sso: SamlSingleSignOn = request.app.state.saml_sso
-    return sso
+    async def single_sign_on_post(self, request: Request) -> Response:
+        try:
+            received = read_post_form(await request.form(max_files=0, max_fields=MAX_PARAMETERS))
+        except BindingMessageRejected as exc:
+            return await self._unreadable(request, exc)
+        return await self._receive_authn_request(request, BINDING_HTTP_POST, received)
 
+    async def _receive_authn_request(
+        self, request: Request, binding: str, received: BindingMessage
+    ) -> Response:
+        token, new_browser = browser_token(request)
+        sso_token = request.cookies.get(SSO_COOKIE)
+        receive = self.sso.receive
+        try:
+            outcome = await run_in_threadpool(
+                lambda: receive(binding, received, browser=token, sso_token=sso_token)
+            )
+        except SamlRequestRejected as exc:
+            return _refused(request, Topic.SAML_REQUEST, exc.reason)
+        except SamlResponseRefused as exc:
+            return _refused(request, Topic.SAML_RESPONSE, exc.reason)
+        if isinstance(outcome, PostToSp):
+            response = _post_page(request, outcome)
+        else:
+            response = RedirectResponse(f"/login?ref={outcome.reference}", status_code=303)
+        if new_browser:
+            set_browser_cookie(response, token)
+        return response
 
-@router.get("/sso/redirect")
-async def single_sign_on_redirect(request: Request) -> Response:
-    try:
-        received = read_redirect_query(request.scope.get("query_string", b""))
-    except BindingMessageRejected as exc:
-        return await _unreadable(request, exc)
-    return await _receive_authn_request(request, BINDING_HTTP_REDIRECT, received)
-
-
-@router.post("/sso/post")
-async def single_sign_on_post(request: Request) -> Response:
-    try:
-        received = read_post_form(await request.form(max_files=0, max_fields=MAX_PARAMETERS))
-    except BindingMessageRejected as exc:
-        return await _unreadable(request, exc)
-    return await _receive_authn_request(request, BINDING_HTTP_POST, received)
-
-
-async def _receive_authn_request(
-    request: Request, binding: str, received: BindingMessage
-) -> Response:
-    token, new_browser = browser_token(request)
-    sso_token = request.cookies.get(SSO_COOKIE)
-    receive = sso_of(request).receive
-    try:
-        outcome = await run_in_threadpool(
-            lambda: receive(binding, received, browser=token, sso_token=sso_token)
-        )
-    except SamlRequestRejected as exc:
+    async def _unreadable(self, request: Request, exc: BindingMessageRejected) -> Response:
+        """No AuthnRequest could be read off the binding: audited, and a page."""
+        await run_in_threadpool(self.sso.audit_refusal, exc)
         return _refused(request, Topic.SAML_REQUEST, exc.reason)
-    except SamlResponseRefused as exc:
-        return _refused(request, Topic.SAML_RESPONSE, exc.reason)
-    if isinstance(outcome, PostToSp):
-        response = _post_page(request, outcome)
-    else:
-        response = RedirectResponse(f"/login?ref={outcome.reference}", status_code=303)
-    if new_browser:
-        set_browser_cookie(response, token)
-    return response
-
-
-async def _unreadable(request: Request, exc: BindingMessageRejected) -> Response:
-    """No AuthnRequest could be read off the binding: audited, and a page."""
-    await run_in_threadpool(sso_of(request).audit_refusal, exc)
-    return _refused(request, Topic.SAML_REQUEST, exc.reason)
 
 
 def _refused(request: Request, topic: Topic, reason: str) -> Response:
@@ -133,22 +125,25 @@ def saml_failure_responder(sso: SamlSingleSignOn) -> FailureResponder:
     return answer
 
 
-async def respond_to_saml_login(
-    request: Request,
-    protocol_state: dict,
-    authentication: Authentication,
-    *,
-    repeated: bool = False,
-) -> Response:
-    """Answer the SP that asked: a signed Response posted to its ACS.
+def saml_login_responder(sso: SamlSingleSignOn) -> Responder:
+    """The SAML answer to a finished login: a signed Response posted to the requesting SP's ACS.
 
     A ``repeated`` answer is simply a new Response to the same request: the SP's own
     InResponseTo bookkeeping accepts at most one of them.
     """
-    answer = sso_of(request).answer
-    try:
-        post = await run_in_threadpool(answer, protocol_state, authentication)
-    except SamlResponseRefused as exc:
-        # Nothing is sent: least of all the Assertion in clear, or something broken.
-        return _refused(request, Topic.SAML_RESPONSE, exc.reason)
-    return _post_page(request, post)
+
+    async def respond(
+        request: Request,
+        protocol_state: dict,
+        authentication: Authentication,
+        *,
+        repeated: bool = False,
+    ) -> Response:
+        try:
+            post = await run_in_threadpool(sso.answer, protocol_state, authentication)
+        except SamlResponseRefused as exc:
+            # Nothing is sent: least of all the Assertion in clear, or something broken.
+            return _refused(request, Topic.SAML_RESPONSE, exc.reason)
+        return _post_page(request, post)
+
+    return respond

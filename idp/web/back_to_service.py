@@ -13,15 +13,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from idp.login.pending import BROWSER_COOKIE, answerable_login
-from idp.services import BackToService, services_of
+from idp.services import BackToService, Services
 
 
 async def back_to_service(
-    request: Request, reference: str, *, cancelled: bool, detail: str
+    services: Services, request: Request, reference: str, *, cancelled: bool, detail: str
 ) -> BackToService | None:
     """The way back for the login ``reference`` of this browser, or None where there is none
     to give (no such login, another browser's, already answered, a protocol with no answer)."""
-    services = services_of(request)
     browser = request.cookies.get(BROWSER_COOKIE)
 
     def load() -> tuple[str, dict] | None:

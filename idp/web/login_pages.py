@@ -1,7 +1,8 @@
 """The login pages on the IdP's main origin: choose a method, choose a tjänste-id, finish.
 
 Adapters: each parses the request, calls a step of :class:`idp.login.steps.LoginSteps` and
-renders its answer or its refusal.
+renders its answer or its refusal. :class:`LoginPages` is built once at start-up with the
+:class:`idp.services.Services` it serves (:func:`idp.app.create_app`).
 """
 
 from __future__ import annotations
@@ -15,57 +16,89 @@ from idp.login.errors import LoginFailed, LoginReason
 from idp.login.pending import BROWSER_COOKIE
 from idp.login.sso import SSO_COOKIE
 from idp.login.steps import CancelAlso, FinishedLogin
-from idp.services import services_of
+from idp.services import Services
 from idp.web.refusals import refuse
 from idp.web.render import error_page, render_page, set_cookie
 
-router = APIRouter()
 
+class LoginPages:
+    """``/login`` and its steps, wired to ``services`` (:meth:`router`)."""
 
-@router.get("/login")
-async def choose_method(request: Request, ref: str = "") -> Response:
-    """The chooser: "Välj legitimeringsmetod" with the two SITHS eID methods."""
-    services = services_of(request)
-    browser = request.cookies.get(BROWSER_COOKIE)
-    try:
-        waiting = await run_in_threadpool(services.steps.waiting_login, ref, browser)
-    except LoginFailed as exc:
-        return await refuse(request, exc, reference=ref)
-    return render_page(
-        request,
-        "idp/login.html",
-        {
-            "client_name": waiting.client_name,
-            "this_device_url": (
-                f"{services.settings.cert_login_url}/cert-login?ref={waiting.reference}"
-            ),
-            "reference": waiting.reference,
-        },
-    )
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route("/login", self.choose_method, methods=["GET"])
+        router.add_api_route("/login/continue", self.continue_login, methods=["GET"])
+        router.add_api_route("/login/choose", self.choose_service_id, methods=["POST"])
+        router.add_api_route("/login/cancel", self.cancel, methods=["POST"])
+        return router
 
-@router.get("/login/continue")
-async def continue_login(request: Request, ref: str = "") -> Response:
-    """After a method succeeded: ask for a tjänste-id if there are several, else finish."""
-    services = services_of(request)
-    browser = request.cookies.get(BROWSER_COOKIE)
-    try:
-        outcome = await run_in_threadpool(services.steps.choose_or_finish, ref, browser)
-    except LoginFailed as exc:
-        return await refuse(request, exc, reference=ref)
-    if isinstance(outcome, list):
+    async def choose_method(self, request: Request, ref: str = "") -> Response:
+        """The chooser: "Välj legitimeringsmetod" with the two SITHS eID methods."""
+        services = self.services
+        browser = request.cookies.get(BROWSER_COOKIE)
+        try:
+            waiting = await run_in_threadpool(services.steps.waiting_login, ref, browser)
+        except LoginFailed as exc:
+            return await refuse(services, request, exc, reference=ref)
         return render_page(
-            request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": outcome}
+            request,
+            "idp/login.html",
+            {
+                "client_name": waiting.client_name,
+                "this_device_url": (
+                    f"{services.settings.cert_login_url}/cert-login?ref={waiting.reference}"
+                ),
+                "reference": waiting.reference,
+            },
         )
-    return await answer_finished_login(request, outcome)
+
+    async def continue_login(self, request: Request, ref: str = "") -> Response:
+        """After a method succeeded: ask for a tjänste-id if there are several, else finish."""
+        services = self.services
+        browser = request.cookies.get(BROWSER_COOKIE)
+        try:
+            outcome = await run_in_threadpool(services.steps.choose_or_finish, ref, browser)
+        except LoginFailed as exc:
+            return await refuse(services, request, exc, reference=ref)
+        if isinstance(outcome, list):
+            return render_page(
+                request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": outcome}
+            )
+        return await answer_finished_login(services, request, outcome)
+
+    async def choose_service_id(self, request: Request) -> Response:
+        form = await request.form(max_files=0, max_fields=5)
+        reference = str(form.get("ref", ""))
+        hsa_id = str(form.get("hsa_id", ""))
+        services = self.services
+        browser = request.cookies.get(BROWSER_COOKIE)
+        try:
+            await run_in_threadpool(services.steps.choose_service_id, reference, browser, hsa_id)
+        except LoginFailed as exc:
+            retry = (
+                f"/login/continue?ref={reference}"
+                if exc.reason == LoginReason.HSA_ID_NOT_OFFERED
+                else None
+            )
+            return await refuse(services, request, exc, reference=reference, retry_url=retry)
+        return RedirectResponse(f"/login/continue?ref={reference}", status_code=303)
+
+    async def cancel(self, request: Request) -> Response:
+        """The user gives up (on the chooser or the choice of tjänste-id): the login ends."""
+        form = await request.form(max_files=0, max_fields=5)
+        return await cancel_login(self.services, request, str(form.get("ref", "")))
 
 
-async def answer_finished_login(request: Request, finished: FinishedLogin) -> Response:
+async def answer_finished_login(
+    services: Services, request: Request, finished: FinishedLogin
+) -> Response:
     """The protocol's answer to a finished login (a SAML Response form, an OIDC redirect), with
     the browser's SSO cookie. Used by ``/login/continue`` and by ``/cert-login`` when the card
     finished the login there: the cookie is host-only and cookies do not tell ports apart, so
     both origins set the same one."""
-    services = services_of(request)
     response = await services.responders[finished.protocol](
         request, finished.protocol_state, finished.authentication, repeated=finished.repeated
     )
@@ -73,44 +106,17 @@ async def answer_finished_login(request: Request, finished: FinishedLogin) -> Re
     return response
 
 
-@router.post("/login/choose")
-async def choose_service_id(request: Request) -> Response:
-    form = await request.form(max_files=0, max_fields=5)
-    reference = str(form.get("ref", ""))
-    hsa_id = str(form.get("hsa_id", ""))
-    services = services_of(request)
-    browser = request.cookies.get(BROWSER_COOKIE)
-    try:
-        await run_in_threadpool(services.steps.choose_service_id, reference, browser, hsa_id)
-    except LoginFailed as exc:
-        retry = (
-            f"/login/continue?ref={reference}"
-            if exc.reason == LoginReason.HSA_ID_NOT_OFFERED
-            else None
-        )
-        return await refuse(request, exc, reference=reference, retry_url=retry)
-    return RedirectResponse(f"/login/continue?ref={reference}", status_code=303)
-
-
-@router.post("/login/cancel")
-async def cancel(request: Request) -> Response:
-    """The user gives up (on the chooser or the choice of tjänste-id): the login ends."""
-    form = await request.form(max_files=0, max_fields=5)
-    return await cancel_login(request, str(form.get("ref", "")))
-
-
 async def cancel_login(
-    request: Request, reference: str, also: CancelAlso | None = None
+    services: Services, request: Request, reference: str, also: CancelAlso | None = None
 ) -> Response:
     """End this browser's login ``reference`` as cancelled (running ``also`` in the same
     transaction, e.g. to end an app order), audit it, and show the page with the way back to
     the application carrying its protocol's cancel answer."""
-    services = services_of(request)
     browser = request.cookies.get(BROWSER_COOKIE)
     try:
         cancelled = await run_in_threadpool(services.steps.cancel, reference, browser, also)
     except LoginFailed as exc:
-        return await refuse(request, exc, reference=reference)
+        return await refuse(services, request, exc, reference=reference)
     responder = services.failure_responders.get(cancelled.protocol)
     back = None
     if responder is not None:

@@ -7,12 +7,13 @@ from starlette.responses import Response
 
 from idp.audit import record_refusal_in_thread
 from idp.login.errors import LoginFailed
-from idp.services import services_of
+from idp.services import Services
 from idp.web.back_to_service import back_to_service
 from idp.web.render import error_page
 
 
 async def refuse(
+    services: Services,
     request: Request,
     exc: LoginFailed,
     *,
@@ -23,7 +24,7 @@ async def refuse(
     """Audit the refusal and show the page; for the login ``reference`` of this browser the
     page also offers the way back to the application with the protocol's error answer."""
     await record_refusal_in_thread(
-        services_of(request).database,
+        services.database,
         "login.step",
         exc,
         outcome="failure",
@@ -31,5 +32,5 @@ async def refuse(
         method=method,
         where=request.url.path,
     )
-    back = await back_to_service(request, reference, cancelled=False, detail=exc.reason)
+    back = await back_to_service(services, request, reference, cancelled=False, detail=exc.reason)
     return error_page(request, exc.reason, retry_url=retry_url, back_to_service=back)

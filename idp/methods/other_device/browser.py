@@ -25,14 +25,13 @@ from idp.methods.other_device.orders import (
 from idp.methods.other_device.qr import qr_svg
 from idp.methods.other_device.status_texts import HINT_TEXTS
 from idp.methods.other_device.waiting import WaitingForApp, cancel_live_order, waiting_for_app
-from idp.services import services_of
+from idp.services import Services
 from idp.web.json_response import JsonResponse
 from idp.web.login_pages import cancel_login
 from idp.web.messages import message_for
 from idp.web.refusals import refuse
 from idp.web.render import render_page
 
-router = APIRouter()
 SELF_EXPLAINED_FAILURES = ("expired_order", "user_cancel")
 # What collect says for each hint, made once: the QR page's script polls once a second.
 _MESSAGES = {hint: {"sv": text.sv, "en": text.en} for hint, text in HINT_TEXTS.items()}
@@ -74,63 +73,74 @@ def _view(order: OrderRecord | None, reference: str) -> dict[str, Any]:
     return view
 
 
-async def _waiting(request: Request, reference: str, *, start_new: bool) -> WaitingForApp:
-    return await run_in_threadpool(
-        lambda: waiting_for_app(
-            services_of(request).database,
-            reference,
-            request.cookies.get(BROWSER_COOKIE),
-            start_new=start_new,
+class OtherDeviceBrowser:
+    """The QR page, collect and cancel, wired to ``services`` (:meth:`router`)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route("/login/other-device", self.qr_page, methods=["GET"])
+        router.add_api_route("/login/other-device/collect", self.collect, methods=["GET"])
+        router.add_api_route("/login/other-device/cancel", self.cancel, methods=["POST"])
+        return router
+
+    async def _waiting(self, request: Request, reference: str, *, start_new: bool) -> WaitingForApp:
+        return await run_in_threadpool(
+            lambda: waiting_for_app(
+                self.services.database,
+                reference,
+                request.cookies.get(BROWSER_COOKIE),
+                start_new=start_new,
+            )
         )
-    )
 
+    async def qr_page(self, request: Request, ref: str = "", new: int = 0) -> Response:
+        try:
+            waiting = await self._waiting(request, ref, start_new=bool(new))
+        except LoginFailed as exc:
+            return await refuse(self.services, request, exc, reference=ref)
+        order = waiting.order
+        if order is None or order.status == OrderStatus.COMPLETE:
+            return RedirectResponse(f"/login/continue?ref={ref}", status_code=303)
+        view = _view(order, ref)
+        return render_page(
+            request,
+            "idp/other_device.html",
+            {
+                "reference": ref,
+                "client_name": waiting.client_name,
+                "view": view,
+                "auto_start_url": (
+                    f"sithseid:///?autostarttoken={order.auto_start_token}&redirect=null"
+                ),
+                "refresh": order.status == OrderStatus.PENDING,
+            },
+        )
 
-@router.get("/login/other-device")
-async def qr_page(request: Request, ref: str = "", new: int = 0) -> Response:
-    try:
-        waiting = await _waiting(request, ref, start_new=bool(new))
-    except LoginFailed as exc:
-        return await refuse(request, exc, reference=ref)
-    order = waiting.order
-    if order is None or order.status == OrderStatus.COMPLETE:
-        return RedirectResponse(f"/login/continue?ref={ref}", status_code=303)
-    view = _view(order, ref)
-    return render_page(
-        request,
-        "idp/other_device.html",
-        {
-            "reference": ref,
-            "client_name": waiting.client_name,
-            "view": view,
-            "auto_start_url": f"sithseid:///?autostarttoken={order.auto_start_token}&redirect=null",
-            "refresh": order.status == OrderStatus.PENDING,
-        },
-    )
+    async def collect(self, request: Request) -> Response:
+        """The QR page's poll: the order's state and the current QR code, as JSON."""
+        reference = request.query_params.get("ref", "")
+        try:
+            waiting = await self._waiting(request, reference, start_new=False)
+        except LoginFailed as exc:
+            message = message_for(exc.reason)
+            refused = {
+                "status": OrderStatus.FAILED.value,
+                "hintCode": exc.reason,
+                "reason": exc.reason,
+                "message": {"sv": message.text_sv, "en": message.text_en},
+                "qr": None,
+                "next": None,
+            }
+            return JsonResponse(refused, status_code=message.status_code, headers=_NO_STORE)
+        return JsonResponse(_view(waiting.order, reference), headers=_NO_STORE)
 
-
-@router.get("/login/other-device/collect")
-async def collect(request: Request) -> Response:
-    """The QR page's poll: the order's state and the current QR code, as JSON."""
-    reference = request.query_params.get("ref", "")
-    try:
-        waiting = await _waiting(request, reference, start_new=False)
-    except LoginFailed as exc:
-        message = message_for(exc.reason)
-        refused = {
-            "status": OrderStatus.FAILED.value,
-            "hintCode": exc.reason,
-            "reason": exc.reason,
-            "message": {"sv": message.text_sv, "en": message.text_en},
-            "qr": None,
-            "next": None,
-        }
-        return JsonResponse(refused, status_code=message.status_code, headers=_NO_STORE)
-    return JsonResponse(_view(waiting.order, reference), headers=_NO_STORE)
-
-
-@router.post("/login/other-device/cancel")
-async def cancel(request: Request) -> Response:
-    """The user gives up on the QR page: the order fails (the app is told ``cancelled``) and the
-    login ends, with the way back to the application."""
-    form = await request.form(max_files=0, max_fields=5)
-    return await cancel_login(request, str(form.get("ref", "")), also=cancel_live_order)
+    async def cancel(self, request: Request) -> Response:
+        """The user gives up on the QR page: the order fails (the app is told ``cancelled``) and
+        the login ends, with the way back to the application."""
+        form = await request.form(max_files=0, max_fields=5)
+        return await cancel_login(
+            self.services, request, str(form.get("ref", "")), also=cancel_live_order
+        )
