@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import urllib.parse
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -450,6 +451,11 @@ class SamlIdentityProvider:
         self._lock = threading.Lock()
         self._stamp: tuple[object, ...] | None = None
         self._current: _Snapshot | None = None
+        # Per pysaml2 server (one per metadata snapshot): the SPs described so far. Weak keys:
+        # a replaced snapshot's descriptions go with it.
+        self._descriptions: weakref.WeakKeyDictionary[Server, dict[str, ServiceProvider]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._sso_urls = {
             BINDING_HTTP_REDIRECT: f"{settings.base_url}/saml/sso/redirect",
             BINDING_HTTP_POST: f"{settings.base_url}/saml/sso/post",
@@ -536,7 +542,19 @@ class SamlIdentityProvider:
 
     def _describe_sp(self, server: Server, entity_id: str) -> ServiceProvider | None:
         # Callers that already hold a server pass it: one metadata snapshot per operation, and
-        # no second directory scan on the request's path.
+        # no second directory scan on the request's path. A snapshot's metadata never changes,
+        # so each SP is described once per snapshot (its certificates parsed, its ACS and
+        # encryption key judged), not on every request. Only SPs the metadata names are kept:
+        # an Issuer nobody knows must not grow the memory.
+        known = self._descriptions.setdefault(server, {})
+        sp = known.get(entity_id)
+        if sp is None:
+            sp = self._description(server, entity_id)
+            if sp is not None:
+                known[entity_id] = sp
+        return sp
+
+    def _description(self, server: Server, entity_id: str) -> ServiceProvider | None:
         metadata = server.metadata
         try:
             entity = metadata[entity_id]
