@@ -175,6 +175,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="SITHS eID identity provider. The SITHS eID app API is under /app-api/v1.",
         docs_url=None,
         redoc_url=None,
+        # The IdP's own metrics and access lines (idp.ops) are its telemetry; FastAPI's
+        # OpenTelemetry hooks would only ask, on every request, whether anyone listens.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = IdpMetrics()
     components = build_components(settings, metrics)
@@ -197,7 +200,9 @@ def _include_routers(app: FastAPI, components: Components, settings: Settings) -
     services = components.services
     app.include_router(metadata_router(components.saml))
     app.include_router(
-        saml_endpoints.SamlEndpoints(components.saml_sso, settings.entity_id).router()
+        saml_endpoints.SamlEndpoints(
+            components.saml_sso, settings.entity_id, settings.cert_login_url
+        ).router()
     )
     app.include_router(SamlLogoutEndpoints(components.saml_slo).router())
     app.include_router(

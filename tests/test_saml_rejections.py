@@ -16,7 +16,13 @@ import pytest
 from tests.conftest import IdpUnderTest
 from tests.helpers.card_defects import FINDINGS, Defect
 from tests.helpers.certificates import make_self_signed
-from tests.helpers.flows import choose_this_device, follow, login_with_card, open_login
+from tests.helpers.flows import (
+    choose_this_device,
+    follow,
+    login_with_card,
+    open_login,
+    started_login,
+)
 from tests.helpers.refusals import assert_refused, audit_reasons
 from tests.helpers.support import browser, parse_page, reason_code
 
@@ -176,10 +182,53 @@ def test_bad_post_signature_is_refused(idp: IdpUnderTest) -> None:
 
 
 def test_replayed_request_id_is_refused(idp: IdpUnderTest) -> None:
+    """Another browser sending an accepted request again is refused, whatever the first
+    browser did with it."""
+    login_url, _ = idp.sp.login_url()
+    with browser(idp.ca_file) as first, browser(idp.ca_file) as second:
+        assert started_login(first.get(login_url))
+        assert_refused(idp, second.get(login_url), "replayed_request")
+        # The first browser still has its login: the refusal took nothing from it.
+        assert started_login(first.get(login_url))
+
+
+def test_reloading_the_chooser_shows_the_same_login(idp: IdpUnderTest) -> None:
+    """The chooser is the answer to the AuthnRequest: reloading it (or coming back to it)
+    sends the request again, and the browser that started the login gets that login's
+    chooser again, nothing new. Once the login is over, the request is a replay."""
+    login_url, _ = idp.sp.login_url()
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        chooser = client.get(login_url)
+        reference = started_login(chooser)
+        assert reference
+        again = client.get(login_url)
+        assert started_login(again) == reference
+        switch = parse_page(again.text).links["language-switch"]
+        assert switch.startswith(f"/login?ref={reference}&lang=en"), switch
+        assert started_login(client.get(f"{idp.base_url}{switch}")) == reference
+        finished = choose_this_device(client, again, idp.base_url)
+        assert 'id="saml-post"' in finished.text
+        assert_refused(idp, client.get(login_url), "replayed_request")
+
+
+def test_a_cancelled_login_is_not_resumed_by_its_request(idp: IdpUnderTest) -> None:
     login_url, _ = idp.sp.login_url()
     with browser(idp.ca_file) as client:
-        assert client.get(login_url).status_code == 303
+        reference = started_login(client.get(login_url))
+        cancelled = client.post(f"{idp.base_url}/login/cancel", data={"ref": reference})
+        assert reason_code(cancelled.text) == "user_cancelled", cancelled.text
         assert_refused(idp, client.get(login_url), "replayed_request")
+
+
+def test_a_request_answered_from_the_sso_session_is_not_answered_twice(
+    idp: IdpUnderTest,
+) -> None:
+    with browser(idp.ca_file, idp.card("anna")) as client:
+        first, _ = idp.sp.login_url()
+        assert 'id="saml-post"' in login_with_card(client, first, idp.base_url).text
+        second, _ = idp.sp.login_url()
+        assert 'id="saml-post"' in client.get(second).text
+        assert_refused(idp, client.get(second), "replayed_request")
 
 
 @pytest.mark.parametrize(
@@ -273,8 +322,7 @@ def test_request_within_the_clock_skew_is_accepted(idp: IdpUnderTest, offset: in
     request.issue_instant = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
     with browser(idp.ca_file) as client:
         answer = client.get(redirect_url(idp, str(request).encode()))
-        assert answer.status_code in (302, 303), reason_code(answer.text)
-        assert answer.headers["location"].startswith("/login"), answer.headers["location"]
+        assert started_login(answer), reason_code(answer.text)
 
 
 def test_unknown_pages_get_a_friendly_404(idp: IdpUnderTest) -> None:

@@ -18,7 +18,7 @@ from sp_demo.config import Settings
 from sp_demo.idp_metadata import load_idp_metadata
 from sp_demo.saml import DIGEST_SHA256, SIG_RSA_SHA256, build_client, idp_entity_id
 from tests.conftest import IdpUnderTest
-from tests.helpers.flows import posted_form
+from tests.helpers.flows import posted_form, started_login
 from tests.helpers.support import browser, parse_page, reason_code
 from tests.helpers.treserva import Treserva, log_in_with_card
 
@@ -33,7 +33,7 @@ def asks_for_the_card(client: httpx.Client, treserva: Treserva) -> bool:
     """Start a login at Treserva: True if the IdP shows its chooser (no SSO session left)."""
     started = client.get(f"{treserva.base_url}/login")
     at_idp = client.get(started.headers["location"])
-    if at_idp.status_code == 303 and "/login?ref=" in at_idp.headers["location"]:
+    if started_login(at_idp):
         return True
     assert at_idp.status_code == 200 and 'id="saml-post"' in at_idp.text, at_idp.text
     return False

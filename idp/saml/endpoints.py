@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from idp.authn import Authentication
 from idp.login.sso import SSO_COOKIE
@@ -29,6 +29,7 @@ from idp.saml.server import SamlRequestRejected, SamlResponseRefused
 from idp.saml.sso import PostToSp, SamlSingleSignOn
 from idp.saml.statuses import USER_CANCELLED
 from idp.services import BackToService, FailureResponder, Responder
+from idp.web.login_pages import chooser_page
 from idp.web.messages import Topic, page_for
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
@@ -36,9 +37,10 @@ from idp.web.render import browser_token, error_page, render_page, set_browser_c
 class SamlEndpoints:
     """``/saml/integration`` and the SSO endpoints, wired to ``sso`` (:meth:`router`)."""
 
-    def __init__(self, sso: SamlSingleSignOn, entity_id: str) -> None:
+    def __init__(self, sso: SamlSingleSignOn, entity_id: str, cert_login_url: str) -> None:
         self.sso = sso
         self.entity_id = entity_id
+        self.cert_login_url = cert_login_url
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/saml")
@@ -84,7 +86,10 @@ class SamlEndpoints:
         if isinstance(outcome, PostToSp):
             response = _post_page(request, outcome)
         else:
-            response = RedirectResponse(f"/login?ref={outcome.reference}", status_code=303)
+            # The chooser itself, not a redirect to it: one round trip (and request) less.
+            response = chooser_page(
+                request, self.cert_login_url, outcome.client_name, outcome.reference
+            )
         if new_browser:
             set_browser_cookie(response, token)
         return response

@@ -5,8 +5,10 @@ Plain Python, built once at start-up (:func:`idp.app.build_components`); the HTT
 what it returns. Every method blocks (database, XML signatures).
 
 Receiving a request: read and verify it (:meth:`SamlIdentityProvider.parse_authn_request`),
-refuse a replayed ID, then answer from the browser's SSO session (unless ForceAuthn), answer
-NoPassive (IsPassive with no session), or start a pending login for the user's pages. A
+answer from the browser's SSO session (unless ForceAuthn), answer NoPassive (IsPassive with no
+session), or start a pending login for the user's pages, refusing a replayed ID in the same
+transaction. The one replay that is not refused: the browser that started a login sending its
+request again while that login still waits (a reload of the chooser) gets the same login. A
 request the IdP cannot meet (RequestedAuthnContext, NameIDPolicy) is answered to its SP with
 the status of :data:`idp.saml.statuses.SAML_STATUS`. Every refusal is audited here.
 """
@@ -15,18 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from idp.audit import AuditSink, record_refusal
 from idp.authn import Authentication
-from idp.db import Database
+from idp.db import Database, Transaction
 from idp.errors import Refusal
-from idp.login.pending import create_pending_login
+from idp.login.errors import LoginFailed
+from idp.login.pending import PendingState, create_pending_login, load_pending_login
 from idp.login.sso import find_sso_session
 from idp.saml.bindings import BindingMessage
 from idp.saml.participants import record_participant
 from idp.saml.reasons import SamlReason
-from idp.saml.replay import refuse_replay
+from idp.saml.replay import login_started_by, refuse_replay
 from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import (
     AuthnRequestInfo,
@@ -55,9 +56,11 @@ class PostToSp:
 
 @dataclass(frozen=True)
 class LoginStarted:
-    """A pending login waits on the IdP's pages under ``reference``."""
+    """A pending login waits on the IdP's pages under ``reference``, for the application
+    ``client_name``."""
 
     reference: str
+    client_name: str
 
 
 SsoOutcome = PostToSp | LoginStarted
@@ -97,9 +100,12 @@ class SamlSingleSignOn:
         except SamlRequestNotMet as exc:
             return self._not_met(exc)
         try:
-            with self._database.session() as session:
+            with self._database.transaction() as session:
                 outcome = self._accept(session, request, sp, browser, sso_token)
         except SamlRequestRejected as exc:
+            resumed = self._same_login_again(exc, request, sp, browser)
+            if resumed is not None:
+                return resumed
             self._record_refusal("saml.authn_request", exc, client_id=sp.entity_id)
             raise
         if outcome is None:
@@ -154,16 +160,17 @@ class SamlSingleSignOn:
 
     def _accept(
         self,
-        session: Session,
+        session: Transaction,
         request: AuthnRequestInfo,
         sp: ServiceProvider,
         browser: str,
         sso_token: str | None,
     ) -> Authentication | LoginStarted | None:
-        """Within one transaction: refuse a replay, then the SSO session's authentication,
-        IsPassive (None), or a new pending login."""
-        refuse_replay(session, sp.entity_id, request.request_id, SamlRequestRejected)
+        """Within one transaction: the SSO session's authentication, IsPassive (None), or a new
+        pending login; and the request's ID remembered, refusing a replay (which undoes the
+        rest)."""
         existing = None if request.force_authn else find_sso_session(session, sso_token)
+        started: LoginStarted | None = None
         if existing is not None:
             self._audit(
                 session,
@@ -174,8 +181,7 @@ class SamlSingleSignOn:
                 client_id=sp.entity_id,
                 method="sso",
             )
-            return existing
-        if request.is_passive:
+        elif request.is_passive:
             self._audit(
                 session,
                 "login",
@@ -183,18 +189,51 @@ class SamlSingleSignOn:
                 reason=SamlReason.NO_PASSIVE,
                 client_id=sp.entity_id,
             )
-            return None
-        pending = create_pending_login(
+        else:
+            pending = create_pending_login(
+                session,
+                browser_token=browser,
+                protocol="saml",
+                protocol_state=request.to_json(),
+                client_id=sp.entity_id,
+                client_name=sp.display_name,
+                force_authn=request.force_authn,
+                ttl_seconds=self._pending_ttl_seconds,
+            )
+            started = LoginStarted(pending.id, pending.client_name)
+        refuse_replay(
             session,
-            browser_token=browser,
-            protocol="saml",
-            protocol_state=request.to_json(),
-            client_id=sp.entity_id,
-            client_name=sp.display_name,
-            force_authn=request.force_authn,
-            ttl_seconds=self._pending_ttl_seconds,
+            sp.entity_id,
+            request.request_id,
+            SamlRequestRejected,
+            started_login=started.reference if started else None,
         )
-        return LoginStarted(pending.id)
+        return existing if existing is not None else started
+
+    def _same_login_again(
+        self,
+        refusal: SamlRequestRejected,
+        request: AuthnRequestInfo,
+        sp: ServiceProvider,
+        browser: str,
+    ) -> LoginStarted | None:
+        """A replayed request is the chooser's reload (or the way back to it) when it started
+        a login that this same browser still has waiting: that login again, else None (the
+        replay stands). Another browser never gets it: the login is bound to the one that
+        started it."""
+        if refusal.reason != SamlReason.REPLAYED_REQUEST:
+            return None
+        with self._database.transaction() as session:
+            reference = login_started_by(session, sp.entity_id, request.request_id)
+            if reference is None:
+                return None
+            try:
+                pending = load_pending_login(
+                    session, reference, browser, expected_state=PendingState.PENDING
+                )
+            except LoginFailed:
+                return None
+        return LoginStarted(pending.id, pending.client_name)
 
     def _not_met(self, exc: SamlRequestNotMet) -> PostToSp:
         """A trusted SP asked for what the IdP cannot do: tell it so, in a signed Response."""
@@ -208,5 +247,5 @@ class SamlSingleSignOn:
         return PostToSp.answering(request, built)
 
     def _record_refusal(self, event: str, refusal: Refusal, **fields: str) -> None:
-        with self._database.session() as session:
+        with self._database.transaction() as session:
             record_refusal(self._audit, session, event, refusal, **fields)

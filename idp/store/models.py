@@ -58,6 +58,9 @@ class SeenMessage(Base):
     issuer: Mapped[str] = mapped_column(String(1024))
     message_id: Mapped[str] = mapped_column(String(256))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # The pending login an AuthnRequest started: the same browser sending the same request
+    # again (a reload of the chooser it answered) gets that login's chooser, not a refusal.
+    pending_login: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditEvent(Base):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from idp.login.errors import LoginFailed, LoginReason
 from idp.login.pending import BROWSER_COOKIE
@@ -43,16 +43,8 @@ class LoginPages:
             waiting = await run_in_threadpool(services.steps.waiting_login, ref, browser)
         except LoginFailed as exc:
             return await refuse(services, request, exc, reference=ref)
-        return render_page(
-            request,
-            "idp/login.html",
-            {
-                "client_name": waiting.client_name,
-                "this_device_url": (
-                    f"{services.settings.cert_login_url}/cert-login?ref={waiting.reference}"
-                ),
-                "reference": waiting.reference,
-            },
+        return chooser_page(
+            request, services.settings.cert_login_url, waiting.client_name, waiting.reference
         )
 
     async def continue_login(self, request: Request, ref: str = "") -> Response:
@@ -90,6 +82,24 @@ class LoginPages:
         """The user gives up (on the chooser or the choice of tjänste-id): the login ends."""
         form = await request.form(max_files=0, max_fields=5)
         return await cancel_login(self.services, request, str(form.get("ref", "")))
+
+
+def chooser_page(
+    request: Request, cert_login_url: str, client_name: str, reference: str
+) -> HTMLResponse:
+    """The chooser of pending login ``reference``, also as the answer to the request that
+    started the login (no redirect in between): its own address, for the language switch, is
+    ``/login?ref=``."""
+    return render_page(
+        request,
+        "idp/login.html",
+        {
+            "client_name": client_name,
+            "this_device_url": f"{cert_login_url}/cert-login?ref={reference}",
+            "reference": reference,
+        },
+        address=f"/login?ref={reference}",
+    )
 
 
 async def answer_finished_login(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import urllib.parse
 from typing import Any
 
-from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
 from starlette.requests import Request
@@ -17,8 +17,10 @@ from idp.services import BackToService
 from idp.web.messages import UserMessage, message_for
 
 # Package data (idp/templates), so an installed wheel finds its pages wherever it is installed.
-templates = Jinja2Templates(
-    env=Environment(loader=PackageLoader("idp", "templates"), autoescape=select_autoescape())
+# The templates are part of the release: loaded once, never looked at on disk again (Jinja's
+# auto_reload stats the file on every render).
+templates = Environment(
+    loader=PackageLoader("idp", "templates"), autoescape=select_autoescape(), auto_reload=False
 )
 
 BROWSER_COOKIE_MAX_AGE = 365 * 24 * 3600
@@ -40,7 +42,7 @@ def _translate(context: Context, sv: str, en: str) -> str:
     return en if context.get("lang") == "en" else sv
 
 
-templates.env.globals["t"] = _translate
+templates.globals["t"] = _translate
 
 
 def page_language(request: Request) -> tuple[str, bool]:
@@ -52,49 +54,69 @@ def page_language(request: Request) -> tuple[str, bool]:
     return (kept if kept in LANGUAGES else DEFAULT_LANGUAGE), False
 
 
-def language_switch(request: Request, lang: str) -> dict[str, str] | None:
-    """The link to this same page in the other language, where reloading the page is safe."""
-    if request.method != "GET" or request.url.path not in _SWITCHABLE_PATHS:
+def language_switch(
+    request: Request, lang: str, address: str | None = None
+) -> dict[str, str] | None:
+    """The link to this same page in the other language, where reloading the page is safe:
+    the request's own address, or ``address`` (path and query) for a page shown in the answer
+    to another request (the chooser answering an AuthnRequest, which must not be sent again)."""
+    if address is not None:
+        path, _, query_string = address.partition("?")
+        items = urllib.parse.parse_qsl(query_string, keep_blank_values=True)
+    elif request.method == "GET":
+        path, items = request.scope["path"], request.query_params.multi_items()
+    else:
+        return None
+    if path not in _SWITCHABLE_PATHS:
         return None
     other = "en" if lang == "sv" else "sv"
     # Not ``new``: on the QR page it asks for a new order, and switching language must not.
-    query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("lang", "new")]
+    query = [(k, v) for k, v in items if k not in ("lang", "new")]
     query.append(("lang", other))
     return {
         "lang": other,
         "label": _SWITCH_LABELS[other],
-        "href": f"{request.url.path}?{urllib.parse.urlencode(query)}",
+        "href": f"{path}?{urllib.parse.urlencode(query)}",
     }
 
 
 def render_page(
-    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+    *,
+    address: str | None = None,
 ) -> HTMLResponse:
     """Render ``idp/templates/<template>`` with a fresh CSP nonce for any inline script.
 
     The page is in the browser's language (Swedish unless English was chosen); a language
-    chosen with ``?lang=`` is remembered in a cookie for the rest of the login.
+    chosen with ``?lang=`` is remembered in a cookie for the rest of the login. ``address``:
+    the page's own address when it is the answer to another request: the language switch
+    leads there (:func:`language_switch`), and the browser shows it in its address bar.
     """
     nonce = secrets.token_urlsafe(16)
     lang, chosen_now = page_language(request)
-    response = templates.TemplateResponse(
-        request,
-        template,
-        {
-            "csp_nonce": nonce,
-            "lang": lang,
-            "language_switch": language_switch(request, lang),
-            **context,
-        },
+    html = templates.get_template(template).render(
+        csp_nonce=nonce,
+        lang=lang,
+        language_switch=language_switch(request, lang, address),
+        address_bar=address,
+        **context,
+    )
+    response = HTMLResponse(
+        html,
         status_code=status_code,
+        headers={
+            "Content-Security-Policy": (
+                f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; "
+                "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+            ),
+            "Cache-Control": "no-store",
+        },
     )
     if chosen_now:
         set_cookie(response, LANGUAGE_COOKIE, lang, BROWSER_COOKIE_MAX_AGE)
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; "
-        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
-    )
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -146,15 +168,25 @@ def browser_token(request: Request) -> tuple[str, bool]:
     return new_token(), True
 
 
+# What the IdP's cookie names and values are made of (tokens, language codes): nothing that
+# needs quoting in a Set-Cookie header, and nothing that could end it.
+_COOKIE_OCTETS = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def set_cookie(response: Response, name: str, value: str, max_age: int | None) -> None:
     """Set a ``__Host-`` cookie: Secure, host-only, path /, not readable by scripts.
 
     SameSite=None because SAML's HTTP-POST binding arrives as a cross-site POST, which must
-    still carry the browser's cookies.
+    still carry the browser's cookies. ``value`` ``""`` with ``max_age`` 0 deletes the cookie.
+    Raises ValueError for a name or value outside ``[A-Za-z0-9_.~-]`` (the IdP's own tokens
+    never are), so no caller can put a header's end into one.
     """
-    response.set_cookie(
-        name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="none"
-    )
+    if not (_COOKIE_OCTETS.fullmatch(name) and _COOKIE_OCTETS.fullmatch(value)) or not name:
+        raise ValueError(f"not a cookie the IdP sets: {name!r}")
+    # Written directly: http.cookies (Starlette's set_cookie) costs more than the page it is on.
+    lifetime = "" if max_age is None else f"Max-Age={max_age}; "
+    header = f"{name}={value}; {lifetime}Path=/; SameSite=None; Secure; HttpOnly"
+    response.raw_headers.append((b"set-cookie", header.encode("latin-1")))
 
 
 def set_browser_cookie(response: Response, token: str) -> None:

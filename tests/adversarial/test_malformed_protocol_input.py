@@ -35,7 +35,7 @@ from tests.adversarial.http_fuzz import (
     send,
 )
 from tests.conftest import IdpUnderTest
-from tests.helpers.flows import open_login
+from tests.helpers.flows import open_login, started_login
 from tests.helpers.saml_sp import RSA_SHA256
 from tests.helpers.support import parse_page, reason_code, tls_context
 from tests.helpers.treserva import Treserva
@@ -213,7 +213,7 @@ def xsw_variants(xml: bytes) -> dict[str, bytes]:
 
 def acted_on(answer: httpx.Response) -> tuple[str | None, str | None]:
     """(InResponseTo, ACS) of the Response the IdP answered with, or (None, None)."""
-    if answer.status_code == 303 and "/login?ref=" in answer.headers.get("location", ""):
+    if started_login(answer):
         return "(a pending login)", None
     forms = parse_page(answer.text).forms if answer.status_code == 200 else []
     if not forms or "SAMLResponse" not in forms[0]["fields"]:

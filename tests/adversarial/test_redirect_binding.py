@@ -40,6 +40,7 @@ from sp_demo.saml import SIG_RSA_SHA256, build_client, idp_entity_id
 from tests.adversarial.figures import FIGURES, examples
 from tests.adversarial.http_fuzz import deflate_raw
 from tests.conftest import IdpUnderTest
+from tests.helpers.flows import started_login
 from tests.helpers.support import parse_page, reason_code, tls_context
 from tests.helpers.treserva import make_treserva
 
@@ -175,7 +176,7 @@ def send(client: httpx.Client, signed: Signed, pairs: list[Pair], area: str) -> 
 
 
 def sso_outcome(answer: httpx.Response) -> Outcome:
-    if answer.status_code == 303 and "/login?ref=" in answer.headers.get("location", ""):
+    if started_login(answer):
         return Outcome("(a pending login: a request without IsPassive was used)", None)
     forms = parse_page(answer.text).forms if answer.status_code == 200 else []
     fields = forms[0]["fields"] if forms else {}

@@ -32,6 +32,16 @@ def follow(client: httpx.Client, response: httpx.Response, base_url: str) -> htt
     return response
 
 
+def started_login(answer: httpx.Response) -> str | None:
+    """The reference of the pending login whose chooser ``answer`` is (the IdP answers an
+    AuthnRequest that needs the user with the chooser itself), or None if it is not one."""
+    if answer.status_code != 200:
+        return None
+    href = parse_page(answer.text).links.get("method-other-device", "")
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(href).query)
+    return query["ref"][0] if href.startswith("/login/other-device?") and "ref" in query else None
+
+
 def open_login(client: httpx.Client, login_url: str, base_url: str) -> httpx.Response:
     """GET the SP's redirect to the IdP and land on the chooser (or wherever it leads)."""
     return follow(client, client.get(login_url), base_url)
