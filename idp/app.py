@@ -153,7 +153,7 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
         remote=_remote_sp_metadata(settings, database),
     )
     oidc = build_provider(settings, database, pairwise_secret)
-    services.responders["oidc"] = oidc_endpoints.oidc_login_responder(oidc)
+    services.responders["oidc"] = oidc_endpoints.OidcLoginResponder(oidc)
     saml_sso = SamlSingleSignOn(
         saml,
         database,
@@ -161,7 +161,7 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
         pending_ttl_seconds=settings.pending_login_ttl_seconds,
         sso_ttl_seconds=settings.sso_session_ttl_seconds,
     )
-    services.responders["saml"] = saml_endpoints.saml_login_responder(saml_sso)
+    services.responders["saml"] = saml_endpoints.SamlLoginResponder(saml_sso)
     services.failure_responders["saml"] = saml_endpoints.saml_failure_responder(saml_sso)
     services.failure_responders["oidc"] = oidc_endpoints.oidc_failure_responder(oidc)
     saml_slo = SamlSingleLogout(saml, SamlLogout(settings, saml), database, record_audit_event)

@@ -22,20 +22,23 @@ from idp.login.steps import LoginSteps
 
 
 class Responder(Protocol):
-    """A protocol's answer to a finished login: the page that takes the browser back.
+    """A protocol's answer to a finished login, in two halves so that the blocking one can run
+    in the worker thread that finished the login (one hop from the event loop, not two).
 
     ``repeated``: the same browser asks again for the answer to a login it already completed
     (idp.login.pending.REPEAT_WINDOW); the responder answers the same request once more.
     """
 
-    async def __call__(
-        self,
-        request: Request,
-        protocol_state: dict,
-        authentication: Authentication,
-        *,
-        repeated: bool = False,
-    ) -> Response: ...
+    def prepare(
+        self, protocol_state: dict, authentication: Authentication, *, repeated: bool = False
+    ) -> object:
+        """Build the answer (signing, database): blocks, so call it from a worker thread.
+        Never raises for a refusal: the refusal is the prepared answer."""
+        ...
+
+    def render(self, request: Request, prepared: object) -> Response:
+        """The page or redirect that takes the browser back, for what :meth:`prepare` made."""
+        ...
 
 
 @dataclass(frozen=True)

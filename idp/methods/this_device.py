@@ -25,7 +25,7 @@ from idp.login.steps import FinishedLogin
 from idp.services import Services
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
 from idp.web.back_to_service import back_to_service
-from idp.web.login_pages import answer_finished_login
+from idp.web.login_pages import answer_finished_login, prepare_answer
 from idp.web.render import error_page
 
 METHOD = "siths-this-device"
@@ -58,16 +58,27 @@ class ThisDeviceLogin:
             reason = "untrusted_certificate_header"
             await _audit(services, "proxy.untrusted_header", "ignored", reason, detail)
         try:
-            finished = await run_in_threadpool(self._authenticate, ref, browser, source)
+            answer = await run_in_threadpool(self._authenticate_and_answer, ref, browser, source)
         except (LoginFailed, CertificateRejected) as exc:
             await _audit(
                 services, "login.method", "failure", exc.reason, exc.detail, hsa_id=exc.hsa_id
             )
             back = await back_to_service(services, request, ref, cancelled=False, detail=exc.reason)
             return error_page(request, exc.reason, retry_url=retry_url, back_to_service=back)
-        if finished is None:
+        if answer is None:
             return RedirectResponse(continue_url, status_code=303)
-        return await answer_finished_login(services, request, finished)
+        finished, prepared = answer
+        return await answer_finished_login(services, request, finished, prepared)
+
+    def _authenticate_and_answer(
+        self, reference: str, browser: str | None, source: CertificateSource
+    ) -> tuple[FinishedLogin, object] | None:
+        """:meth:`_authenticate`, and when that finished the login, its protocol's answer
+        prepared in the same worker thread (after the login's transaction has committed)."""
+        finished = self._authenticate(reference, browser, source)
+        if finished is None:
+            return None
+        return finished, prepare_answer(self.services, finished)
 
     def _authenticate(
         self, reference: str, browser: str | None, source: CertificateSource

@@ -40,7 +40,7 @@ from idp.oidc.context import (
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.provider import OpenIDProvider
 from idp.oidc.starlette_adapter import StarletteOAuth2Request, read_oauth2_request
-from idp.services import BackToService, FailureResponder, Responder
+from idp.services import BackToService, FailureResponder
 from idp.web.json_response import JsonResponse
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
@@ -181,24 +181,26 @@ class OidcEndpoints:
         return _logged_out(request, None)
 
 
-def oidc_login_responder(provider: OpenIDProvider) -> Responder:
-    """The responder for ``protocol="oidc"``: redirect to the client with a code."""
+class OidcLoginResponder:
+    """The answer for ``protocol="oidc"``: redirect to the client with a code (a
+    :class:`idp.services.Responder`)."""
 
-    async def respond(
-        request: Request,
-        protocol_state: dict,
-        authentication: Authentication,
-        *,
-        repeated: bool = False,
-    ) -> Response:
-        outcome = await run_in_threadpool(
-            finish_authorization, provider, protocol_state, authentication, repeated=repeated
+    def __init__(self, provider: OpenIDProvider) -> None:
+        self._provider = provider
+
+    def prepare(
+        self, protocol_state: dict, authentication: Authentication, *, repeated: bool = False
+    ) -> Response | Refused:
+        return finish_authorization(
+            self._provider, protocol_state, authentication, repeated=repeated
         )
-        if isinstance(outcome, Refused):
-            return error_page(request, outcome.reason)
-        return outcome
 
-    return respond
+    def render(self, request: Request, prepared: object) -> Response:
+        if isinstance(prepared, Refused):
+            return error_page(request, prepared.reason)
+        if isinstance(prepared, Response):
+            return prepared
+        raise TypeError(f"not a prepared OIDC answer: {type(prepared).__name__}")
 
 
 def oidc_failure_responder(provider: OpenIDProvider) -> FailureResponder:

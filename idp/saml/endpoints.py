@@ -28,7 +28,7 @@ from idp.saml.integration_guide import integration_guide
 from idp.saml.server import SamlRequestRejected, SamlResponseRefused
 from idp.saml.sso import PostToSp, SamlSingleSignOn
 from idp.saml.statuses import USER_CANCELLED
-from idp.services import BackToService, FailureResponder, Responder
+from idp.services import BackToService, FailureResponder
 from idp.web.login_pages import chooser_page
 from idp.web.messages import Topic, page_for
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
@@ -130,25 +130,29 @@ def saml_failure_responder(sso: SamlSingleSignOn) -> FailureResponder:
     return answer
 
 
-def saml_login_responder(sso: SamlSingleSignOn) -> Responder:
-    """The SAML answer to a finished login: a signed Response posted to the requesting SP's ACS.
+class SamlLoginResponder:
+    """The SAML answer to a finished login: a signed Response posted to the requesting SP's ACS
+    (a :class:`idp.services.Responder`).
 
     A ``repeated`` answer is simply a new Response to the same request: the SP's own
     InResponseTo bookkeeping accepts at most one of them.
     """
 
-    async def respond(
-        request: Request,
-        protocol_state: dict,
-        authentication: Authentication,
-        *,
-        repeated: bool = False,
-    ) -> Response:
-        try:
-            post = await run_in_threadpool(sso.answer, protocol_state, authentication)
-        except SamlResponseRefused as exc:
-            # Nothing is sent: least of all the Assertion in clear, or something broken.
-            return _refused(request, Topic.SAML_RESPONSE, exc.reason)
-        return _post_page(request, post)
+    def __init__(self, sso: SamlSingleSignOn) -> None:
+        self._sso = sso
 
-    return respond
+    def prepare(
+        self, protocol_state: dict, authentication: Authentication, *, repeated: bool = False
+    ) -> PostToSp | SamlResponseRefused:
+        try:
+            return self._sso.answer(protocol_state, authentication)
+        except SamlResponseRefused as exc:
+            return exc
+
+    def render(self, request: Request, prepared: object) -> Response:
+        if isinstance(prepared, PostToSp):
+            return _post_page(request, prepared)
+        if isinstance(prepared, SamlResponseRefused):
+            # Nothing is sent: least of all the Assertion in clear, or something broken.
+            return _refused(request, Topic.SAML_RESPONSE, prepared.reason)
+        raise TypeError(f"not a prepared SAML answer: {type(prepared).__name__}")

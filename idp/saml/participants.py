@@ -8,10 +8,12 @@ to send each SP a LogoutRequest naming that subject. Rows live as long as the SS
 from __future__ import annotations
 
 import datetime as dt
-import logging
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
@@ -20,7 +22,30 @@ from idp.login.sso import sso_session_key
 from idp.saml.response import Subject
 from idp.store.models import SamlSessionParticipant
 
-logger = logging.getLogger("idp.saml")
+# What a later login to the same SP in the same session replaces (a running logout's columns
+# are kept). One statement either way: no read first, no ORM unit of work on the login's path.
+_SUBJECT_COLUMNS = (
+    "hsa_id",
+    "name_id",
+    "name_id_format",
+    "name_qualifier",
+    "sp_name_qualifier",
+    "session_index",
+    "created_at",
+    "expires_at",
+)
+
+
+def _upsert(dialect_insert: Callable[[Table], Any]) -> Any:
+    statement = dialect_insert(_TABLE)
+    return statement.on_conflict_do_update(
+        index_elements=["session_key", "sp_entity_id"],
+        set_={name: statement.excluded[name] for name in _SUBJECT_COLUMNS},
+    )
+
+
+_TABLE: Table = SamlSessionParticipant.__table__  # type: ignore[assignment]
+_UPSERTS = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(postgresql_insert)}
 
 
 def record_participant(
@@ -33,35 +58,28 @@ def record_participant(
     """Remember that ``sp_entity_id`` took part in the SSO session of ``authentication``, and
     knows the user as ``subject`` (what the Response it was sent named).
 
-    Never raises: a login must not fail because it could not be recorded (the SP then simply
-    gets no LogoutRequest, as an SP without an SLO endpoint).
+    Never raises for a concurrent recording (the last one stands); a database that cannot
+    take the row fails the request like any other database error.
     """
-    key = sso_session_key(authentication)
     now = dt.datetime.now(dt.UTC)
-    try:
-        # Expired rows are left to the sweeper (idp.ops.sweeper) and ignored by the lookups
-        # below: deleting them here cost every login a second write.
-        with database.session() as session:
-            row = session.scalars(
-                select(SamlSessionParticipant).where(
-                    SamlSessionParticipant.session_key == key,
-                    SamlSessionParticipant.sp_entity_id == sp_entity_id,
-                )
-            ).one_or_none()
-            if row is None:
-                row = SamlSessionParticipant(session_key=key, sp_entity_id=sp_entity_id)
-                session.add(row)
-            row.hsa_id = authentication.hsa_id
-            row.name_id = subject.name_id
-            row.name_id_format = subject.name_id_format
-            row.name_qualifier = subject.name_qualifier
-            row.sp_name_qualifier = subject.sp_name_qualifier
-            row.session_index = subject.session_index
-            row.created_at = now
-            row.expires_at = now + dt.timedelta(seconds=ttl_seconds)
-    except IntegrityError:
-        # Two logins to the same SP in the same session at once: the other one was recorded.
-        logger.info("participant %s recorded concurrently", sp_entity_id)
+    # Expired rows are left to the sweeper (idp.ops.sweeper) and ignored by the lookups
+    # below: deleting them here cost every login a second write.
+    with database.transaction() as connection:
+        connection.execute(
+            _UPSERTS[connection.dialect.name],
+            {
+                "session_key": sso_session_key(authentication),
+                "sp_entity_id": sp_entity_id,
+                "hsa_id": authentication.hsa_id,
+                "name_id": subject.name_id,
+                "name_id_format": subject.name_id_format,
+                "name_qualifier": subject.name_qualifier,
+                "sp_name_qualifier": subject.sp_name_qualifier,
+                "session_index": subject.session_index,
+                "created_at": now,
+                "expires_at": now + dt.timedelta(seconds=ttl_seconds),
+            },
+        )
 
 
 def session_keys_of_subject(

@@ -52,14 +52,25 @@ class LoginPages:
         services = self.services
         browser = request.cookies.get(BROWSER_COOKIE)
         try:
-            outcome = await run_in_threadpool(services.steps.choose_or_finish, ref, browser)
+            outcome = await run_in_threadpool(self._choose_or_answer, ref, browser)
         except LoginFailed as exc:
             return await refuse(services, request, exc, reference=ref)
         if isinstance(outcome, list):
             return render_page(
                 request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": outcome}
             )
-        return await answer_finished_login(services, request, outcome)
+        finished, prepared = outcome
+        return await answer_finished_login(services, request, finished, prepared)
+
+    def _choose_or_answer(
+        self, reference: str, browser: str | None
+    ) -> list[dict] | tuple[FinishedLogin, object]:
+        """The tjänste-ids to choose from, or the finished login with its protocol's answer
+        prepared (both in one worker thread)."""
+        outcome = self.services.steps.choose_or_finish(reference, browser)
+        if isinstance(outcome, list):
+            return outcome
+        return outcome, prepare_answer(self.services, outcome)
 
     async def choose_service_id(self, request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=5)
@@ -103,17 +114,26 @@ def chooser_page(
 
 
 async def answer_finished_login(
-    services: Services, request: Request, finished: FinishedLogin
+    services: Services, request: Request, finished: FinishedLogin, prepared: object = None
 ) -> Response:
     """The protocol's answer to a finished login (a SAML Response form, an OIDC redirect), with
-    the browser's SSO cookie. Used by ``/login/continue`` and by ``/cert-login`` when the card
-    finished the login there: the cookie is host-only and cookies do not tell ports apart, so
-    both origins set the same one."""
-    response = await services.responders[finished.protocol](
-        request, finished.protocol_state, finished.authentication, repeated=finished.repeated
-    )
+    the browser's SSO cookie: ``prepared`` by its responder already (in the worker thread that
+    finished the login), or prepared now. Used by ``/login/continue`` and by ``/cert-login``
+    when the card finished the login there: the cookie is host-only and cookies do not tell
+    ports apart, so both origins set the same one."""
+    responder = services.responders[finished.protocol]
+    if prepared is None:
+        prepared = await run_in_threadpool(prepare_answer, services, finished)
+    response = responder.render(request, prepared)
     set_cookie(response, SSO_COOKIE, finished.sso_token, None)
     return response
+
+
+def prepare_answer(services: Services, finished: FinishedLogin) -> object:
+    """What the protocol of ``finished`` answers it with (blocks: from a worker thread)."""
+    return services.responders[finished.protocol].prepare(
+        finished.protocol_state, finished.authentication, repeated=finished.repeated
+    )
 
 
 async def cancel_login(

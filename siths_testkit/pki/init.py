@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -176,9 +177,10 @@ _CARDS: tuple[_CardSpec, ...] = (
     _CardSpec("forged", "forged", "SE2120001355-E0001", "Anna", "Andersson", forged=True),
 )
 
-# Root, two issuing CAs, forged root and CA, TLS CA and server, two IdP keys, SP key, cards.
-# Plus the OCSP responder and its deliberately EKU-less twin (siths_testkit.pki.revocation).
-_KEY_COUNT = 10 + len(_CARDS) + 2
+# Root, two issuing CAs, forged root and CA, TLS CA, two IdP keys, SP key, cards. Plus the
+# OCSP responder and its deliberately EKU-less twin (siths_testkit.pki.revocation). The TLS
+# server key is EC, made where it is used.
+_KEY_COUNT = 9 + len(_CARDS) + 2
 
 
 @contextmanager
@@ -255,7 +257,9 @@ class _Output:
     def show(self, what: str, path: Path) -> None:
         self.report(f"{what}: {path.relative_to(self.directory)}")
 
-    def save(self, field: str, cert: x509.Certificate, key: RSAPrivateKey) -> None:
+    def save(
+        self, field: str, cert: x509.Certificate, key: RSAPrivateKey | ec.EllipticCurvePrivateKey
+    ) -> None:
         write_certificates(self.paths[f"{field}_cert"], [cert])
         write_private_key(self.paths[f"{field}_key"], key)
 
@@ -353,7 +357,10 @@ def _tls_certificates(
     )
     out.save("tls_ca", tls_ca.certificate, tls_ca.key)
     out.show(TLS_CA_COMMON_NAME, out.paths["tls_ca_cert"])
-    server_key = keys.take()
+    # EC P-256, as most public TLS certificates are now: the server's handshake signature is
+    # a small fraction of an RSA-2048 one (every login makes two handshakes). The SAML
+    # signing keys and the cards stay RSA-2048.
+    server_key = ec.generate_private_key(ec.SECP256R1())
     server = tls_server_certificate(
         server_key,
         hosts,

@@ -281,7 +281,7 @@ def _general_name(host: str) -> x509.GeneralName:
 
 
 def tls_server_certificate(
-    key: RSAPrivateKey,
+    key: CardKey,
     hosts: Iterable[str],
     issuer: Issuer,
     *,
@@ -292,7 +292,8 @@ def tls_server_certificate(
     """A TLS server certificate for ``hosts`` (IP literals become iPAddress SANs, the rest DNS).
 
     The first host is the subject CN; duplicates are dropped, order is kept. EKU is serverAuth
-    only, so the certificate cannot double as a client certificate.
+    only, so the certificate cannot double as a client certificate. keyUsage is what the key
+    can do in TLS: digitalSignature, and keyEncipherment for an RSA key only.
     """
     unique_hosts = list(dict.fromkeys(hosts))
     if not unique_hosts:
@@ -307,7 +308,10 @@ def tls_server_certificate(
     builder = _builder(subject, issuer.certificate.subject, key, not_before, not_after)
     builder = (
         builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(key_usage(digital_signature=True, key_encipherment=True), critical=True)
+        .add_extension(
+            key_usage(digital_signature=True, key_encipherment=isinstance(key, RSAPrivateKey)),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.SubjectAlternativeName([_general_name(host) for host in unique_hosts]),
