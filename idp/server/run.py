@@ -105,6 +105,24 @@ class NodeProcess:
     on_started: Callable[[], None] | None = None
 
 
+def _certificate_listener(
+    app: FastAPI, settings: Settings, process: NodeProcess
+) -> CertificateListener | None:
+    """The embedded card listener; None behind a proxy (nginx asks for the card there)."""
+    if settings.behind_proxy:
+        return None
+    return CertificateListener(
+        app,
+        host=settings.host,
+        port=settings.cert_port,
+        cert_file=settings.tls_cert,
+        key_file=settings.tls_key,
+        strip_header=settings.client_cert_header,
+        reuse_port=process.reuse_port,
+        limits=listener_limits(settings),
+    )
+
+
 def run_node(
     app: FastAPI, settings: Settings, log_level: str, process: NodeProcess | None = None
 ) -> None:
@@ -112,18 +130,7 @@ def run_node(
     until uvicorn is told to stop (SIGTERM, SIGINT)."""
     process = process or NodeProcess()
     server = uvicorn.Server(_uvicorn_config(app, settings, log_level))
-    listener = None
-    if not settings.behind_proxy:
-        listener = CertificateListener(
-            app,
-            host=settings.host,
-            port=settings.cert_port,
-            cert_file=settings.tls_cert,
-            key_file=settings.tls_key,
-            strip_header=settings.client_cert_header,
-            reuse_port=process.reuse_port,
-            limits=listener_limits(settings),
-        )
+    listener = _certificate_listener(app, settings, process)
     services = app.state.services
     metrics = app.state.metrics
 

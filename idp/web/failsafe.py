@@ -19,7 +19,8 @@ What a caller may rely on:
   anything: a restart of PostgreSQL is invisible. Running a step again is safe: each login step
   is a conditional UPDATE, so one that had committed before the break is answered as a repeat
   (a completed login gets its answer again, as when nginx retries a GET on the other node) or
-  refused with its own page (a SAML request already seen is a replay).
+  refused with its own page (a SAML request already seen is a replay, unless it started a login
+  that this browser still has waiting: then that login's chooser again).
 - Anything else is ``internal_error`` (500) with the traceback in the log line.
 """
 
