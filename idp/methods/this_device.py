@@ -68,7 +68,7 @@ class ThisDeviceLogin:
         if answer is None:
             return RedirectResponse(continue_url, status_code=303)
         finished, prepared = answer
-        return await answer_finished_login(services, request, finished, prepared)
+        return answer_finished_login(services, request, finished, prepared)
 
     def _authenticate_and_answer(
         self, reference: str, browser: str | None, source: CertificateSource

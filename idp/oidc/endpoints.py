@@ -42,7 +42,13 @@ from idp.oidc.provider import OpenIDProvider
 from idp.oidc.starlette_adapter import StarletteOAuth2Request, read_oauth2_request
 from idp.services import BackToService, FailureResponder
 from idp.web.json_response import JsonResponse
-from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
+from idp.web.render import (
+    browser_token,
+    clear_cookie,
+    error_page,
+    render_page,
+    set_browser_cookie,
+)
 
 CONFIRM_LOGOUT_PATH = f"{END_SESSION_PATH}/confirm"
 INVALID_REQUEST = {"error": "invalid_request", "error_description": "Malformed request."}
@@ -219,7 +225,7 @@ def oidc_failure_responder(provider: OpenIDProvider) -> FailureResponder:
 
 def _logged_out(request: Request, redirect: Response | None) -> Response:
     response = redirect or render_page(request, "idp/oidc_logout.html", {"confirm": False})
-    response.delete_cookie(SSO_COOKIE, path="/", secure=True, httponly=True, samesite="none")
+    clear_cookie(response, SSO_COOKIE)
     return response
 
 

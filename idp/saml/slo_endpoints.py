@@ -37,7 +37,7 @@ from idp.saml.bindings import (
 from idp.saml.logout import LogoutRejected, Outgoing
 from idp.saml.slo import LogoutDone, SamlSingleLogout
 from idp.web.messages import Topic, page_for
-from idp.web.render import error_page, render_page
+from idp.web.render import clear_cookie, error_page, render_page
 
 _MESSAGES = (SAML_REQUEST, SAML_RESPONSE)
 
@@ -134,7 +134,7 @@ def _show(request: Request, result: Outgoing | LogoutDone) -> Response:
 
 
 def _forget_sso(response: Response) -> Response:
-    response.delete_cookie(SSO_COOKIE, path="/", secure=True, httponly=True, samesite="none")
+    clear_cookie(response, SSO_COOKIE)
     return response
 
 

@@ -60,7 +60,7 @@ class LoginPages:
                 request, "idp/choose_hsa_id.html", {"reference": ref, "candidates": outcome}
             )
         finished, prepared = outcome
-        return await answer_finished_login(services, request, finished, prepared)
+        return answer_finished_login(services, request, finished, prepared)
 
     def _choose_or_answer(
         self, reference: str, browser: str | None
@@ -113,18 +113,15 @@ def chooser_page(
     )
 
 
-async def answer_finished_login(
-    services: Services, request: Request, finished: FinishedLogin, prepared: object = None
+def answer_finished_login(
+    services: Services, request: Request, finished: FinishedLogin, prepared: object
 ) -> Response:
-    """The protocol's answer to a finished login (a SAML Response form, an OIDC redirect), with
-    the browser's SSO cookie: ``prepared`` by its responder already (in the worker thread that
-    finished the login), or prepared now. Used by ``/login/continue`` and by ``/cert-login``
-    when the card finished the login there: the cookie is host-only and cookies do not tell
-    ports apart, so both origins set the same one."""
-    responder = services.responders[finished.protocol]
-    if prepared is None:
-        prepared = await run_in_threadpool(prepare_answer, services, finished)
-    response = responder.render(request, prepared)
+    """The protocol's answer to a finished login (a SAML Response form, an OIDC redirect), as
+    :func:`prepare_answer` made it in the worker thread that finished the login, with the
+    browser's SSO cookie. Used by ``/login/continue`` and by ``/cert-login`` when the card
+    finished the login there: the cookie is host-only and cookies do not tell ports apart, so
+    both origins set the same one."""
+    response = services.responders[finished.protocol].render(request, prepared)
     set_cookie(response, SSO_COOKIE, finished.sso_token, None)
     return response
 

@@ -189,5 +189,10 @@ def set_cookie(response: Response, name: str, value: str, max_age: int | None) -
     response.raw_headers.append((b"set-cookie", header.encode("latin-1")))
 
 
+def clear_cookie(response: Response, name: str) -> None:
+    """Delete the browser's cookie ``name`` (set by :func:`set_cookie`)."""
+    set_cookie(response, name, "", 0)
+
+
 def set_browser_cookie(response: Response, token: str) -> None:
     set_cookie(response, BROWSER_COOKIE, token, BROWSER_COOKIE_MAX_AGE)
