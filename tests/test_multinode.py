@@ -45,7 +45,7 @@ from siths_testkit.login_driver import (
 )
 from siths_testkit.pki import TestPki
 from tests.helpers.card_defects import FINDINGS, Defect
-from tests.helpers.flows import login_with_card
+from tests.helpers.flows import login_with_card, started_login
 from tests.helpers.multinode_support import Cluster, running_cluster
 from tests.helpers.support import (
     RunningServer,
@@ -174,6 +174,41 @@ def _pending_login(cluster: Cluster, client: httpx.Client) -> str:
         response = client.get(cluster.base_url + location if location[0] == "/" else location)
     href = parse_page(response.text).links["method-this-device"]
     return urllib.parse.parse_qs(urllib.parse.urlsplit(href).query)["ref"][0]
+
+
+def _browser_cookie(response: httpx.Response) -> str:
+    """The ``Cookie`` header a browser would send back after ``response`` (the nodes speak
+    plain HTTP, where a client keeps no ``Secure`` cookie by itself)."""
+    return "; ".join(value.split(";", 1)[0] for value in response.headers.get_list("set-cookie"))
+
+
+def test_a_proxy_retry_of_an_sso_request_gets_the_login_it_started(cluster: Cluster) -> None:
+    """nginx retries a GET at the other node when the first failed before answering
+    (``proxy_next_upstream error timeout``): the retry carries the same X-Request-ID and, from a
+    new browser, no cookie. It gets the login the first attempt started, handed over to its own
+    new cookie. The same request under another id, or with that id from an address that is not
+    a trusted proxy, is a replay; the first attempt's cookie no longer opens the login."""
+    login_url, _ = cluster.sp.login_url()
+    path = "/saml/sso/redirect?" + urllib.parse.urlsplit(login_url).query
+    delivery = "retry-" + os.urandom(8).hex()
+    a, b = cluster.nodes["a"].url, cluster.nodes["b"].url
+    with httpx.Client() as proxy:
+        lost = proxy.get(b + path, headers={"X-Request-ID": delivery})
+        reference = started_login(lost)
+        assert reference, lost.text[:500]
+        other_id = proxy.get(a + path, headers={"X-Request-ID": "another-" + delivery})
+        assert reason_code(other_id.text) == "replayed_request"
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as direct:
+            untrusted = direct.get(a + path, headers={"X-Request-ID": delivery})
+        assert reason_code(untrusted.text) == "replayed_request"
+        retried = proxy.get(a + path, headers={"X-Request-ID": delivery})
+        assert started_login(retried) == reference, retried.text[:500]
+        chooser = proxy.get(
+            f"{a}/login?ref={reference}", headers={"Cookie": _browser_cookie(retried)}
+        )
+        assert started_login(chooser) == reference, chooser.text[:500]
+        first = proxy.get(f"{a}/login?ref={reference}", headers={"Cookie": _browser_cookie(lost)})
+        assert reason_code(first.text) == "other_browser"
 
 
 def test_certificate_header_is_believed_only_from_nginx(cluster: Cluster) -> None:

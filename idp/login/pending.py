@@ -230,6 +230,23 @@ def _transition(
         setattr(pending, name, value)
 
 
+def hand_over_pending_login(
+    session: Transaction, reference: str, browser_token: str
+) -> PendingLoginRecord:
+    """Bind login ``reference``, if it still waits for a method and is unexpired, to
+    ``browser_token`` instead of the browser it was started for; else :class:`LoginFailed`.
+    Only for a proxy's retry of the very request that started it: that answer, and the cookie
+    the login was bound to, never reached any browser."""
+    pending = read_pending_login(session, reference)
+    if pending is None:
+        raise LoginFailed(LoginReason.UNKNOWN_LOGIN, "no such pending login")
+    ensure_unexpired(pending)
+    if pending.state != PendingState.PENDING:
+        raise LoginFailed(LoginReason.LOGIN_WRONG_STEP, f"login is {pending.state}, not pending")
+    _transition(session, pending, PendingState.PENDING, browser_binding=token_hash(browser_token))
+    return pending
+
+
 def mark_authenticated(
     session: Transaction,
     pending: PendingLoginRecord,

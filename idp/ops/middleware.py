@@ -61,6 +61,8 @@ class OperationsMiddleware:
             return
         request_id = self._request_id(scope)
         token = request_id_var.set(request_id)
+        # For handlers, as ``request.state.request_id`` (SSO tells a proxy's retry by it).
+        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
 

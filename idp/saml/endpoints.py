@@ -26,7 +26,7 @@ from idp.saml.bindings import (
 )
 from idp.saml.integration_guide import integration_guide
 from idp.saml.server import SamlRequestRejected, SamlResponseRefused
-from idp.saml.sso import PostToSp, SamlSingleSignOn
+from idp.saml.sso import Arrival, PostToSp, SamlSingleSignOn
 from idp.saml.statuses import USER_CANCELLED
 from idp.services import BackToService, FailureResponder
 from idp.web.login_pages import chooser_page
@@ -73,12 +73,12 @@ class SamlEndpoints:
         self, request: Request, binding: str, received: BindingMessage
     ) -> Response:
         token, new_browser = browser_token(request)
-        sso_token = request.cookies.get(SSO_COOKIE)
-        receive = self.sso.receive
+        # The request's id: a trusted proxy's X-Request-ID (its retry at another node carries
+        # the same), else one made here (idp.ops.middleware).
+        delivery = getattr(request.state, "request_id", None)
+        arrival = Arrival(token, request.cookies.get(SSO_COOKIE), delivery)
         try:
-            outcome = await run_in_threadpool(
-                lambda: receive(binding, received, browser=token, sso_token=sso_token)
-            )
+            outcome = await run_in_threadpool(self.sso.receive, binding, received, arrival)
         except SamlRequestRejected as exc:
             return _refused(request, Topic.SAML_REQUEST, exc.reason)
         except SamlResponseRefused as exc:

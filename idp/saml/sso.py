@@ -22,7 +22,12 @@ from idp.authn import Authentication
 from idp.db import Database, Transaction
 from idp.errors import Refusal
 from idp.login.errors import LoginFailed
-from idp.login.pending import PendingState, create_pending_login, load_pending_login
+from idp.login.pending import (
+    PendingState,
+    create_pending_login,
+    hand_over_pending_login,
+    load_pending_login,
+)
 from idp.login.sso import find_sso_session
 from idp.saml.bindings import BindingMessage
 from idp.saml.participants import record_participant
@@ -66,6 +71,17 @@ class LoginStarted:
 SsoOutcome = PostToSp | LoginStarted
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """Who sent an AuthnRequest: the browser's binding token (``browser``), its SSO cookie
+    (``sso_token``), and the id of the request it came in (``delivery``: a trusted proxy's
+    X-Request-ID, which the proxy's retry of that request at another node carries too)."""
+
+    browser: str
+    sso_token: str | None
+    delivery: str | None
+
+
 class SamlSingleSignOn:
     """Safe to share between threads; each method blocks (call it from a worker thread)."""
 
@@ -84,14 +100,12 @@ class SamlSingleSignOn:
         self._pending_ttl_seconds = pending_ttl_seconds
         self._sso_ttl_seconds = sso_ttl_seconds
 
-    def receive(
-        self, binding: str, received: BindingMessage, *, browser: str, sso_token: str | None
-    ) -> SsoOutcome:
+    def receive(self, binding: str, received: BindingMessage, arrival: Arrival) -> SsoOutcome:
         """Receive an AuthnRequest read off ``binding`` (``received``: a
-        :class:`BindingMessage`) from ``browser`` (its cookie token), whose
-        SSO cookie is ``sso_token``. Raises :class:`SamlRequestRejected` (audited) when no
-        answer may go to the SP, and :class:`SamlResponseRefused` as :meth:`answer` does when
-        the SSO session's answer may not be sent."""
+        :class:`BindingMessage`) as it arrived (:class:`Arrival`). Raises
+        :class:`SamlRequestRejected` (audited) when no answer may go to the SP, and
+        :class:`SamlResponseRefused` as :meth:`answer` does when the SSO session's answer may
+        not be sent."""
         try:
             request, sp = self._saml.parse_authn_request(binding, received)
         except SamlRequestRejected as exc:
@@ -101,9 +115,9 @@ class SamlSingleSignOn:
             return self._not_met(exc)
         try:
             with self._database.transaction() as session:
-                outcome = self._accept(session, request, sp, browser, sso_token)
+                outcome = self._accept(session, request, sp, arrival)
         except SamlRequestRejected as exc:
-            resumed = self._same_login_again(exc, request, sp, browser)
+            resumed = self._same_login_again(exc, request, sp, arrival)
             if resumed is not None:
                 return resumed
             self._record_refusal("saml.authn_request", exc, client_id=sp.entity_id)
@@ -163,13 +177,12 @@ class SamlSingleSignOn:
         session: Transaction,
         request: AuthnRequestInfo,
         sp: ServiceProvider,
-        browser: str,
-        sso_token: str | None,
+        arrival: Arrival,
     ) -> Authentication | LoginStarted | None:
         """Within one transaction: the SSO session's authentication, IsPassive (None), or a new
         pending login; and the request's ID remembered, refusing a replay (which undoes the
         rest)."""
-        existing = None if request.force_authn else find_sso_session(session, sso_token)
+        existing = None if request.force_authn else find_sso_session(session, arrival.sso_token)
         started: LoginStarted | None = None
         if existing is not None:
             self._audit(
@@ -192,7 +205,7 @@ class SamlSingleSignOn:
         else:
             pending = create_pending_login(
                 session,
-                browser_token=browser,
+                browser_token=arrival.browser,
                 protocol="saml",
                 protocol_state=request.to_json(),
                 client_id=sp.entity_id,
@@ -207,6 +220,7 @@ class SamlSingleSignOn:
             request.request_id,
             SamlRequestRejected,
             started_login=started.reference if started else None,
+            delivery=arrival.delivery,
         )
         return existing if existing is not None else started
 
@@ -215,22 +229,28 @@ class SamlSingleSignOn:
         refusal: SamlRequestRejected,
         request: AuthnRequestInfo,
         sp: ServiceProvider,
-        browser: str,
+        arrival: Arrival,
     ) -> LoginStarted | None:
-        """A replayed request is the chooser's reload (or the way back to it) when it started
-        a login that this same browser still has waiting: that login again, else None (the
-        replay stands). Another browser never gets it: the login is bound to the one that
-        started it."""
+        """A replayed request that started a login still waiting for a method gets that login
+        again, not a refusal, in two cases only: the browser it is bound to sends it again (a
+        reload of the chooser, or the way back to it), or a proxy retries the very request
+        that started it at another node (the same delivery id: the first node's answer and
+        cookie never reached the browser, so the login is handed over to this one). Anyone
+        else gets None: the replay stands."""
         if refusal.reason != SamlReason.REPLAYED_REQUEST:
             return None
         with self._database.transaction() as session:
-            reference = login_started_by(session, sp.entity_id, request.request_id)
-            if reference is None:
+            started = login_started_by(session, sp.entity_id, request.request_id)
+            if started is None:
                 return None
+            reference, delivery = started
             try:
-                pending = load_pending_login(
-                    session, reference, browser, expected_state=PendingState.PENDING
-                )
+                if arrival.delivery is not None and arrival.delivery == delivery:
+                    pending = hand_over_pending_login(session, reference, arrival.browser)
+                else:
+                    pending = load_pending_login(
+                        session, reference, arrival.browser, expected_state=PendingState.PENDING
+                    )
             except LoginFailed:
                 return None
         return LoginStarted(pending.id, pending.client_name)

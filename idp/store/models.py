@@ -61,6 +61,9 @@ class SeenMessage(Base):
     # The pending login an AuthnRequest started: the same browser sending the same request
     # again (a reload of the chooser it answered) gets that login's chooser, not a refusal.
     pending_login: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The request id it arrived under (a trusted proxy's X-Request-ID, the same on the proxy's
+    # retry of that client request at another node), so that such a retry gets that login too.
+    delivery: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditEvent(Base):
