@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     cert_request_timeout_seconds: float = Field(default=20.0, gt=0)
     # The main listener (uvicorn, idp.server.http_limits): a request head must be complete
     # within this many seconds of the connection or of its first byte (408 after).
-    request_head_timeout_seconds: float = Field(default=20.0, gt=0)
+    request_timeout_seconds: float = Field(default=20.0, gt=0)
 
     # Proxy mode: a client certificate in ``client_cert_header`` is believed only from these
     # addresses (IPs or CIDR networks).

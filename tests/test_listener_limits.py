@@ -71,7 +71,7 @@ def node(test_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "IDP_CERT_HANDSHAKE_TIMEOUT_SECONDS": str(HANDSHAKE_LIMIT),
         "IDP_CERT_KEEP_ALIVE_TIMEOUT_SECONDS": str(KEEP_ALIVE_LIMIT),
         "IDP_CERT_REQUEST_TIMEOUT_SECONDS": str(REQUEST_LIMIT),
-        "IDP_REQUEST_HEAD_TIMEOUT_SECONDS": str(HEAD_LIMIT),
+        "IDP_REQUEST_TIMEOUT_SECONDS": str(HEAD_LIMIT),
     }
     server = start_server(
         [str(VENV_BIN / "idp"), "serve", "--log-level", "warning"],
@@ -179,7 +179,9 @@ def drip(sock: ssl.SSLSocket, head: bytes, trickle: bytes, interval: float) -> b
     "head",
     [
         b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
-        b"POST /cert-login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n",
+        # An endpoint that reads the body before it answers.
+        b"POST /saml/sso/post HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
     ],
     ids=["header", "body"],
 )
@@ -194,6 +196,38 @@ def test_a_request_dripping_a_byte_at_a_time_gets_408(listener: Listener, head: 
     assert status_of(answer) == 408
     assert reason_code(answer.decode("utf-8", "replace")) == "request_timeout"
     assert REQUEST_LIMIT * 0.9 <= elapsed <= REQUEST_LIMIT + SLACK
+
+
+def test_a_body_still_dripping_after_the_answer_is_cut_at_the_request_limit(
+    each_listener: Listener,
+) -> None:
+    """An endpoint may answer before the body has arrived (here 405: /cert-login takes no
+    POST). The rest of the body is still bounded: the connection closes at the limit, and the
+    trickle is never read as another request's head (no second answer)."""
+    assert REQUEST_LIMIT == HEAD_LIMIT, "one limit for both listeners in this test"
+    head = b"POST /cert-login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n"
+    answer, closed = b"", False
+    with each_listener.tls() as sock:
+        sock.sendall(head + b"a" * 10)
+        start = time.monotonic()
+        sock.settimeout(0.25)
+        while not closed and time.monotonic() - start < REQUEST_LIMIT + SLACK:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                try:
+                    sock.sendall(b"a")  # one more byte of the body, well within any read limit
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                    closed = True
+                continue
+            except (ConnectionResetError, ssl.SSLError):
+                chunk = b""
+            answer += chunk
+            closed = not chunk
+        elapsed = time.monotonic() - start
+    assert closed, "the connection outlived the request limit"
+    assert status_of(answer) == 405 and answer.count(b"HTTP/1.1 ") == 1, answer[:300]
+    assert elapsed >= REQUEST_LIMIT * 0.9
 
 
 def test_an_idle_kept_alive_connection_is_closed(listener: Listener) -> None:

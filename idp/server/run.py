@@ -31,7 +31,7 @@ from fastapi import FastAPI
 from idp.config import Settings
 from idp.ops.sweeper import run_sweeper
 from idp.server.cert_listener import CertificateListener, ListenerLimits
-from idp.server.http_limits import HeadLimits, bounded_http_protocol
+from idp.server.http_limits import RequestLimits, bounded_http_protocol
 
 logger = logging.getLogger("idp.server")
 # How long an idle connection stays open. Embedded: longer than a user's pause on the chooser
@@ -70,9 +70,7 @@ def _uvicorn_config(app: FastAPI, settings: Settings, log_level: str) -> uvicorn
         "timeout_graceful_shutdown": 5,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         # uvicorn bounds neither the size nor the time of a request head: this does.
-        "http": bounded_http_protocol(
-            HeadLimits(head_timeout=settings.request_head_timeout_seconds)
-        ),
+        "http": bounded_http_protocol(RequestLimits(timeout=settings.request_timeout_seconds)),
     }
     if settings.behind_proxy:
         return uvicorn.Config(app, **common)
@@ -106,7 +104,7 @@ class NodeProcess:
 
 
 def _certificate_listener(
-    app: FastAPI, settings: Settings, process: NodeProcess
+    app: FastAPI, settings: Settings, process: NodeProcess, server: uvicorn.Server
 ) -> CertificateListener | None:
     """The embedded card listener; None behind a proxy (nginx asks for the card there)."""
     if settings.behind_proxy:
@@ -120,6 +118,7 @@ def _certificate_listener(
         strip_header=settings.client_cert_header,
         reuse_port=process.reuse_port,
         limits=listener_limits(settings),
+        server_state=server.server_state,
     )
 
 
@@ -130,7 +129,7 @@ def run_node(
     until uvicorn is told to stop (SIGTERM, SIGINT)."""
     process = process or NodeProcess()
     server = uvicorn.Server(_uvicorn_config(app, settings, log_level))
-    listener = _certificate_listener(app, settings, process)
+    listener = _certificate_listener(app, settings, process, server)
     services = app.state.services
     metrics = app.state.metrics
 
