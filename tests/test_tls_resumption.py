@@ -3,15 +3,19 @@
 The main listener lets a browser resume its TLS session (TLS 1.3 session tickets), so coming
 back to the IdP costs no full handshake. The card listener never does: a resumed session
 carries no CertificateVerify, and every certificate login must be a handshake that the card
-itself signs.
+itself signs; nor does it renegotiate, so the card of a connection never changes.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import time
 import urllib.parse
+
+import pytest
+from OpenSSL import SSL
 
 from tests.conftest import IdpUnderTest
 from tests.helpers.support import tls_context
@@ -91,4 +95,36 @@ def test_main_listener_keeps_an_idle_connection_past_a_pause_on_the_chooser(
     time.sleep(6.5)
     _request(connection, url)
     assert _read_answer(connection).startswith(b"HTTP/1.1 200")
+    connection.close()
+
+
+def test_card_listener_refuses_a_renegotiation(idp: IdpUnderTest) -> None:
+    """The card read after the handshake is the connection's for good: a TLS 1.2 client that
+    renegotiates (where it could present another certificate) is refused, not served."""
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_max_proto_version(SSL.TLS1_2_VERSION)
+    context.load_verify_locations(str(idp.ca_file))
+    context.set_verify(SSL.VERIFY_PEER, lambda *_: True)
+    cert_file, key_file = idp.card("anna")
+    context.use_certificate_file(str(cert_file))
+    context.use_privatekey_file(str(key_file))
+    parts = urllib.parse.urlsplit(idp.cert_login_url)
+    raw = socket.create_connection((parts.hostname, parts.port))
+    # pyOpenSSL wants a blocking socket; a kernel timeout keeps a silent server from hanging it.
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+    connection = SSL.Connection(context, raw)
+    connection.set_tlsext_host_name(b"localhost")
+    connection.set_connect_state()
+    connection.do_handshake()
+    head = f"GET /healthz HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode("ascii")
+    connection.sendall(head)
+    assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    assert connection.renegotiate()
+    with pytest.raises(SSL.Error) as refused:
+        connection.do_handshake()
+        connection.sendall(head)
+        connection.recv(65536)
+    assert "no renegotiation" in str(refused.value).lower() or isinstance(
+        refused.value, SSL.SysCallError
+    ), refused.value
     connection.close()
