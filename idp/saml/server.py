@@ -393,18 +393,21 @@ def _metadata_boolean(value: object, *, default: bool, broken: bool = False) -> 
         return broken
 
 
-def _metadata_files(directory: Path) -> list[str]:
-    if not directory.is_dir():
-        return []
-    return sorted(str(path) for path in directory.glob("*.xml") if path.is_file())
-
-
 def _directory_stamp(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime_ns, size) of every ``*.xml`` file in ``directory``, sorted by path: it
+    changes whenever a file is added, removed or rewritten. Asked on every SAML call, so one
+    directory read and one stat per file, without pathlib's objects (a third of the cost)."""
+    try:
+        entries = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
     stamp = []
-    for name in _metadata_files(directory):
-        stat = Path(name).stat()
-        stamp.append((name, stat.st_mtime_ns, stat.st_size))
-    return tuple(stamp)
+    with entries:
+        for entry in entries:
+            if entry.name.endswith(".xml") and entry.is_file():
+                stat = entry.stat()
+                stamp.append((entry.path, stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(stamp))
 
 
 @dataclass(frozen=True)
