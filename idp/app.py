@@ -50,6 +50,7 @@ from idp.web.login_pages import LoginPages
 from idp.web.messages import FALLBACK, UserMessage
 from idp.web.middleware import LimitsAndHeaders
 from idp.web.render import error_page, render_page
+from idp.web.routes import add_routes
 
 logger = logging.getLogger("idp")
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
@@ -198,25 +199,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _include_routers(app: FastAPI, components: Components, settings: Settings) -> None:
     """Every endpoint, each router wired to the objects it serves."""
     services = components.services
-    app.include_router(metadata_router(components.saml))
-    app.include_router(
+    add_routes(app, metadata_router(components.saml))
+    add_routes(
+        app,
         saml_endpoints.SamlEndpoints(
             components.saml_sso, settings.entity_id, settings.cert_login_url
-        ).router()
+        ).router(),
     )
-    app.include_router(SamlLogoutEndpoints(components.saml_slo).router())
-    app.include_router(
+    add_routes(app, SamlLogoutEndpoints(components.saml_slo).router())
+    add_routes(
+        app,
         oidc_endpoints.OidcEndpoints(
             components.oidc, pending_ttl_seconds=settings.pending_login_ttl_seconds
-        ).router()
+        ).router(),
     )
-    app.include_router(LoginPages(services).router())
-    app.include_router(ThisDeviceLogin(services).router())
-    app.include_router(OtherDeviceBrowser(services).router())
-    app.include_router(
+    add_routes(app, LoginPages(services).router())
+    add_routes(app, ThisDeviceLogin(services).router())
+    add_routes(app, OtherDeviceBrowser(services).router())
+    add_routes(
+        app,
         app_api.app_api_router(
             AppOrderSteps(services.database, services.authenticator, record_audit_event)
-        )
+        ),
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -14,6 +14,7 @@ from idp.ops.metrics import IdpMetrics
 from idp.ops.middleware import OperationsMiddleware
 from idp.saml.server import SamlIdentityProvider
 from idp.services import Services
+from idp.web.routes import add_routes
 
 
 def install_operations(
@@ -34,7 +35,7 @@ def install_operations(
     metrics.watch_audit_events(services.database)
     metrics.watch_database(services.database)
     allowed = TrustedProxies(services.settings.metrics_allowed_networks)
-    app.include_router(health.health_router(probe, metrics, allowed))
+    add_routes(app, health.health_router(probe, metrics, allowed))
     app.add_middleware(
         OperationsMiddleware, metrics=metrics, trusted_proxies=services.trusted_proxies
     )

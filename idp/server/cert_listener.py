@@ -267,9 +267,14 @@ class _CardTlsProtocol(asyncio.Protocol):
         if not data or self.raw.is_closing():
             return
         view = memoryview(data)
-        while view:
-            written = self._tls.send(view[:16384])
-            view = view[written:]
+        try:
+            while view:
+                written = self._tls.send(view[:16384])
+                view = view[written:]
+        except SSL.Error as exc:  # the connection broke under the answer: nothing to add
+            logger.debug("certificate listener could not send: %r", exc)
+            self.raw.abort()
+            return
         self._flush()
 
     def _handshake(self) -> bool:
