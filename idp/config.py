@@ -102,8 +102,8 @@ class Settings(BaseSettings):
     cert_handshake_timeout_seconds: float = Field(default=60.0, gt=0)
     cert_keep_alive_timeout_seconds: float = Field(default=30.0, gt=0)
     cert_request_timeout_seconds: float = Field(default=20.0, gt=0)
-    # The main listener (uvicorn, idp.server.http_limits): a request head must be complete
-    # within this many seconds of the connection or of its first byte (408 after).
+    # The main listener (uvicorn, idp.server.http_limits): a request, head and body, must be
+    # complete within this many seconds of the connection or of its first byte (408 after).
     request_timeout_seconds: float = Field(default=20.0, gt=0)
 
     # Proxy mode: a client certificate in ``client_cert_header`` is believed only from these

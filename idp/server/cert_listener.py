@@ -58,9 +58,10 @@ class ListenerLimits:
     # The whole handshake: it includes choosing the certificate and typing the card's PIN
     # (the card signs the handshake), so it is a person's time, not a machine's.
     handshake: float = 60.0
-    # From the handshake or the last response to the first byte of the next request.
+    # From the last response to the first byte of the next request.
     keep_alive: float = 30.0
-    # From a request's first byte to its last (head and body), however the bytes trickle in.
+    # A whole request (head and body), from the handshake (the connection's first request) or
+    # from its first byte (later ones) to its last, however the bytes trickle in.
     request: float = 20.0
 
 
