@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import re
 import socket
 import ssl
@@ -27,10 +28,46 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
+def _ephemeral_ports() -> range:
+    """The kernel's range for the local ports of outbound connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
+# Ports picked from below the ephemeral range: a port the kernel hands out for ``bind(0)`` lies
+# inside it, where any outbound connection (the tests make thousands) may take it between the
+# picking and the server's bind ("address already in use", seen once in a full run).
+_EPHEMERAL = _ephemeral_ports()
+_PICKABLE = range(max(1024, _EPHEMERAL.start - 12000), _EPHEMERAL.start)
+_handed_out: set[int] = set()
+# Not the module-level generator: Hypothesis seeds that one inside its tests.
+_RANDOM = random.SystemRandom()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that nothing listens on now and that this run has not handed out before
+    (an earlier test's server may still hold it, or be about to), outside the ephemeral range
+    when the kernel leaves room below it."""
+    for _ in range(2000):
+        if len(_PICKABLE) >= 1000:
+            port = _RANDOM.choice(_PICKABLE)
+        else:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port found")
 
 
 @dataclass
