@@ -107,9 +107,9 @@ def with_last_resort_answer(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, tracking_send)
         except Exception as exc:
-            logger.error("application error on the certificate listener", exc_info=exc)
             if started or scope["type"] != "http":
-                raise
+                raise  # uvicorn logs it
+            logger.error("application error on the certificate listener", exc_info=exc)
             status, headers, body = bare_error_answer(exc)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -381,11 +381,10 @@ class CertificateListener:
             access_log=False,
             ws="none",
             lifespan="off",
-            timeout_keep_alive=int(max(1, self._limits.keep_alive)),
+            # Typed int by uvicorn, used as call_later's delay: a fraction works.
+            timeout_keep_alive=self._limits.keep_alive,  # type: ignore[arg-type]
         )
         self._config.load()
-        # uvicorn's keep-alive timeout is whole seconds in its config, not in its protocol.
-        self._config.timeout_keep_alive = self._limits.keep_alive  # type: ignore[assignment]
         self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
 
