@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from idp.audit import database_audit_hook, record_audit_event
+from idp.blocking import BlockingCalls
 from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database, prepare_schema
@@ -146,6 +147,7 @@ def build_components(settings: Settings, metrics: IdpMetrics | None = None) -> C
         trusted_proxies=TrustedProxies(settings.trusted_proxies),
         authenticator=CertificateAuthentication(validator, policy, record_audit_event),
         steps=LoginSteps(database, record_audit_event, settings.sso_session_ttl_seconds),
+        blocking_calls=BlockingCalls(loop_first=database.in_process),
     )
     saml = SamlIdentityProvider(
         settings,
@@ -203,7 +205,10 @@ def _include_routers(app: FastAPI, components: Components, settings: Settings) -
     add_routes(
         app,
         saml_endpoints.SamlEndpoints(
-            components.saml_sso, settings.entity_id, settings.cert_login_url
+            components.saml_sso,
+            settings.entity_id,
+            settings.cert_login_url,
+            services.blocking_calls,
         ).router(),
     )
     add_routes(app, SamlLogoutEndpoints(components.saml_slo).router())

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import importlib
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from idp.blocking import WouldWait, note_write_committed, waiting_refused
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
@@ -70,6 +73,12 @@ def is_sqlite(database_url: str) -> bool:
 DEFAULT_POOL_SIZE = 10
 DEFAULT_MAX_OVERFLOW = 30
 CONNECT_TIMEOUT_SECONDS = 5
+# How long a SQLite connection waits for another's write lock. On the event loop's thread
+# (idp.blocking) only a moment: about one of another worker's login transactions, which under
+# load is the usual wait; a lock held longer sends the call to a worker thread to wait there.
+SQLITE_LOCK_WAIT_MS = 30_000
+SQLITE_LOCK_WAIT_ON_LOOP_MS = 3
+_LOCK_WAIT = "idp_lock_wait_ms"  # what a pooled SQLite connection's busy_timeout is now
 
 
 def create_database_engine(
@@ -90,7 +99,7 @@ def create_database_engine(
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             database_url,
-            connect_args={"timeout": 30},
+            connect_args={"timeout": SQLITE_LOCK_WAIT_MS / 1000},
             # Every connection is kept: an overflow connection would be opened (with the
             # pragmas below, journal_mode taking a lock) and closed again on every busy moment,
             # which the order benchmark showed as a sixth of the node's time. A SQLite
@@ -111,6 +120,7 @@ def create_database_engine(
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        _wait_for_locks_only_off_the_loop(engine)
         return engine
     return create_engine(
         database_url,
@@ -123,6 +133,35 @@ def create_database_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
     )
+
+
+def _wait_for_locks_only_off_the_loop(engine: Engine) -> None:
+    """A SQLite transaction of a call on the event loop's thread (:mod:`idp.blocking`) that
+    meets another connection's write lock for longer than a moment raises :class:`WouldWait`
+    instead of waiting on, and one that commits a write says so (the call can no longer start
+    over)."""
+
+    @event.listens_for(engine, "begin")
+    def _set_lock_wait(connection: Connection) -> None:
+        wanted = SQLITE_LOCK_WAIT_ON_LOOP_MS if waiting_refused() else SQLITE_LOCK_WAIT_MS
+        pooled = connection.connection
+        if pooled.info.get(_LOCK_WAIT, SQLITE_LOCK_WAIT_MS) != wanted:
+            pooled.driver_connection.execute(f"PRAGMA busy_timeout={wanted}")  # type: ignore[union-attr]
+            pooled.info[_LOCK_WAIT] = wanted
+
+    @event.listens_for(engine, "handle_error")
+    def _locked_means_would_wait(context: ExceptionContext) -> BaseException | None:
+        error = context.original_exception
+        busy = isinstance(error, sqlite3.OperationalError) and (
+            error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+        )
+        return WouldWait("SQLite write lock held elsewhere") if busy and waiting_refused() else None
+
+    @event.listens_for(engine, "commit")
+    def _note_write(connection: Connection) -> None:
+        # pysqlite opens a transaction only before a write: one open here is a write.
+        if connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+            note_write_committed()
 
 
 def model_module_names() -> list[str]:
@@ -260,6 +299,11 @@ class Database:
         )
         # Public so that session events can be attached (idp.ops.metrics counts audit rows).
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def in_process(self) -> bool:
+        """True for SQLite: a file this process reads and writes itself, no server between."""
+        return is_sqlite(self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

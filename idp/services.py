@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from idp.authn import Authentication
+from idp.blocking import BlockingCalls
 from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database
@@ -70,5 +71,7 @@ class Services:
     # policy and the audit sink.
     authenticator: CertificateAuthentication
     steps: LoginSteps
+    # Where a handler runs a use case: the event loop first for an in-process database.
+    blocking_calls: BlockingCalls
     responders: dict[str, Responder] = field(default_factory=dict)
     failure_responders: dict[str, FailureResponder] = field(default_factory=dict)

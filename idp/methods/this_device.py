@@ -13,7 +13,6 @@ or a proxy's retry of a request whose answer was lost), the browser is sent back
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -58,7 +57,9 @@ class ThisDeviceLogin:
             reason = "untrusted_certificate_header"
             await _audit(services, "proxy.untrusted_header", "ignored", reason, detail)
         try:
-            answer = await run_in_threadpool(self._authenticate_and_answer, ref, browser, source)
+            answer = await services.blocking_calls.run(
+                self._authenticate_and_answer, ref, browser, source
+            )
         except (LoginFailed, CertificateRejected) as exc:
             await _audit(
                 services, "login.method", "failure", exc.reason, exc.detail, hsa_id=exc.hsa_id

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from idp.authn import Authentication
+from idp.blocking import BlockingCalls
 from idp.login.sso import SSO_COOKIE
 from idp.saml.bindings import (
     MAX_PARAMETERS,
@@ -37,10 +38,17 @@ from idp.web.render import browser_token, error_page, render_page, set_browser_c
 class SamlEndpoints:
     """``/saml/integration`` and the SSO endpoints, wired to ``sso`` (:meth:`router`)."""
 
-    def __init__(self, sso: SamlSingleSignOn, entity_id: str, cert_login_url: str) -> None:
+    def __init__(
+        self,
+        sso: SamlSingleSignOn,
+        entity_id: str,
+        cert_login_url: str,
+        blocking_calls: BlockingCalls,
+    ) -> None:
         self.sso = sso
         self.entity_id = entity_id
         self.cert_login_url = cert_login_url
+        self.blocking_calls = blocking_calls
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/saml")
@@ -78,7 +86,7 @@ class SamlEndpoints:
         delivery = getattr(request.state, "request_id", None)
         arrival = Arrival(token, request.cookies.get(SSO_COOKIE), delivery)
         try:
-            outcome = await run_in_threadpool(self.sso.receive, binding, received, arrival)
+            outcome = await self.blocking_calls.run(self.sso.receive, binding, received, arrival)
         except SamlRequestRejected as exc:
             return _refused(request, Topic.SAML_REQUEST, exc.reason)
         except SamlResponseRefused as exc:

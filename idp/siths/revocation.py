@@ -24,7 +24,8 @@ With ``soft_fail``, a source found unreachable is not asked again for the policy
 ``unreachable_retry`` (it counts as unreachable meanwhile), so that while a responder is down a
 login neither waits for it nor for its timeout again. Failing closed, every login asks again:
 there a remembered outage would refuse logins after the responder is back.
-Everything here is synchronous: call it from a worker thread.
+Everything here is synchronous: call it from a worker thread, or through
+:class:`idp.blocking.BlockingCalls`, which moves a call that would ask a source to one.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from idp.blocking import before_waiting
 from idp.errors import Refusal
 
 logger = logging.getLogger("idp.revocation")
@@ -166,6 +168,7 @@ class UnreachableSources:
             until = self._until.get(url)
         if until is not None and now < until:
             raise RevocationProblem(UNREACHABLE, f"{url} was unreachable, next try after {until}")
+        before_waiting(f"revocation source {url}")  # the network: not on the event loop
         try:
             data = fetch(url, body)
         except RevocationProblem as exc:
