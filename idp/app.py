@@ -11,7 +11,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,6 +49,7 @@ from idp.web.json_response import JsonResponse
 from idp.web.login_pages import LoginPages
 from idp.web.messages import FALLBACK, UserMessage
 from idp.web.middleware import LimitsAndHeaders
+from idp.web.packaged_files import PackagedFiles
 from idp.web.render import error_page, render_page
 from idp.web.routes import add_routes
 
@@ -227,7 +227,7 @@ def _include_routers(app: FastAPI, components: Components, settings: Settings) -
             AppOrderSteps(services.database, services.authenticator, record_audit_event)
         ),
     )
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.router.routes.append(PackagedFiles(STATIC_DIR).route())
 
     @app.get("/")
     async def home(request: Request) -> Response:

@@ -50,6 +50,12 @@ class _CallOnLoop:
 _ON_LOOP: ContextVar[_CallOnLoop | None] = ContextVar("idp_call_on_loop", default=None)
 
 
+def on_the_loop() -> bool:
+    """True inside a call :class:`BlockingCalls` runs on the event loop's thread (one at a time,
+    never interleaved with another)."""
+    return _ON_LOOP.get() is not None
+
+
 def waiting_refused() -> bool:
     """True inside a call :class:`BlockingCalls` runs on the loop that has committed no write
     yet: whatever would wait must raise :class:`WouldWait` (see :func:`before_waiting`)."""

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from idp.blocking import WouldWait, note_write_committed, waiting_refused
+from idp.blocking import WouldWait, note_write_committed, on_the_loop, waiting_refused
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
@@ -299,6 +299,10 @@ class Database:
         )
         # Public so that session events can be attached (idp.ops.metrics counts audit rows).
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        # The connection kept checked out for the calls on the event loop (idp.blocking), which
+        # run one at a time: their transactions skip the pool's checkout and checkin, about a
+        # tenth of a millisecond each. None while one of them uses it, or after a failure.
+        self._kept_for_the_loop: Connection | None = None
 
     @property
     def in_process(self) -> bool:
@@ -315,8 +319,24 @@ class Database:
         """A transaction on a pooled connection, for Core statements only: what the login's
         hot path uses (no ORM Session to set up and flush). Commits on success, rolls back
         on error."""
-        with self.engine.begin() as connection:
-            yield connection
+        if not on_the_loop():
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        # A transaction opened inside this one finds no kept connection and takes another.
+        connection, self._kept_for_the_loop = self._kept_for_the_loop, None
+        if connection is None:
+            connection = self.engine.connect()
+        try:
+            with connection.begin():
+                yield connection
+        except BaseException:
+            connection.close()  # back to the pool, which resets it; the next call takes another
+            raise
+        if self._kept_for_the_loop is None:
+            self._kept_for_the_loop = connection
+        else:
+            connection.close()
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
@@ -324,5 +344,8 @@ class Database:
             connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
+        kept, self._kept_for_the_loop = self._kept_for_the_loop, None
         with contextlib.suppress(Exception):
+            if kept is not None:
+                kept.close()
             self.engine.dispose()
