@@ -3,8 +3,8 @@ nothing but the CPU.
 
 The login's use cases are synchronous (the database, signing, revocation). Handed to a worker
 thread, a call pays the hand-over both ways and, with other requests in flight, the GIL passed
-between the loop and the worker at every SQLite call: at eight logins at a time, over a
-millisecond of a login's 8.5 ms of server CPU (benchmarks/peers.py). When the database lives in
+between the loop and the worker at every SQLite call: at eight logins at a time, about a
+millisecond of a login's 8.5 ms of server CPU (benchmarks/README.md). When the database lives in
 the process (SQLite), a call mostly waits for nothing, so :class:`BlockingCalls` runs it on the
 loop.
 
