@@ -24,7 +24,8 @@ from idp.login.steps import LoginSteps
 
 class Responder(Protocol):
     """A protocol's answer to a finished login, in two halves so that the blocking one can run
-    in the worker thread that finished the login (one hop from the event loop, not two).
+    in the same blocking call that finished the login (a worker thread, or the event loop
+    through :class:`idp.blocking.BlockingCalls`): one hand-over from the event loop, not two.
 
     ``repeated``: the same browser asks again for the answer to a login it already completed
     (idp.login.pending.REPEAT_WINDOW); the responder answers the same request once more.
@@ -33,8 +34,9 @@ class Responder(Protocol):
     def prepare(
         self, protocol_state: dict, authentication: Authentication, *, repeated: bool = False
     ) -> object:
-        """Build the answer (signing, database): blocks, so call it from a worker thread.
-        Never raises for a refusal: the refusal is the prepared answer."""
+        """Build the answer (signing, database): blocks, so call it from a worker thread or
+        through :class:`idp.blocking.BlockingCalls`. Never raises for a refusal: the refusal is
+        the prepared answer."""
         ...
 
     def render(self, request: Request, prepared: object) -> Response:

@@ -75,7 +75,7 @@ class ThisDeviceLogin:
         self, reference: str, browser: str | None, source: CertificateSource
     ) -> tuple[FinishedLogin, object] | None:
         """:meth:`_authenticate`, and when that finished the login, its protocol's answer
-        prepared in the same worker thread (after the login's transaction has committed)."""
+        prepared in the same blocking call (after the login's transaction has committed)."""
         finished = self._authenticate(reference, browser, source)
         if finished is None:
             return None

@@ -1,8 +1,9 @@
 """SAML single sign-on as use cases: receive an AuthnRequest, answer a finished login.
 
 Plain Python, built once at start-up (:func:`idp.app.build_components`); the HTTP endpoints
-(:mod:`idp.saml.endpoints`) read the binding, call one method from a worker thread and render
-what it returns. Every method blocks (database, XML signatures).
+(:mod:`idp.saml.endpoints`) read the binding, call one method through
+:class:`idp.blocking.BlockingCalls` (a worker thread, or the event loop for an in-process
+database) and render what it returns. Every method blocks (database, XML signatures).
 
 Receiving a request: read and verify it (:meth:`SamlIdentityProvider.parse_authn_request`),
 answer from the browser's SSO session (unless ForceAuthn), answer NoPassive (IsPassive with no
@@ -83,7 +84,8 @@ class Arrival:
 
 
 class SamlSingleSignOn:
-    """Safe to share between threads; each method blocks (call it from a worker thread)."""
+    """Safe to share between threads; each method blocks (call it from a worker thread or
+    through :class:`idp.blocking.BlockingCalls`)."""
 
     def __init__(
         self,

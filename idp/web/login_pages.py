@@ -117,7 +117,7 @@ def answer_finished_login(
     services: Services, request: Request, finished: FinishedLogin, prepared: object
 ) -> Response:
     """The protocol's answer to a finished login (a SAML Response form, an OIDC redirect), as
-    :func:`prepare_answer` made it in the worker thread that finished the login, with the
+    :func:`prepare_answer` made it in the blocking call that finished the login, with the
     browser's SSO cookie. Used by ``/login/continue`` and by ``/cert-login`` when the card
     finished the login there: the cookie is host-only and cookies do not tell ports apart, so
     both origins set the same one."""
@@ -127,7 +127,8 @@ def answer_finished_login(
 
 
 def prepare_answer(services: Services, finished: FinishedLogin) -> object:
-    """What the protocol of ``finished`` answers it with (blocks: from a worker thread)."""
+    """What the protocol of ``finished`` answers it with (blocks: from a worker thread, or
+    through :class:`idp.blocking.BlockingCalls`)."""
     return services.responders[finished.protocol].prepare(
         finished.protocol_state, finished.authentication, repeated=finished.repeated
     )

@@ -33,6 +33,8 @@ class PackagedFile:
     etag: bytes
     modified: dt.datetime
     headers: list[tuple[bytes, bytes]]
+    # The same without content-length: a 304's.
+    unchanged_headers: list[tuple[bytes, bytes]]
 
     @classmethod
     def read(cls, path: Path) -> PackagedFile:
@@ -43,16 +45,18 @@ class PackagedFile:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if content_type.startswith("text/") or content_type.endswith("javascript"):
             content_type += "; charset=utf-8"
-        headers = [
+        unchanged_headers = [
             (b"content-type", content_type.encode()),
-            (b"content-length", str(len(body)).encode()),
             (b"etag", etag),
             (b"last-modified", email.utils.format_datetime(modified, usegmt=True).encode()),
         ]
-        return cls(body, etag, modified, headers)
+        headers = [(b"content-length", str(len(body)).encode()), *unchanged_headers]
+        return cls(body, etag, modified, headers, unchanged_headers)
 
     def unchanged_for(self, request_headers: dict[bytes, bytes]) -> bool:
-        """Whether the client's copy is this one (RFC 9110 §13.2.2: If-None-Match first)."""
+        """Whether the client's copy is this one (RFC 9110 §13.2.2: If-None-Match first).
+        Not ``StaticFiles.is_not_modified``: a method of the class this replaces, on Starlette
+        ``Headers`` made per request, and it does not take ``If-None-Match: *``."""
         if_none_match = request_headers.get(b"if-none-match")
         if if_none_match is not None:
             tags = [tag.strip().removeprefix(b"W/") for tag in if_none_match.split(b",")]
@@ -86,7 +90,7 @@ class PackagedFiles:
             raise HTTPException(status_code=404)
         request_headers = dict(scope["headers"])
         if found.unchanged_for(request_headers):
-            headers = [(name, value) for name, value in found.headers if name != b"content-length"]
+            headers = found.unchanged_headers
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
