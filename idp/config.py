@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     port: int = 8443
     cert_port: int = 8444
     # Worker processes of this node (idp.server.supervisor): 1 is one process as always; more
-    # share the ports through SO_REUSEPORT under a supervisor. "auto": one per CPU.
+    # accept on the ports a supervisor binds once. "auto": one per CPU.
     workers: int = 1
 
     # Relative paths are taken from the current directory when the settings are read, never

@@ -7,6 +7,7 @@ as the other integration tests do, and driven over TLS. Which worker answered is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idp.config import parse_workers
-from idp.server.worker import bind_shared_sockets
+from idp.config import Settings, parse_workers
+from idp.server.supervisor import CannotListen, PortInUse, bind_node_sockets
 from siths_testkit.login_driver import card_login
 from siths_testkit.pki import TestPki
 from tests.helpers import saml_sp
@@ -37,9 +38,8 @@ from tests.helpers.support import (
 
 SAMBI_HSA_ID = "http://sambi.se/attributes/1/employeeHsaId"
 WORKERS = 2
-# Fresh connections made to see both workers answer; SO_REUSEPORT hashes each connection's
-# addresses, so with two workers the chance that one never answers is 2 × 2**-40.
-CONNECTIONS = 40
+# Fresh connections made to see which worker answers.
+CONNECTIONS = 20
 HEALTHZ_COUNT = re.compile(
     r'^idp_http_request_duration_seconds_count\{method="GET",route="/healthz",status="2xx"\} '
     r"(\S+)$",
@@ -65,7 +65,7 @@ class WorkerNode:
         return httpx.Client(verify=tls_context(self.pki.tls_ca_cert, *files), timeout=30)
 
     def healthz(self, url: str | None = None) -> dict:
-        """``/healthz`` over a new connection (so the kernel picks a worker afresh)."""
+        """``/healthz`` over a new connection (taken by whichever worker accepts first)."""
         with self.client() as client:
             response = client.get(f"{url or self.base_url}/healthz")
         response.raise_for_status()
@@ -87,6 +87,24 @@ class WorkerNode:
             if line.startswith("{") and f'"event": "{event}"' in line:
                 events.append(json.loads(line))
         return events
+
+    def worker_pids(self) -> dict[int, int]:
+        """Each worker index's newest process, from the supervisor's log."""
+        return {e["worker"]: e["worker_pid"] for e in self.log_events("worker.started")}
+
+    @contextlib.contextmanager
+    def only_worker(self, index: int) -> Iterator[int]:
+        """Every other worker stopped (SIGSTOP: alive, but its event loop takes nothing) until
+        the block ends; yields the pid of the one left."""
+        pids = self.worker_pids()
+        others = [pid for worker, pid in pids.items() if worker != index]
+        for pid in others:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield pids[index]
+        finally:
+            for pid in others:
+                os.kill(pid, signal.SIGCONT)
 
 
 def _children(pid: int) -> set[int]:
@@ -182,16 +200,38 @@ def test_workers_must_be_a_positive_number_or_auto(tmp_path: Path) -> None:
     assert "IDP_WORKERS" in result.stderr and "at least 1, or 'auto'" in result.stderr
 
 
-def test_workers_can_bind_one_port_together() -> None:
-    port = free_port()
-    first = bind_shared_sockets("127.0.0.1", port)
-    second = bind_shared_sockets("127.0.0.1", port)
+def test_the_supervisor_binds_each_port_once_for_all_workers(tmp_path: Path) -> None:
+    port, cert_port = free_port(), free_port()
+    settings = Settings(var_dir=tmp_path, host="127.0.0.1", port=port, cert_port=cert_port)
+    sockets = bind_node_sockets(settings)
     try:
-        assert [sock.getsockname() for sock in first + second] == [("127.0.0.1", port)] * 2
-        assert first[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        assert [s.getsockname() for s in sockets.main] == [("127.0.0.1", port)]
+        assert [s.getsockname() for s in sockets.card] == [("127.0.0.1", cert_port)]
+        for sock in sockets.main + sockets.card:
+            # Shared by handing the socket over, never by binding again beside it.
+            assert not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        with pytest.raises(PortInUse, match=f"port {port} on 127.0.0.1 is already in use"):
+            bind_node_sockets(settings)
     finally:
-        for sock in first + second:
-            sock.close()
+        sockets.close()
+    behind_proxy = bind_node_sockets(settings.model_copy(update={"behind_proxy": True}))
+    behind_proxy.close()
+    assert behind_proxy.card == []
+
+
+def test_a_port_that_cannot_be_bound_leaves_nothing_bound(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        settings = Settings(var_dir=tmp_path, host="127.0.0.1", port=free_port(), cert_port=port)
+        with pytest.raises(PortInUse, match=f"port {port} on 127.0.0.1"):
+            bind_node_sockets(settings)
+    # The main port, bound before the card port failed, was let go.
+    bind_node_sockets(settings).close()
+    # An address this machine does not have (TEST-NET-1) is not "in use": it is said as it is.
+    elsewhere = Settings(var_dir=tmp_path, host="192.0.2.1", port=free_port())
+    with pytest.raises(CannotListen, match=r"cannot listen on port \d+ on 192\.0\.2\.1") as raised:
+        bind_node_sockets(elsewhere)
+    assert not isinstance(raised.value, PortInUse)
 
 
 # --- one node, two workers -------------------------------------------------------------------
@@ -200,13 +240,20 @@ def test_workers_can_bind_one_port_together() -> None:
 def test_both_workers_serve_both_ports(node: WorkerNode) -> None:
     workers = node.log_events("worker.started")
     assert sorted(event["worker"] for event in workers) == list(range(WORKERS))
-    for url in (node.base_url, node.cert_login_url):
-        answers = [node.healthz(url) for _ in range(CONNECTIONS)]
-        assert {answer["worker"] for answer in answers} == set(range(WORKERS)), url
-        pids = {answer["pid"] for answer in answers}
-        # The workers are the supervisor's children, not the supervisor itself.
-        assert len(pids) == WORKERS
-        assert pids <= _children(node.supervisor_pid)
+    pids = node.worker_pids()
+    # The workers are the supervisor's children, not the supervisor itself.
+    assert set(pids.values()) <= _children(node.supervisor_pid)
+    answers = []
+    for index in range(WORKERS):
+        # With the other worker stopped every new connection, on either port, is this one's:
+        # a connection never waits for a worker that is not taking any (as it did when the
+        # kernel spread connections over SO_REUSEPORT sockets by their addresses).
+        with node.only_worker(index) as pid:
+            for url in (node.base_url, node.cert_login_url):
+                for _ in range(CONNECTIONS // 2):
+                    answer = node.healthz(url)
+                    assert (answer["worker"], answer["pid"]) == (index, pid), url
+                    answers.append(answer)
     # Their log lines say which worker wrote them; the supervisor's say it is the supervisor.
     lines = [json.loads(line) for line in node.server.log().splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "idp.access"]
@@ -219,7 +266,10 @@ def test_both_workers_serve_both_ports(node: WorkerNode) -> None:
 
 def test_metrics_count_every_workers_requests(node: WorkerNode) -> None:
     before = node.healthz_count()
-    answered_by = {node.healthz()["worker"] for _ in range(CONNECTIONS)}
+    answered_by = set()
+    for index in range(WORKERS):
+        with node.only_worker(index):
+            answered_by |= {node.healthz()["worker"] for _ in range(CONNECTIONS // WORKERS)}
     assert answered_by == set(range(WORKERS))
     # A worker counts a request just after sending its answer: give the last one a moment.
     _wait_for(lambda: node.healthz_count() == before + CONNECTIONS, "the count", 5)
@@ -242,6 +292,17 @@ def test_card_login_completes(node: WorkerNode) -> None:
     assert re.search(
         r'^idp_logins_total\{method="[^"]+",outcome="success"\} 1\.0$', node.metrics(), re.MULTILINE
     )
+
+
+def test_a_login_goes_on_at_the_worker_that_is_free(node: WorkerNode) -> None:
+    """Both of a login's connections (the IdP's port, then the card's) are taken by the worker
+    that is free, whichever took the SP's redirect."""
+    for index in range(WORKERS):
+        login_url, request_id = node.sp.login_url()
+        with node.only_worker(index), node.client("anna") as client:
+            result = card_login(client, login_url, node.base_url)
+        ava = node.sp.parse(result.saml_response, request_id).ava
+        assert ava[SAMBI_HSA_ID] == ["SE2120001355-E0001"]
 
 
 def test_a_killed_worker_is_replaced_and_its_counts_are_kept(node: WorkerNode) -> None:
@@ -297,9 +358,9 @@ def test_sigterm_stops_the_supervisor_and_every_worker(node: WorkerNode) -> None
 
 @pytest.mark.integration  # runs the CLI in a process of its own
 def test_a_second_node_on_a_port_in_use_refuses_to_start(tmp_path: Path) -> None:
-    """SO_REUSEPORT would let it share the port silently with the first (issue 16)."""
+    """It must not share the port silently with the first (issue 16)."""
     port = free_port()
-    held = bind_shared_sockets("127.0.0.1", port)  # as a running node's workers hold it
+    held = [socket.create_server(("127.0.0.1", port))]  # as a running node's supervisor does
     try:
         env = {
             "IDP_VAR_DIR": str(tmp_path / "var"),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,12 +353,12 @@ class CertificateListener:
         cert_file: Path,
         key_file: Path,
         strip_header: str = "x-ssl-client-cert",
-        reuse_port: bool = False,
+        sockets: list[socket.socket] | None = None,
         limits: ListenerLimits | None = None,
         server_state: ServerState | None = None,
     ) -> None:
-        """``reuse_port``: bind with ``SO_REUSEPORT``, so that the node's other worker processes
-        can listen on the same port and the kernel spreads the connections over them.
+        """``sockets``: listening sockets already bound to the port (a node's workers all accept
+        on the supervisor's); None: bind ``host`` and ``port`` here.
         ``server_state``: the main listener's uvicorn state, so that its graceful shutdown
         waits for this port's requests too (and its answers carry the same Date header)."""
         self._limits = limits or ListenerLimits()
@@ -385,22 +386,27 @@ class CertificateListener:
             timeout_keep_alive=self._limits.keep_alive,  # type: ignore[arg-type]
         )
         self._config.load()
-        self._reuse_port = reuse_port
-        self._server: asyncio.Server | None = None
+        self._sockets = sockets
+        self._servers: list[asyncio.Server] = []
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _CardTlsProtocol(self._context, self._limits, self._new_http),
-            self._host,
-            self._port,
-            reuse_port=self._reuse_port,
-        )
+
+        def new_connection() -> _CardTlsProtocol:
+            return _CardTlsProtocol(self._context, self._limits, self._new_http)
+
+        if self._sockets is None:
+            self._servers = [await loop.create_server(new_connection, self._host, self._port)]
+        else:
+            self._servers = [
+                await loop.create_server(new_connection, sock=sock) for sock in self._sockets
+            ]
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
 
     def _new_http(self, chain: list[str]) -> asyncio.Protocol:
         return self._http_class(self._config, self._server_state, {}, chain=chain)

@@ -92,11 +92,10 @@ def listener_limits(settings: Settings) -> ListenerLimits:
 class NodeProcess:
     """How this process serves. The defaults are a node that is one process."""
 
-    # Listening sockets for uvicorn, already bound (a worker binds them with SO_REUSEPORT);
-    # None: uvicorn binds host:port itself.
+    # Listening sockets already bound (a worker's: the supervisor's, shared by every worker),
+    # for uvicorn and for the certificate listener; None: each binds its host and port itself.
     sockets: list[socket.socket] | None = None
-    # Bind the certificate listener with SO_REUSEPORT (the node's other workers share it).
-    reuse_port: bool = False
+    card_sockets: list[socket.socket] | None = None
     # Sweep expired rows here; one process of a node is enough.
     sweep: bool = True
     # Called once, when uvicorn and the certificate listener accept connections.
@@ -116,7 +115,7 @@ def _certificate_listener(
         cert_file=settings.tls_cert,
         key_file=settings.tls_key,
         strip_header=settings.client_cert_header,
-        reuse_port=process.reuse_port,
+        sockets=process.card_sockets,
         limits=listener_limits(settings),
         server_state=server.server_state,
     )

@@ -10,8 +10,13 @@ process becomes a supervisor that serves nothing itself:
    error here. Workers then only check that the schema is the newest.
 2. It makes a private directory for the workers' metrics (prometheus_client's multiprocess
    mode, see :mod:`idp.ops.metrics`), removed when it returns.
-3. It starts N workers (:mod:`idp.server.worker`, multiprocessing "spawn"); each binds the
-   node's ports with ``SO_REUSEPORT``. Worker 0 also sweeps expired rows.
+3. It binds the node's ports once (:func:`bind_node_sockets`; a port another process holds
+   stops it here) and starts N workers (:mod:`idp.server.worker`, multiprocessing "spawn"),
+   each handed the same listening sockets. A worker takes a new connection only when its event
+   loop gets round to it, so the connections go to whichever worker is free. (With
+   ``SO_REUSEPORT`` the kernel had spread them by a hash of the addresses, blind to load: one
+   worker's queue grew while the other idled, and at eight logins at a time an eighth of the
+   machine stood idle; benchmarks/README.md.) Worker 0 also sweeps expired rows.
 4. A worker that dies is replaced under the same index, after a delay that doubles while its
    replacements die young (:data:`RESTART_DELAY_MIN_SECONDS` up to
    :data:`RESTART_DELAY_MAX_SECONDS`), so a crash loop does not spin; each death is logged as
@@ -27,6 +32,7 @@ Workers stop by themselves if the supervisor is killed (see :mod:`idp.server.wor
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
@@ -52,6 +58,8 @@ from idp.server.worker import READY_MESSAGE, WorkerSpec, run_worker
 logger = logging.getLogger("idp.supervisor")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# uvicorn's default listen backlog.
+BACKLOG = 2048
 RESTART_DELAY_MIN_SECONDS = 0.5
 RESTART_DELAY_MAX_SECONDS = 30.0
 # A worker that lived this long was not crash-looping: its replacement waits the least.
@@ -64,35 +72,66 @@ class WorkerStartError(Exception):
     """A worker of the first generation stopped before it was listening."""
 
 
-class PortInUse(WorkerStartError):
+class CannotListen(WorkerStartError):
+    """The supervisor could not bind one of the node's ports."""
+
+
+class PortInUse(CannotListen):
     """Another process already listens on one of the node's ports."""
 
 
-def ensure_ports_free(settings: Settings) -> None:
-    """Refuse to start when another process holds a port of this node.
+@dataclass(frozen=True)
+class NodeSockets:
+    """The node's listening sockets, bound once by the supervisor; every worker accepts on
+    them. ``card`` is empty behind a proxy (nginx asks for the card there)."""
 
-    The workers bind with ``SO_REUSEPORT``, which would let a second ``idp serve`` on the same
-    port silently share the connections with the first. A probe bound *without* it fails on a
-    port that anyone listens on, with or without ``SO_REUSEPORT``.
-    """
-    ports = [settings.port] if settings.behind_proxy else [settings.port, settings.cert_port]
-    for port in ports:
+    main: list[socket.socket]
+    card: list[socket.socket]
+
+    def close(self) -> None:
+        for sock in self.main + self.card:
+            sock.close()
+
+
+def bind_node_sockets(settings: Settings) -> NodeSockets:
+    """Listen on the node's ports (every address of ``settings.host``). Raises
+    :class:`PortInUse` when another process holds one (without ``SO_REUSEPORT`` a second
+    ``idp serve`` cannot share a port with the first), :class:`CannotListen` for any other
+    reason the address cannot be bound."""
+    main = _listen(settings.host, settings.port)
+    try:
+        card = [] if settings.behind_proxy else _listen(settings.host, settings.cert_port)
+    except CannotListen:
+        for sock in main:
+            sock.close()
+        raise
+    return NodeSockets(main, card)
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    sockets: list[socket.socket] = []
+    try:
         for family, kind, protocol, _name, address in dict.fromkeys(
-            socket.getaddrinfo(
-                settings.host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
+            socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         ):
-            with socket.socket(family, kind, protocol) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                try:
-                    probe.bind(address)
-                except OSError as exc:
-                    raise PortInUse(
-                        f"port {port} on {settings.host or '*'} is already in use by another "
-                        f"process (another idp serve?): {exc.strerror}"
-                    ) from exc
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # As asyncio does: an IPv6 socket must not also take the IPv4 address.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} on {host or '*'} is already in use by another process "
+                f"(another idp serve?): {exc.strerror}"
+            ) from exc
+        raise CannotListen(f"cannot listen on port {port} on {host or '*'}: {exc}") from exc
+    return sockets
 
 
 @dataclass
@@ -119,13 +158,16 @@ def supervise(settings: Settings, *, log_level: str = "info") -> None:
     configure_logging(
         log_level, node=settings.node_name, process={"role": "supervisor", "pid": os.getpid()}
     )
-    ensure_ports_free(settings)
-    prepare_once(settings)
-    metrics_dir = Path(tempfile.mkdtemp(prefix="idp-metrics-"))  # mode 0700
+    sockets = bind_node_sockets(settings)
     try:
-        Supervisor(settings, log_level=log_level, metrics_dir=metrics_dir).run()
+        prepare_once(settings)
+        metrics_dir = Path(tempfile.mkdtemp(prefix="idp-metrics-"))  # mode 0700
+        try:
+            Supervisor(settings, sockets, log_level=log_level, metrics_dir=metrics_dir).run()
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        sockets.close()
 
 
 def prepare_once(settings: Settings) -> None:
@@ -139,8 +181,11 @@ def prepare_once(settings: Settings) -> None:
 class Supervisor:
     """Keeps ``settings.workers`` workers running (see the module doc)."""
 
-    def __init__(self, settings: Settings, *, log_level: str, metrics_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, sockets: NodeSockets, *, log_level: str, metrics_dir: Path
+    ) -> None:
         self._context = multiprocessing.get_context("spawn")
+        self._sockets = sockets
         # The supervisor has migrated: a worker only checks that the schema is the newest.
         self._worker_settings = settings.model_copy(update={"migrate_on_start": False})
         self._log_level = log_level
@@ -176,7 +221,13 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         reader, writer = self._context.Pipe(duplex=False)
         spec = WorkerSpec(
-            self._worker_settings, slot.index, self._log_level, self._metrics_dir, os.getpid()
+            self._worker_settings,
+            slot.index,
+            self._log_level,
+            self._metrics_dir,
+            os.getpid(),
+            self._sockets.main,
+            self._sockets.card,
         )
         process = self._context.Process(
             target=run_worker, args=(spec, writer), name=f"idp-worker-{slot.index}"
@@ -292,6 +343,9 @@ class Supervisor:
     # --- stopping -------------------------------------------------------------------------
 
     def _stop_all(self) -> None:
+        # Its copies would keep the ports open (connections queueing that no worker takes)
+        # after the workers have closed theirs.
+        self._sockets.close()
         running = [slot for slot in self._slots if slot.process is not None]
         signame = signal.Signals(self._stop_signal).name if self._stop_signal else "an error"
         logger.info(

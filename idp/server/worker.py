@@ -2,9 +2,9 @@
 
 Started by :mod:`idp.server.supervisor` (multiprocessing, "spawn": a fresh interpreter, so no
 state of the supervisor is inherited by accident). A worker is a whole node in all but its
-ports: its own app, database pool and event loop. It binds the node's ports itself with
-``SO_REUSEPORT``, so the kernel spreads new connections over the workers, and it tells the
-supervisor once it listens.
+ports: its own app, database pool and event loop. It accepts connections on the listening
+sockets the supervisor bound (the same for every worker) and tells the supervisor once it
+serves.
 
 What the supervisor relies on: a worker never migrates the database (the supervisor has done
 that once); it exits 0 after SIGTERM once uvicorn has finished its graceful shutdown; it
@@ -15,7 +15,6 @@ reaches every process of the group); and it stops with the supervisor if that is
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import signal
 import socket
@@ -31,9 +30,6 @@ from idp.ops.metrics import use_worker_metrics
 from idp.server.logging_setup import configure_logging
 from idp.server.run import NodeProcess, run_node
 
-logger = logging.getLogger("idp.worker")
-# uvicorn's default listen backlog.
-BACKLOG = 2048
 PR_SET_PDEATHSIG = 1
 READY_MESSAGE = b"listening"
 
@@ -47,31 +43,9 @@ class WorkerSpec:
     log_level: str
     metrics_dir: Path
     supervisor_pid: int
-
-
-def bind_shared_sockets(host: str, port: int) -> list[socket.socket]:
-    """Listening TCP sockets on every address of ``host`` at ``port``, with ``SO_REUSEPORT``:
-    the node's other workers bind the same, and the kernel spreads connections over them."""
-    addresses = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    sockets: list[socket.socket] = []
-    try:
-        for family, kind, protocol, _name, address in dict.fromkeys(addresses):
-            sock = socket.socket(family, kind, protocol)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                # As asyncio does: an IPv6 socket must not also take the IPv4 address.
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(BACKLOG)
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
+    # The node's listening sockets (multiprocessing duplicates them into the new process).
+    sockets: list[socket.socket]
+    card_sockets: list[socket.socket]  # empty behind a proxy
 
 
 def _stop_with_supervisor(supervisor_pid: int) -> None:
@@ -106,15 +80,9 @@ def run_worker(spec: WorkerSpec, ready: Connection) -> None:
         ready.send_bytes(READY_MESSAGE)
         ready.close()
 
-    try:
-        sockets = bind_shared_sockets(settings.host, settings.port)
-    except OSError as exc:
-        # Another program has the port (without SO_REUSEPORT): the supervisor stops the node.
-        logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
-        sys.exit(1)
     process = NodeProcess(
-        sockets=sockets,
-        reuse_port=True,
+        sockets=spec.sockets,
+        card_sockets=spec.card_sockets or None,
         sweep=spec.index == 0,
         on_started=tell_started,
     )
