@@ -78,7 +78,11 @@ CONNECT_TIMEOUT_SECONDS = 5
 # load is the usual wait; a lock held longer sends the call to a worker thread to wait there.
 SQLITE_LOCK_WAIT_MS = 30_000
 SQLITE_LOCK_WAIT_ON_LOOP_MS = 3
-_LOCK_WAIT = "idp_lock_wait_ms"  # what a pooled SQLite connection's busy_timeout is now
+# SQLite's own default: a commit that leaves the write-ahead log this many pages long copies it
+# into the database file (a checkpoint, which syncs the disk). Never on the loop: there the node
+# checkpoints in a worker thread instead (idp.ops.wal_checkpoints).
+SQLITE_AUTOCHECKPOINT_PAGES = 1000
+_WAITS = "idp_waits"  # a pooled SQLite connection's (busy_timeout, wal_autocheckpoint) now
 
 
 def create_database_engine(
@@ -139,15 +143,19 @@ def _wait_for_locks_only_off_the_loop(engine: Engine) -> None:
     """A SQLite transaction of a call on the event loop's thread (:mod:`idp.blocking`) that
     meets another connection's write lock for longer than a moment raises :class:`WouldWait`
     instead of waiting on, and one that commits a write says so (the call can no longer start
-    over)."""
+    over). Its commit never checkpoints: that would wait for the disk."""
 
     @event.listens_for(engine, "begin")
-    def _set_lock_wait(connection: Connection) -> None:
-        wanted = SQLITE_LOCK_WAIT_ON_LOOP_MS if waiting_refused() else SQLITE_LOCK_WAIT_MS
+    def _set_waits(connection: Connection) -> None:
+        lock_wait = SQLITE_LOCK_WAIT_ON_LOOP_MS if waiting_refused() else SQLITE_LOCK_WAIT_MS
+        checkpoint_pages = 0 if on_the_loop() else SQLITE_AUTOCHECKPOINT_PAGES
+        wanted = (lock_wait, checkpoint_pages)
         pooled = connection.connection
-        if pooled.info.get(_LOCK_WAIT, SQLITE_LOCK_WAIT_MS) != wanted:
-            pooled.driver_connection.execute(f"PRAGMA busy_timeout={wanted}")  # type: ignore[union-attr]
-            pooled.info[_LOCK_WAIT] = wanted
+        if pooled.info.get(_WAITS, (SQLITE_LOCK_WAIT_MS, SQLITE_AUTOCHECKPOINT_PAGES)) != wanted:
+            driver = pooled.driver_connection
+            driver.execute(f"PRAGMA busy_timeout={lock_wait}")  # type: ignore[union-attr]
+            driver.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")  # type: ignore[union-attr]
+            pooled.info[_WAITS] = wanted
 
     @event.listens_for(engine, "handle_error")
     def _locked_means_would_wait(context: ExceptionContext) -> BaseException | None:
@@ -337,6 +345,15 @@ class Database:
             self._kept_for_the_loop = connection
         else:
             connection.close()
+
+    def checkpoint(self) -> None:
+        """Copy what SQLite's write-ahead log holds into the database file, as far as no reader
+        still needs it (PASSIVE: it waits for no lock). Syncs the disk: call it off the loop.
+        Does nothing for a server database."""
+        if not self.in_process:
+            return
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

@@ -6,7 +6,8 @@
   HTTP on ``port`` for nginx, which terminates TLS and client-certificate TLS and forwards the
   card in ``client_cert_header``; the IdP believes that header only from ``trusted_proxies``.
 
-Either way the node sweeps expired rows every ``sweep_interval_seconds``.
+Either way the node sweeps expired rows every ``sweep_interval_seconds``, and on SQLite each
+of its processes checkpoints the database in a worker thread (:mod:`idp.ops.wal_checkpoints`).
 
 :func:`idp.server.serve.serve` runs :func:`run_node` in this process, or (``workers`` > 1)
 makes it the supervisor of N worker processes (:mod:`idp.server.supervisor`), each running
@@ -30,6 +31,7 @@ from fastapi import FastAPI
 
 from idp.config import Settings
 from idp.ops.sweeper import run_sweeper
+from idp.ops.wal_checkpoints import run_wal_checkpoints
 from idp.server.cert_listener import CertificateListener, ListenerLimits
 from idp.server.http_limits import RequestLimits, bounded_http_protocol
 
@@ -149,6 +151,8 @@ def run_node(
                     )
                 )
             )
+        if services.database.in_process:
+            background.append(asyncio.create_task(run_wal_checkpoints(services.database)))
         if listener is not None:
             await listener.start()
         if process.on_started is not None:
