@@ -149,13 +149,15 @@ def _wait_for_locks_only_off_the_loop(engine: Engine) -> None:
     def _set_waits(connection: Connection) -> None:
         lock_wait = SQLITE_LOCK_WAIT_ON_LOOP_MS if waiting_refused() else SQLITE_LOCK_WAIT_MS
         checkpoint_pages = 0 if on_the_loop() else SQLITE_AUTOCHECKPOINT_PAGES
-        wanted = (lock_wait, checkpoint_pages)
         pooled = connection.connection
-        if pooled.info.get(_WAITS, (SQLITE_LOCK_WAIT_MS, SQLITE_AUTOCHECKPOINT_PAGES)) != wanted:
+        now = pooled.info.get(_WAITS, (SQLITE_LOCK_WAIT_MS, SQLITE_AUTOCHECKPOINT_PAGES))
+        if now != (lock_wait, checkpoint_pages):
             driver = pooled.driver_connection
-            driver.execute(f"PRAGMA busy_timeout={lock_wait}")  # type: ignore[union-attr]
-            driver.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")  # type: ignore[union-attr]
-            pooled.info[_WAITS] = wanted
+            if now[0] != lock_wait:
+                driver.execute(f"PRAGMA busy_timeout={lock_wait}")  # type: ignore[union-attr]
+            if now[1] != checkpoint_pages:
+                driver.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")  # type: ignore[union-attr]
+            pooled.info[_WAITS] = (lock_wait, checkpoint_pages)
 
     @event.listens_for(engine, "handle_error")
     def _locked_means_would_wait(context: ExceptionContext) -> BaseException | None:
