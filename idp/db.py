@@ -18,6 +18,7 @@ import datetime as dt
 import fcntl
 import importlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ CONNECT_TIMEOUT_SECONDS = 5
 # load is the usual wait; a lock held longer sends the call to a worker thread to wait there.
 SQLITE_LOCK_WAIT_MS = 30_000
 SQLITE_LOCK_WAIT_ON_LOOP_MS = 3
+# On the loop the write lock is asked for again this often. SQLite's own busy handler sleeps a
+# whole millisecond before its first retry, three times as long as another worker's login
+# transaction holds the lock; the loop (and every request of the process) stood still meanwhile.
+SQLITE_LOCK_RETRY_ON_LOOP_SECONDS = 0.00005
 # SQLite's own default: a commit that leaves the write-ahead log this many pages long copies it
 # into the database file (a checkpoint, which syncs the disk). Never on the loop: there the node
 # checkpoints in a worker thread instead (idp.ops.wal_checkpoints).
@@ -147,7 +152,8 @@ def _wait_for_locks_only_off_the_loop(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _set_waits(connection: Connection) -> None:
-        lock_wait = SQLITE_LOCK_WAIT_ON_LOOP_MS if waiting_refused() else SQLITE_LOCK_WAIT_MS
+        # Refused a wait, a call takes the write lock itself (below): SQLite must not wait.
+        lock_wait = 0 if waiting_refused() else SQLITE_LOCK_WAIT_MS
         checkpoint_pages = 0 if on_the_loop() else SQLITE_AUTOCHECKPOINT_PAGES
         pooled = connection.connection
         now = pooled.info.get(_WAITS, (SQLITE_LOCK_WAIT_MS, SQLITE_AUTOCHECKPOINT_PAGES))
@@ -158,6 +164,15 @@ def _wait_for_locks_only_off_the_loop(engine: Engine) -> None:
             if now[1] != checkpoint_pages:
                 driver.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")  # type: ignore[union-attr]
             pooled.info[_WAITS] = (lock_wait, checkpoint_pages)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _lock_before_the_first_write(  # type: ignore[no-untyped-def]
+        connection: Connection, cursor, statement: str, _parameters, _context, _many
+    ) -> None:
+        # Where pysqlite would open the transaction (before a transaction's first write).
+        driver = cursor.connection
+        if waiting_refused() and not driver.in_transaction and _is_write(statement):
+            _take_write_lock_on_the_loop(driver)
 
     @event.listens_for(engine, "handle_error")
     def _locked_means_would_wait(context: ExceptionContext) -> BaseException | None:
@@ -172,6 +187,28 @@ def _wait_for_locks_only_off_the_loop(engine: Engine) -> None:
         # pysqlite opens a transaction only before a write: one open here is a write.
         if connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
             note_write_committed()
+
+
+def _is_write(statement: str) -> bool:
+    # pysqlite's own rule for opening a transaction implicitly.
+    return statement.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
+
+
+def _take_write_lock_on_the_loop(driver: sqlite3.Connection) -> None:
+    """Open the transaction with the write lock, asking again every
+    :data:`SQLITE_LOCK_RETRY_ON_LOOP_SECONDS` while another connection holds it; raise
+    :class:`WouldWait` once that has lasted :data:`SQLITE_LOCK_WAIT_ON_LOOP_MS`."""
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_ON_LOOP_MS / 1000
+    while True:
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            if time.monotonic() >= deadline:
+                raise WouldWait("SQLite write lock held elsewhere") from None
+        time.sleep(SQLITE_LOCK_RETRY_ON_LOOP_SECONDS)
 
 
 def model_module_names() -> list[str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from idp.blocking import BlockingCalls, WouldWait, before_waiting, note_write_committed
 from idp.db import Database
@@ -196,6 +197,57 @@ def test_a_write_lock_held_elsewhere_moves_the_call_to_a_worker_thread(
     assert time.monotonic() - started >= 0.4  # it did wait for the lock, in the worker thread
     assert attempts[0] == loop_thread and len(attempts) == 2 and attempts[1] != loop_thread
     assert _rows(database) == [("locked out", attempts[1])]
+
+
+def test_a_lock_held_for_a_moment_is_waited_for_on_the_loop(database: Database) -> None:
+    """Shorter than SQLITE_LOCK_WAIT_ON_LOOP_MS: the call asks for the lock again until it is
+    free, and runs once, on the loop."""
+    released = threading.Event()
+
+    def hold_a_moment() -> None:
+        other = sqlite3.connect(str(database.engine.url.database), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        holding.set()
+        time.sleep(0.001)
+        other.execute("COMMIT")
+        released.set()
+        other.close()
+
+    holding = threading.Event()
+    holder = threading.Thread(target=hold_a_moment)
+    attempts: list[int] = []
+
+    def call() -> None:
+        attempts.append(threading.get_ident())
+        holder.start()
+        assert holding.wait(5)
+        _write(database, "after a moment")
+
+    _, loop_thread = _on_loop(call)
+    holder.join()
+    assert released.is_set()
+    assert attempts == [loop_thread]
+    assert _rows(database) == [("after a moment", loop_thread)]
+
+
+def test_a_write_refused_for_another_reason_than_a_lock_is_not_retried(tmp_path: Path) -> None:
+    """Asking again is for a lock held elsewhere only: a read-only database fails at once."""
+    file = tmp_path / "read-only.sqlite3"
+    Database(f"sqlite:///{file}").dispose()
+    sqlite3.connect(file).execute("CREATE TABLE written (caller TEXT, thread INTEGER)")
+    read_only = Database(f"sqlite:///file:{file}?mode=ro&uri=true")
+    attempts: list[int] = []
+
+    def call() -> None:
+        attempts.append(threading.get_ident())
+        _write(read_only, "never")
+
+    try:
+        with pytest.raises(OperationalError, match="readonly database"):
+            _on_loop(call)
+    finally:
+        read_only.dispose()
+    assert len(attempts) == 1
 
 
 def test_once_a_write_is_committed_a_later_lock_is_waited_for_on_the_loop(
