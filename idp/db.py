@@ -196,18 +196,19 @@ def _is_write(statement: str) -> bool:
 
 def _take_write_lock_on_the_loop(driver: sqlite3.Connection) -> None:
     """Open the transaction with the write lock, asking again every
-    :data:`SQLITE_LOCK_RETRY_ON_LOOP_SECONDS` while another connection holds it; raise
-    :class:`WouldWait` once that has lasted :data:`SQLITE_LOCK_WAIT_ON_LOOP_MS`."""
+    :data:`SQLITE_LOCK_RETRY_ON_LOOP_SECONDS` while another connection holds it. SQLite's
+    "busy" error once that has lasted :data:`SQLITE_LOCK_WAIT_ON_LOOP_MS` passes on, as an
+    error from the statement, to ``handle_error``, which makes it :class:`WouldWait` (raised
+    here, a BaseException, SQLAlchemy would take the connection for broken)."""
     deadline = time.monotonic() + SQLITE_LOCK_WAIT_ON_LOOP_MS / 1000
     while True:
         try:
             driver.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
                 raise
-            if time.monotonic() >= deadline:
-                raise WouldWait("SQLite write lock held elsewhere") from None
         time.sleep(SQLITE_LOCK_RETRY_ON_LOOP_SECONDS)
 
 

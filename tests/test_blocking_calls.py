@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
 from idp.blocking import BlockingCalls, WouldWait, before_waiting, note_write_committed
@@ -186,6 +186,8 @@ def test_a_write_lock_held_elsewhere_moves_the_call_to_a_worker_thread(
     runs again in a worker thread, which waits for the lock and writes once."""
     holder = _hold_write_lock(database, 0.5)
     attempts: list[int] = []
+    invalidated: list[object] = []
+    event.listen(database.engine, "invalidate", lambda *args: invalidated.append(args))
 
     def call() -> None:
         attempts.append(threading.get_ident())
@@ -197,6 +199,8 @@ def test_a_write_lock_held_elsewhere_moves_the_call_to_a_worker_thread(
     assert time.monotonic() - started >= 0.4  # it did wait for the lock, in the worker thread
     assert attempts[0] == loop_thread and len(attempts) == 2 and attempts[1] != loop_thread
     assert _rows(database) == [("locked out", attempts[1])]
+    # Rolled back as a statement's error, not taken for a broken connection.
+    assert invalidated == []
 
 
 def test_a_lock_held_for_a_moment_is_waited_for_on_the_loop(database: Database) -> None:
