@@ -10,8 +10,8 @@ loop.
 
 Whatever would wait there stops the call instead, raising :class:`WouldWait` where the waiting
 would start: a revocation source on the network (:mod:`idp.siths.revocation`), or a write lock
-that another process holds for longer than a moment (:mod:`idp.db` lets SQLite wait a few
-milliseconds on the loop, about one of another worker's login transactions). While the call has
+that another process holds for longer than a moment (:mod:`idp.db` asks for it again on the
+loop for a few milliseconds, several of another worker's login transactions). While the call has
 committed no write, that is safe to undo: its transaction rolls back, and the whole call runs
 again in a worker thread, where waiting holds up only that request. Once it has committed a
 write it cannot start over; from then on it waits where it is, as it would in a worker thread.

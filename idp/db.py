@@ -75,13 +75,13 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_MAX_OVERFLOW = 30
 CONNECT_TIMEOUT_SECONDS = 5
 # How long a SQLite connection waits for another's write lock. On the event loop's thread
-# (idp.blocking) only a moment: about one of another worker's login transactions, which under
-# load is the usual wait; a lock held longer sends the call to a worker thread to wait there.
+# (idp.blocking) only a moment: a few of another worker's login transactions (0.1-0.3 ms each),
+# which under load is the usual wait; a lock held longer sends the call to a worker thread.
 SQLITE_LOCK_WAIT_MS = 30_000
 SQLITE_LOCK_WAIT_ON_LOOP_MS = 3
 # On the loop the write lock is asked for again this often. SQLite's own busy handler sleeps a
-# whole millisecond before its first retry, three times as long as another worker's login
-# transaction holds the lock; the loop (and every request of the process) stood still meanwhile.
+# whole millisecond before its first retry, several times as long as another worker's login
+# transaction holds the lock, and the loop (every request of the process) stood still meanwhile.
 SQLITE_LOCK_RETRY_ON_LOOP_SECONDS = 0.00005
 # SQLite's own default: a commit that leaves the write-ahead log this many pages long copies it
 # into the database file (a checkpoint, which syncs the disk). Never on the loop: there the node
