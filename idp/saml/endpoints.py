@@ -32,6 +32,7 @@ from idp.saml.statuses import USER_CANCELLED
 from idp.services import BackToService, FailureResponder
 from idp.web.login_pages import chooser_page
 from idp.web.messages import Topic, page_for
+from idp.web.plain_route import PlainRoute
 from idp.web.render import browser_token, error_page, render_page, set_browser_cookie
 
 
@@ -53,8 +54,16 @@ class SamlEndpoints:
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/saml")
         router.add_api_route("/integration", self.integration, methods=["GET"])
-        router.add_api_route("/sso/redirect", self.single_sign_on_redirect, methods=["GET"])
-        router.add_api_route("/sso/post", self.single_sign_on_post, methods=["POST"])
+        # The handlers read the request themselves: no parameters for FastAPI to solve.
+        router.add_api_route(
+            "/sso/redirect",
+            self.single_sign_on_redirect,
+            methods=["GET"],
+            route_class_override=PlainRoute,
+        )
+        router.add_api_route(
+            "/sso/post", self.single_sign_on_post, methods=["POST"], route_class_override=PlainRoute
+        )
         return router
 
     async def integration(self, request: Request) -> Response:
