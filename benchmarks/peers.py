@@ -330,6 +330,9 @@ class Run:
     client_cpu: float
     exhausted: bool
     samples: list[tuple[str, str]]
+    # Share of the machine's CPU time no process used during the run: on a machine both
+    # sides' servers share with the load client, what keeps logins/s below what the CPU allows.
+    machine_idle: float
 
     @property
     def rate(self) -> float:
@@ -372,7 +375,13 @@ def measure(
     readers = floor_nginx_cpu if kind == "nginx-floor" else side.cpu
     cpu_before = {name: read() for name, read in readers.items()}
     with multiprocessing.get_context("fork").Pool(concurrency) as pool:
-        results = pool.map(run_browsers, jobs, chunksize=1)
+        pending = pool.map_async(run_browsers, jobs, chunksize=1)
+        # The machine's idle share over the measured window only (not the pool's start-up).
+        time.sleep(max(0.0, start_at + warmup - time.time()))
+        idle_before, all_before = harness.machine_ticks()
+        time.sleep(max(0.0, start_at + duration - time.time()))
+        idle_after, all_after = harness.machine_ticks()
+        results = pending.get()
     cpu_after = {name: read() for name, read in readers.items()}
     window_start, window_end = start_at + warmup, start_at + duration
     latencies = harness.Latencies()
@@ -396,6 +405,7 @@ def measure(
         {name: cpu_after[name] - cpu_before[name] for name in cpu_before},
         sum(cpu for _, cpu, _ in results) / completed if completed else float("nan"),
         any(exhausted for _, _, exhausted in results), samples,
+        (idle_after - idle_before) / max(1, all_after - all_before),
     )  # fmt: skip
     if kind == "login":
         side.best_rate = max(side.best_rate, completed / duration)
@@ -464,10 +474,10 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     print(f"\nComplete card logins, {args.seconds:g} s per run after {args.warmup:g} s warm-up")
     print(
         "| IdP | C | logins/s | p50 | p99 | failed | server CPU per login | by process "
-        "| client CPU per login | floor: own static /s | server CPU | floor: nginx static /s "
-        "| server CPU |"
+        "| client CPU per login | machine idle | floor: own static /s | server CPU "
+        "| floor: nginx static /s | server CPU |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     by_kind = {(run.kind, run.side.key, run.concurrency): run for run in runs}
 
     def floor(kind: str, run: Run) -> Run | None:
@@ -490,6 +500,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
             _ms(run.server_ms),
             by_process,
             _ms(run.client_cpu * 1000),
+            f"{run.machine_idle:.1%}",
         ]
         for kind in ("floor", "nginx-floor"):
             found = floor(kind, run)
@@ -609,7 +620,7 @@ def main() -> None:
                             f"  C={concurrency} {kind:11} {side.key:13} {run.rate:7.1f}/s "
                             f"p99 {_ms(run.latencies.p(0.99)):>9}  failed {run.failed}  "
                             f"server {_ms(run.server_ms)}  client {_ms(run.client_cpu * 1000)}"
-                            f"  load {harness.load_average()}",
+                            f"  idle {run.machine_idle:.1%}  load {harness.load_average()}",
                             flush=True,
                         )
             report(runs, args)
