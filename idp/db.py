@@ -156,14 +156,15 @@ def _wait_for_locks_only_off_the_loop(engine: Engine) -> None:
         lock_wait = 0 if waiting_refused() else SQLITE_LOCK_WAIT_MS
         checkpoint_pages = 0 if on_the_loop() else SQLITE_AUTOCHECKPOINT_PAGES
         pooled = connection.connection
-        now = pooled.info.get(_WAITS, (SQLITE_LOCK_WAIT_MS, SQLITE_AUTOCHECKPOINT_PAGES))
-        if now != (lock_wait, checkpoint_pages):
-            driver = pooled.driver_connection
-            if now[0] != lock_wait:
-                driver.execute(f"PRAGMA busy_timeout={lock_wait}")  # type: ignore[union-attr]
-            if now[1] != checkpoint_pages:
-                driver.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")  # type: ignore[union-attr]
-            pooled.info[_WAITS] = (lock_wait, checkpoint_pages)
+        now_lock_wait, now_pages = pooled.info.get(
+            _WAITS, (SQLITE_LOCK_WAIT_MS, SQLITE_AUTOCHECKPOINT_PAGES)
+        )
+        driver = pooled.driver_connection
+        if now_lock_wait != lock_wait:
+            driver.execute(f"PRAGMA busy_timeout={lock_wait}")  # type: ignore[union-attr]
+        if now_pages != checkpoint_pages:
+            driver.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")  # type: ignore[union-attr]
+        pooled.info[_WAITS] = (lock_wait, checkpoint_pages)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _lock_before_the_first_write(  # type: ignore[no-untyped-def]
@@ -176,10 +177,7 @@ def _wait_for_locks_only_off_the_loop(engine: Engine) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _locked_means_would_wait(context: ExceptionContext) -> BaseException | None:
-        error = context.original_exception
-        busy = isinstance(error, sqlite3.OperationalError) and (
-            error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-        )
+        busy = _is_busy(context.original_exception)
         return WouldWait("SQLite write lock held elsewhere") if busy and waiting_refused() else None
 
     @event.listens_for(engine, "commit")
@@ -194,6 +192,14 @@ def _is_write(statement: str) -> bool:
     return statement.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
 
 
+def _is_busy(error: BaseException) -> bool:
+    """SQLite's "busy": another connection holds the lock (any extended code of it)."""
+    return (
+        isinstance(error, sqlite3.OperationalError)
+        and error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+    )
+
+
 def _take_write_lock_on_the_loop(driver: sqlite3.Connection) -> None:
     """Open the transaction with the write lock, asking again every
     :data:`SQLITE_LOCK_RETRY_ON_LOOP_SECONDS` while another connection holds it. SQLite's
@@ -206,8 +212,7 @@ def _take_write_lock_on_the_loop(driver: sqlite3.Connection) -> None:
             driver.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as error:
-            busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or time.monotonic() >= deadline:
+            if not _is_busy(error) or time.monotonic() >= deadline:
                 raise
         time.sleep(SQLITE_LOCK_RETRY_ON_LOOP_SECONDS)
 
