@@ -1,8 +1,10 @@
-"""What the login's hot path sends to the database: the QR page's poll and the revocation cache.
+"""What the login's hot path sends to the database: the QR page's poll, the revocation cache,
+and finishing a login that a card has just authenticated.
 
 The poll runs once a second for every waiting browser, so it must read once and write nothing
-unless something changed; the revocation cache is asked on every certificate login. Counted
-with SQLAlchemy's engine events on a real SQLite file.
+unless something changed; the revocation cache is asked on every certificate login; a card
+naming one HSA-ID finishes its login in the request that presented it. Counted with
+SQLAlchemy's engine events on a real SQLite file.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
+from idp.audit import record_audit_event
+from idp.authn import Authentication
 from idp.db import Database, create_schema
 from idp.login.errors import LoginFailed, LoginReason
-from idp.login.pending import PendingState, create_pending_login, new_token
+from idp.login.pending import PendingState, create_pending_login, load_pending_login, new_token
+from idp.login.steps import LoginSteps
 from idp.methods.other_device.orders import OrderStatus
 from idp.methods.other_device.waiting import waiting_for_app
-from idp.store.models import Order
+from idp.store.models import AuditEvent, Order, PendingLogin, SsoSession
 from idp.store.revocation_cache import DatabaseRevocationCache
 
 
@@ -121,3 +126,67 @@ def test_the_revocation_cache_answers_a_known_good_answer_without_a_query(
     assert other.get("card", now) == "good"
     assert other.get("card", now) == "good"
     assert sent == ["SELECT", "SELECT"]
+
+
+ANNA = Authentication(
+    hsa_id="SE2120001355-4ANN",
+    given_name="Anna",
+    surname="Andersson",
+    title="Socialsekreterare",
+    organisation="Göteborgs Stad",
+    mail="anna.andersson@example.test",
+    method="siths-this-device",
+    certificate_fingerprint="ab" * 32,
+    authn_instant=1_800_000_000,
+)
+
+
+def test_a_login_one_hsa_id_authenticated_is_finished_by_one_update(tmp_path: Path) -> None:
+    database = new_database(tmp_path)
+    reference, browser = start_login(database)
+    steps = LoginSteps(database, record_audit_event, sso_ttl_seconds=3600)
+    sent = statements_of(database)
+    with database.transaction() as connection:
+        pending = load_pending_login(
+            connection, reference, browser, expected_state=PendingState.PENDING
+        )
+        finished = steps.finish_authenticated(connection, pending, ANNA)
+    # Who logged in and the finish in one UPDATE; then the SSO session and the audit event.
+    assert sent == ["SELECT", "UPDATE", "INSERT", "INSERT"]
+    assert finished.authentication == ANNA and not finished.repeated
+    assert finished.protocol_state == {"request_id": "id-1"}
+    with database.transaction() as connection:
+        row = connection.execute(
+            select(PendingLogin.state, PendingLogin.authentication, PendingLogin.candidate_hsa_ids)
+        ).one()
+        sessions = connection.execute(select(SsoSession.hsa_id)).scalars().all()
+        audited = connection.execute(select(AuditEvent.event, AuditEvent.outcome)).all()
+    assert tuple(row) == (PendingState.COMPLETED, ANNA.to_json(), None)
+    assert sessions == [ANNA.hsa_id]
+    assert [tuple(event) for event in audited] == [("login", "success")]
+    # The browser that completed it may have it answered again (the repeat window), once more.
+    again = steps.choose_or_finish(reference, browser)
+    assert not isinstance(again, list) and again.repeated and again.authentication == ANNA
+
+
+def test_finishing_a_login_another_request_finished_is_refused_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    database = new_database(tmp_path)
+    reference, browser = start_login(database)
+    steps = LoginSteps(database, record_audit_event, sso_ttl_seconds=3600)
+    with database.transaction() as connection:
+        late = load_pending_login(
+            connection, reference, browser, expected_state=PendingState.PENDING
+        )
+    with database.transaction() as connection:
+        first = load_pending_login(
+            connection, reference, browser, expected_state=PendingState.PENDING
+        )
+        steps.finish_authenticated(connection, first, ANNA)
+    with pytest.raises(LoginFailed) as refused, database.transaction() as connection:
+        steps.finish_authenticated(connection, late, ANNA)  # read before the first finished
+    assert refused.value.reason == LoginReason.LOGIN_ALREADY_COMPLETED
+    with database.transaction() as connection:
+        assert connection.execute(select(SsoSession.hsa_id)).scalars().all() == [ANNA.hsa_id]
+        assert len(connection.execute(select(AuditEvent.id)).all()) == 1

@@ -9,8 +9,9 @@ the channel parses its input, opens the transaction and calls
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 
@@ -21,17 +22,24 @@ from idp.login.errors import LoginFailed, LoginReason
 from idp.login.identify import authentications_for_certificate
 from idp.login.pending import PendingLoginRecord, PendingState, ensure_unexpired, mark_authenticated
 from idp.login.policy import LoginPolicy
+from idp.login.steps import FinishedLogin
 from idp.siths.revocation import audit_note, audit_reason
 from idp.siths.validation import SithsValidator, ValidatedCertificate
+
+# Finishes, in the caller's transaction, a login that one HSA-ID has just authenticated:
+# :meth:`idp.login.steps.LoginSteps.finish_authenticated`.
+Finish = Callable[[Transaction, PendingLoginRecord, Authentication], FinishedLogin]
 
 
 @dataclass(frozen=True)
 class AuthenticationResult:
-    """A certificate that authenticated a pending login: the validated certificate and one
-    :class:`Authentication` per HSA-ID its holder may use (several: the user chooses next)."""
+    """A certificate that authenticated a pending login: the validated certificate, one
+    :class:`Authentication` per HSA-ID its holder may use (several: the user chooses next),
+    and the finished login when the caller's ``finish`` finished it."""
 
     certificate: ValidatedCertificate
     authentications: list[Authentication]
+    finished: FinishedLogin | None = None
 
 
 class CertificateAuthentication:
@@ -57,11 +65,14 @@ class CertificateAuthentication:
         *,
         evidence: str = "",
         then: Callable[[Transaction, AuthenticationResult], None] | None = None,
+        finish: Finish | None = None,
     ) -> AuthenticationResult:
         """Validate the certificate, find who it may log in as and record that on ``pending``
         (which must still be waiting for a method: else ``login_wrong_step`` or
         ``expired_login``), run ``then`` with the result in the same transaction, and audit the
-        success.
+        success. With ``finish``, a certificate that names one HSA-ID also finishes the login,
+        in the UPDATE that records it (the result's ``finished``), after the success is
+        audited; with several, the user chooses next as without.
 
         ``evidence`` names what was presented in the audit event's detail (default: the
         certificate's SHA-256). Raises :class:`CertificateRejected` or :class:`LoginFailed`; a
@@ -70,7 +81,7 @@ class CertificateAuthentication:
         """
         validated = self._validator.validate(leaf, intermediates)
         hsa_id = validated.hsa_id.value
-        try:
+        with _naming_the_card(hsa_id):
             if pending is None or pending.state != PendingState.PENDING:
                 raise LoginFailed(LoginReason.LOGIN_WRONG_STEP, "the login is no longer waiting")
             ensure_unexpired(pending)
@@ -80,10 +91,9 @@ class CertificateAuthentication:
                 method=method,
                 policy=self._policy,
             )
-            mark_authenticated(session, pending, authentications)
-        except LoginFailed as exc:
-            exc.hsa_id = exc.hsa_id or hsa_id
-            raise
+            finish_now = finish if len(authentications) == 1 else None
+            if finish_now is None:
+                mark_authenticated(session, pending, authentications)
         result = AuthenticationResult(validated, authentications)
         if then is not None:
             then(session, result)
@@ -98,4 +108,19 @@ class CertificateAuthentication:
             detail=f"{evidence or f'certificate sha256 {validated.fingerprint_sha256}'}; "
             f"{audit_note(validated.revocation)}",
         )
-        return result
+        if finish_now is None:
+            return result
+        with _naming_the_card(hsa_id):
+            finished = finish_now(session, pending, authentications[0])
+        return replace(result, finished=finished)
+
+
+@contextmanager
+def _naming_the_card(hsa_id: str) -> Iterator[None]:
+    """A :class:`LoginFailed` raised inside names the validated card's HSA-ID (unless it
+    names one already)."""
+    try:
+        yield
+    except LoginFailed as exc:
+        exc.hsa_id = exc.hsa_id or hsa_id
+        raise

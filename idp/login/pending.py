@@ -291,24 +291,41 @@ def choose_hsa_id(session: Transaction, pending: PendingLoginRecord, hsa_id: str
     )
 
 
-def complete_pending_login(session: Transaction, pending: PendingLoginRecord) -> Authentication:
-    """Finish an authenticated login exactly once and return who logged in.
+def complete_pending_login(
+    session: Transaction,
+    pending: PendingLoginRecord,
+    authenticated: Authentication | None = None,
+) -> Authentication:
+    """Finish a login exactly once and return who logged in: ``pending`` authenticated (in
+    state AUTHENTICATED), or, given ``authenticated``, still waiting for a method that has just
+    named this one HSA-ID; who logged in is then recorded by the same UPDATE that finishes.
 
     Of concurrent callers one succeeds; the others get :class:`LoginFailed`
     (``login_already_completed``). The completed login then expires within
     :data:`REPEAT_WINDOW`: until then :func:`repeat_completed_login` may answer the same
     browser again.
     """
-    authentication = _authentication_of(pending)
     repeatable_until = min(stored_utc(pending.expires_at), dt.datetime.now(dt.UTC) + REPEAT_WINDOW)
+    if authenticated is None:
+        authentication = _authentication_of(pending)
+        _transition(
+            session,
+            pending,
+            PendingState.AUTHENTICATED,
+            state=PendingState.COMPLETED,
+            expires_at=repeatable_until,
+        )
+        return authentication
     _transition(
         session,
         pending,
-        PendingState.AUTHENTICATED,
+        PendingState.PENDING,
         state=PendingState.COMPLETED,
+        authentication=authenticated.to_json(),
+        candidate_hsa_ids=None,
         expires_at=repeatable_until,
     )
-    return authentication
+    return authenticated
 
 
 def repeat_completed_login(pending: PendingLoginRecord) -> Authentication:

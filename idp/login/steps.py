@@ -91,16 +91,15 @@ class LoginSteps:
                 return list((pending.authentication or {}).get("candidates", []))
             return self._finish(session, pending)
 
-    def finish_if_authenticated(
-        self, session: Transaction, pending: PendingLoginRecord
-    ) -> FinishedLogin | None:
-        """Finish, in the caller's transaction, a login that a method has just authenticated
-        (``pending`` as :meth:`~idp.login.authenticate.CertificateAuthentication.
-        authenticate_certificate` left it): the finished login if it names one HSA-ID, ``None``
-        if the user must choose a tjänste-id first (:meth:`choose_or_finish` next)."""
-        if pending.state != PendingState.AUTHENTICATED:
-            return None
-        return self._finish(session, pending)
+    def finish_authenticated(
+        self, session: Transaction, pending: PendingLoginRecord, authentication: Authentication
+    ) -> FinishedLogin:
+        """Finish, in the caller's transaction, a login still waiting for a method (``pending``
+        as :func:`load_pending_login` returned it) that a method has just authenticated as one
+        HSA-ID, ``authentication``: one UPDATE records who logged in and finishes (see
+        :meth:`~idp.login.authenticate.CertificateAuthentication.authenticate_certificate`'s
+        ``finish``)."""
+        return self._finish(session, pending, authentication)
 
     def choose_service_id(self, reference: str, browser: str | None, hsa_id: str) -> None:
         """Pick one of the offered tjänste-ids (anything else: ``hsa_id_not_offered``)."""
@@ -135,11 +134,17 @@ class LoginSteps:
             )
             return cancelled
 
-    def _finish(self, session: Transaction, pending: PendingLoginRecord) -> FinishedLogin:
+    def _finish(
+        self,
+        session: Transaction,
+        pending: PendingLoginRecord,
+        authenticated: Authentication | None = None,
+    ) -> FinishedLogin:
         """Complete the pending login once, start the SSO session and audit it.
 
         ``pending`` is this browser's, unexpired and in one of :data:`_FINISHABLE` (checked
-        by :func:`load_pending_login` in the same transaction). The browser that completed
+        by :func:`load_pending_login` in the same transaction), or, with ``authenticated``,
+        still pending (:meth:`finish_authenticated`). The browser that completed
         the login may come back within the repeat window (see
         :data:`idp.login.pending.REPEAT_WINDOW`) and get a fresh answer to the same request,
         unless the login's SSO session was logged out meanwhile.
@@ -154,7 +159,7 @@ class LoginSteps:
                 raise LoginFailed(LoginReason.LOGIN_ALREADY_COMPLETED, "its SSO session has ended")
             outcome = "repeated"
         else:
-            authentication = complete_pending_login(session, pending)
+            authentication = complete_pending_login(session, pending, authenticated)
             outcome = "success"
         sso_token = start_sso_session(session, authentication, self._sso_ttl_seconds)
         self._audit(

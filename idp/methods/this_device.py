@@ -100,10 +100,14 @@ class ThisDeviceLogin:
                 raise CertificateRejected(RejectionReason.NO_CERTIFICATE, "no client certificate")
             leaf = load_certificate(source.certificate.leaf)
             intermediates = [load_certificate(pem) for pem in source.certificate.intermediates]
-            services.authenticator.authenticate_certificate(
-                session, pending, leaf, intermediates, METHOD
-            )
-            return services.steps.finish_if_authenticated(session, pending)
+            return services.authenticator.authenticate_certificate(
+                session,
+                pending,
+                leaf,
+                intermediates,
+                METHOD,
+                finish=services.steps.finish_authenticated,
+            ).finished
 
 
 async def _audit(
