@@ -5,6 +5,8 @@ the app on another device) turns a presented certificate into who logged in. Pla
 the channel parses its input, opens the transaction and calls
 :meth:`CertificateAuthentication.authenticate_certificate`; refusals are the existing
 :class:`idp.siths.validation.CertificateRejected` and :class:`idp.login.errors.LoginFailed`.
+A channel that answers in the same request (the card in this browser) has a certificate that
+names one HSA-ID finish the login instead of marking it authenticated: one UPDATE, not two.
 """
 
 from __future__ import annotations
