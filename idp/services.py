@@ -7,9 +7,11 @@ this module imports no protocol package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,26 +23,38 @@ from idp.db import Database
 from idp.login.authenticate import CertificateAuthentication
 from idp.login.steps import LoginSteps
 
+# Builds a finished login's answer (signing: blocks) once the transaction that settled it has
+# committed. Never raises for a refusal: the refusal is what it returns.
+BuildAnswer = Callable[[], object]
+
 
 class Responder(Protocol):
-    """A protocol's answer to a finished login, in two halves so that the blocking one can run
-    in the same blocking call that finished the login (a worker thread, or the event loop
-    through :class:`idp.blocking.BlockingCalls`): one hand-over from the event loop, not two.
+    """A protocol's answer to a finished login, in three steps: :meth:`settle` in the
+    transaction that finished the login, the :data:`BuildAnswer` it returns once that
+    transaction has committed (both in the blocking call that finished the login, a worker
+    thread or the event loop through :class:`idp.blocking.BlockingCalls`: one hand-over from
+    the event loop, not two), and :meth:`render` on the event loop.
 
     ``repeated``: the same browser asks again for the answer to a login it already completed
     (idp.login.pending.REPEAT_WINDOW); the responder answers the same request once more.
     """
 
-    def prepare(
-        self, protocol_state: dict, authentication: Authentication, *, repeated: bool = False
-    ) -> object:
-        """Build the answer (signing, database): blocks, so call it from a worker thread or
-        through :class:`idp.blocking.BlockingCalls`. Never raises for a refusal: the refusal is
-        the prepared answer."""
+    def settle(
+        self,
+        session: Connection,
+        protocol_state: dict,
+        authentication: Authentication,
+        *,
+        repeated: bool = False,
+    ) -> BuildAnswer:
+        """Record in ``session`` what must be kept with the login for its answer (SAML: the
+        SP as a participant of the SSO session, named as its Response will name the user),
+        and return the answer's builder. No signing here: the transaction's locks are not held
+        through it."""
         ...
 
     def render(self, request: Request, prepared: object) -> Response:
-        """The page or redirect that takes the browser back, for what :meth:`prepare` made."""
+        """The page or redirect that takes the browser back, for what the builder made."""
         ...
 
 

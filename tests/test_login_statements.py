@@ -164,9 +164,19 @@ def test_a_login_one_hsa_id_authenticated_is_finished_by_one_update(tmp_path: Pa
     assert tuple(row) == (PendingState.COMPLETED, ANNA.to_json(), None)
     assert sessions == [ANNA.hsa_id]
     assert [tuple(event) for event in audited] == [("login", "success")]
-    # The browser that completed it may have it answered again (the repeat window), once more.
-    again = steps.choose_or_finish(reference, browser)
-    assert not isinstance(again, list) and again.repeated and again.authentication == ANNA
+    # The browser that completed it may have it answered again (the repeat window), with its
+    # protocol's part settled in the same transaction.
+    settled_in: list[object] = []
+
+    def settle(session: object, finished: object) -> str:
+        settled_in.append(session)
+        return "settled"
+
+    again = steps.choose_or_finish(reference, browser, settle)
+    assert not isinstance(again, list)
+    repeated, settled = again
+    assert repeated.repeated and repeated.authentication == ANNA and settled == "settled"
+    assert len(settled_in) == 1
 
 
 def test_finishing_a_login_another_request_finished_is_refused_and_writes_nothing(

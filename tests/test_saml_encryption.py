@@ -50,7 +50,7 @@ from idp.saml.encryption import (
     MethodOffer,
     choose_recipient,
 )
-from idp.saml.response import Addressing, NameId, build_login_response
+from idp.saml.response import Addressing, NameId, build_login_response, new_subject
 from idp.saml.server import AuthnRequestInfo, SamlIdentityProvider, SamlRequestRejected
 from idp.saml.xmlsec_backend import SHA256, SHA512, shared_backend
 from siths_testkit.pki import TestPki
@@ -253,7 +253,9 @@ def test_an_encryption_failure_sends_nothing(encrypting) -> None:
         build_login_response(
             Addressing("https://idp.example.test/saml/metadata", sp.acs_url, "_broken"),
             audience=sp.entity_id,
-            name_id=NameId("n", "urn:oasis:names:tc:SAML:2.0:nameid-format:transient", "", ""),
+            subject=new_subject(
+                NameId("n", "urn:oasis:names:tc:SAML:2.0:nameid-format:transient", "", "")
+            ),
             authn_instant=0,
             authn_context_class="http://id.sambi.se/loa/loa3",
             attributes=(),

@@ -251,11 +251,21 @@ def unusable_entry_events(database: Path) -> list[tuple[str, str, str]]:
         ).fetchall()
 
 
+def participants_of_anna(database: Path, sp_entity_id: str) -> int:
+    with sqlite3.connect(database) as connection:
+        (count,) = connection.execute(
+            "SELECT count(*) FROM saml_session_participants WHERE hsa_id = ? AND sp_entity_id = ?",
+            ("SE2120001355-E0001", sp_entity_id),
+        ).fetchone()
+    return int(count)
+
+
 def test_a_directory_entry_xml_cannot_carry_ends_in_a_clear_page(
     idp: IdpUnderTest, anna_with_a_broken_name: Path
 ) -> None:
     login_url, _ = idp.sp.login_url()
     before = unusable_entry_events(anna_with_a_broken_name)
+    participants = participants_of_anna(anna_with_a_broken_name, idp.sp.entity_id)
     with browser(idp.ca_file, idp.card("anna")) as client:
         page = login_with_card(client, login_url, idp.base_url)
     assert page.status_code == 500
@@ -265,3 +275,6 @@ def test_a_directory_entry_xml_cannot_carry_ends_in_a_clear_page(
     assert_no_success_response(page.text)  # at most a failure status for the SP
     after = unusable_entry_events(anna_with_a_broken_name)
     assert after == [*before, ("failed", "SE2120001355-E0001", idp.sp.entity_id)]
+    # Recorded with the login, the SP is forgotten again: no Response reached it, so Single
+    # Logout has nothing to tell it.
+    assert participants_of_anna(anna_with_a_broken_name, idp.sp.entity_id) == participants

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import Connection
 
 from idp.audit import AuditSink
 from idp.authn import Authentication
@@ -59,6 +62,9 @@ class CancelledLogin:
 
 # Extra work in the cancelling transaction, e.g. ending the login's app order.
 CancelAlso = Callable[[Transaction, PendingLoginRecord], None]
+T = TypeVar("T")
+# The finished login's protocol part in the finishing transaction (idp.services.Responder).
+Settle = Callable[[Connection, FinishedLogin], T]
 
 
 class LoginSteps:
@@ -77,9 +83,12 @@ class LoginSteps:
             )
             return WaitingLogin(pending.id, pending.client_name)
 
-    def choose_or_finish(self, reference: str, browser: str | None) -> list[dict] | FinishedLogin:
+    def choose_or_finish(
+        self, reference: str, browser: str | None, settle: Settle[T]
+    ) -> list[dict] | tuple[FinishedLogin, T]:
         """After a method succeeded: the tjänste-ids to choose from if there are several, else
-        the finished login. A login still waiting for a method is ``login_wrong_step``.
+        the finished login with what ``settle`` made of it in the same transaction (its
+        protocol's part). A login still waiting for a method is ``login_wrong_step``.
 
         Finishing happens in the same transaction that read the pending login, rather than
         reading it again in a second one."""
@@ -89,7 +98,8 @@ class LoginSteps:
             )
             if pending.state == PendingState.CHOOSING:
                 return list((pending.authentication or {}).get("candidates", []))
-            return self._finish(session, pending)
+            finished = self._finish(session, pending)
+            return finished, settle(session, finished)
 
     def finish_authenticated(
         self, session: Transaction, pending: PendingLoginRecord, authentication: Authentication

@@ -21,10 +21,10 @@ from idp.client_certificate import CertificateSource, presented_certificate
 from idp.login.errors import LoginFailed
 from idp.login.pending import BROWSER_COOKIE, PendingState, load_pending_login
 from idp.login.steps import FinishedLogin
-from idp.services import Services
+from idp.services import BuildAnswer, Services
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
 from idp.web.back_to_service import back_to_service
-from idp.web.login_pages import answer_finished_login, prepare_answer
+from idp.web.login_pages import answer_finished_login, settle_answer
 from idp.web.render import error_page
 
 METHOD = "siths-this-device"
@@ -75,17 +75,20 @@ class ThisDeviceLogin:
         self, reference: str, browser: str | None, source: CertificateSource
     ) -> tuple[FinishedLogin, object] | None:
         """:meth:`_authenticate`, and when that finished the login, its protocol's answer
-        prepared in the same blocking call (after the login's transaction has committed)."""
-        finished = self._authenticate(reference, browser, source)
-        if finished is None:
+        built in the same blocking call (after the login's transaction has committed)."""
+        settled = self._authenticate(reference, browser, source)
+        if settled is None:
             return None
-        return finished, prepare_answer(self.services, finished)
+        finished, build = settled
+        return finished, build()
 
     def _authenticate(
         self, reference: str, browser: str | None, source: CertificateSource
-    ) -> FinishedLogin | None:
-        """The card's certificate on this browser's pending login; the finished login when it
-        names one HSA-ID, None when the login was already completed (a reload, a retry)."""
+    ) -> tuple[FinishedLogin, BuildAnswer] | None:
+        """The card's certificate on this browser's pending login, in one transaction: when it
+        names one HSA-ID, the finished login with its protocol's answer settled; None when the
+        user must choose a tjänste-id first, or the login was already completed (a reload, a
+        retry)."""
         services = self.services
         with services.database.transaction() as session:
             pending = load_pending_login(
@@ -100,7 +103,7 @@ class ThisDeviceLogin:
                 raise CertificateRejected(RejectionReason.NO_CERTIFICATE, "no client certificate")
             leaf = load_certificate(source.certificate.leaf)
             intermediates = [load_certificate(pem) for pem in source.certificate.intermediates]
-            return services.authenticator.authenticate_certificate(
+            finished = services.authenticator.authenticate_certificate(
                 session,
                 pending,
                 leaf,
@@ -108,6 +111,9 @@ class ThisDeviceLogin:
                 METHOD,
                 finish=services.steps.finish_authenticated,
             ).finished
+            if finished is None:
+                return None
+            return finished, settle_answer(services, session, finished)
 
 
 async def _audit(

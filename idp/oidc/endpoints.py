@@ -7,6 +7,7 @@ users get the IdP's Swedish/English error page when the client cannot be told.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -14,6 +15,7 @@ import urllib.parse
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from fastapi import APIRouter
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -40,7 +42,7 @@ from idp.oidc.context import (
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.provider import OpenIDProvider
 from idp.oidc.starlette_adapter import StarletteOAuth2Request, read_oauth2_request
-from idp.services import BackToService, FailureResponder
+from idp.services import BackToService, BuildAnswer, FailureResponder
 from idp.web.json_response import JsonResponse
 from idp.web.render import (
     browser_token,
@@ -194,11 +196,18 @@ class OidcLoginResponder:
     def __init__(self, provider: OpenIDProvider) -> None:
         self._provider = provider
 
-    def prepare(
-        self, protocol_state: dict, authentication: Authentication, *, repeated: bool = False
-    ) -> Response | Refused:
-        return finish_authorization(
-            self._provider, protocol_state, authentication, repeated=repeated
+    def settle(
+        self,
+        session: Connection,
+        protocol_state: dict,
+        authentication: Authentication,
+        *,
+        repeated: bool = False,
+    ) -> BuildAnswer:
+        # Nothing to keep with the login: authlib stores the authorization code through a
+        # session of its own (idp.oidc.grants), in the builder, after the login has committed.
+        return functools.partial(
+            finish_authorization, self._provider, protocol_state, authentication, repeated=repeated
         )
 
     def render(self, request: Request, prepared: object) -> Response:

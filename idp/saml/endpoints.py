@@ -9,8 +9,11 @@ under the same ``/saml`` prefix.
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import APIRouter
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,10 +29,10 @@ from idp.saml.bindings import (
     read_redirect_query,
 )
 from idp.saml.integration_guide import integration_guide
-from idp.saml.server import SamlRequestRejected, SamlResponseRefused
-from idp.saml.sso import Arrival, PostToSp, SamlSingleSignOn
+from idp.saml.server import AuthnRequestInfo, SamlRequestRejected, SamlResponseRefused
+from idp.saml.sso import Arrival, PlannedAnswer, PostToSp, SamlSingleSignOn
 from idp.saml.statuses import USER_CANCELLED
-from idp.services import BackToService, FailureResponder
+from idp.services import BackToService, BuildAnswer, FailureResponder
 from idp.web.login_pages import chooser_page
 from idp.web.messages import Topic, page_for
 from idp.web.plain_route import PlainRoute
@@ -158,11 +161,24 @@ class SamlLoginResponder:
     def __init__(self, sso: SamlSingleSignOn) -> None:
         self._sso = sso
 
-    def prepare(
-        self, protocol_state: dict, authentication: Authentication, *, repeated: bool = False
-    ) -> PostToSp | SamlResponseRefused:
+    def settle(
+        self,
+        session: Connection,
+        protocol_state: dict,
+        authentication: Authentication,
+        *,
+        repeated: bool = False,
+    ) -> BuildAnswer:
+        planned = self._sso.plan_answer(
+            session, AuthnRequestInfo.from_json(protocol_state), authentication
+        )
+        if isinstance(planned, SamlResponseRefused):
+            return lambda: planned
+        return functools.partial(self._build, planned)
+
+    def _build(self, planned: PlannedAnswer) -> PostToSp | SamlResponseRefused:
         try:
-            return self._sso.answer(protocol_state, authentication)
+            return self._sso.answer_planned(planned)
         except SamlResponseRefused as exc:
             return exc
 

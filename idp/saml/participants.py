@@ -1,8 +1,10 @@
 """SAML session participants: which SPs got an assertion in an SSO session, and as whom.
 
-Recorded after each Response is built (the NameID and SessionIndex the builder put into it, so
-what is recorded is exactly what the SP received) and read when the session is logged out,
-to send each SP a LogoutRequest naming that subject. Rows live as long as the SSO session.
+Recorded in the transaction that finished the login, with the subject (NameID and
+SessionIndex) decided for its Response before that is built, and forgotten again should the
+Response then not be sent (:mod:`idp.saml.sso`): what is recorded is what the SP received.
+Read when the session is logged out, to send each SP a LogoutRequest naming that subject. Rows
+live as long as the SSO session.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Connection, Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
-from idp.db import Database
+from idp.db import Transaction
 from idp.login.sso import sso_session_key
 from idp.saml.response import Subject
 from idp.store.models import SamlSessionParticipant
@@ -46,40 +48,61 @@ def _upsert(dialect_insert: Callable[[Table], Any]) -> Any:
 
 _TABLE: Table = SamlSessionParticipant.__table__  # type: ignore[assignment]
 _UPSERTS = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(postgresql_insert)}
+_FORGET = delete(_TABLE).where(
+    _TABLE.c.session_key == bindparam("session_key"),
+    _TABLE.c.sp_entity_id == bindparam("sp_entity_id"),
+    _TABLE.c.session_index == bindparam("session_index"),
+    _TABLE.c.logout_run == "",
+)
 
 
 def record_participant(
-    database: Database,
+    connection: Connection,
     sp_entity_id: str,
     authentication: Authentication,
     subject: Subject,
     ttl_seconds: int,
 ) -> None:
-    """Remember that ``sp_entity_id`` took part in the SSO session of ``authentication``, and
-    knows the user as ``subject`` (what the Response it was sent named).
+    """Remember, in ``connection``'s transaction, that ``sp_entity_id`` takes part in the SSO
+    session of ``authentication`` and knows the user as ``subject`` (what its Response names).
 
     Never raises for a concurrent recording (the last one stands); a database that cannot
-    take the row fails the request like any other database error.
+    take the row fails the transaction like any other database error.
     """
     now = dt.datetime.now(dt.UTC)
     # Expired rows are left to the sweeper (idp.ops.sweeper) and ignored by the lookups
     # below: deleting them here cost every login a second write.
-    with database.transaction() as connection:
-        connection.execute(
-            _UPSERTS[connection.dialect.name],
-            {
-                "session_key": sso_session_key(authentication),
-                "sp_entity_id": sp_entity_id,
-                "hsa_id": authentication.hsa_id,
-                "name_id": subject.name_id,
-                "name_id_format": subject.name_id_format,
-                "name_qualifier": subject.name_qualifier,
-                "sp_name_qualifier": subject.sp_name_qualifier,
-                "session_index": subject.session_index,
-                "created_at": now,
-                "expires_at": now + dt.timedelta(seconds=ttl_seconds),
-            },
-        )
+    connection.execute(
+        _UPSERTS[connection.dialect.name],
+        {
+            "session_key": sso_session_key(authentication),
+            "sp_entity_id": sp_entity_id,
+            "hsa_id": authentication.hsa_id,
+            "name_id": subject.name_id,
+            "name_id_format": subject.name_id_format,
+            "name_qualifier": subject.name_qualifier,
+            "sp_name_qualifier": subject.sp_name_qualifier,
+            "session_index": subject.session_index,
+            "created_at": now,
+            "expires_at": now + dt.timedelta(seconds=ttl_seconds),
+        },
+    )
+
+
+def forget_participant(
+    session: Transaction, sp_entity_id: str, authentication: Authentication, subject: Subject
+) -> None:
+    """Undo :func:`record_participant` for a Response that was then not sent: the row goes if
+    it still names ``subject`` (its SessionIndex is that Response's alone) and no logout has
+    started on it."""
+    session.execute(
+        _FORGET,
+        {
+            "session_key": sso_session_key(authentication),
+            "sp_entity_id": sp_entity_id,
+            "session_index": subject.session_index,
+        },
+    )
 
 
 def session_keys_of_subject(

@@ -150,6 +150,17 @@ def new_id() -> str:
     return "id-" + secrets.token_hex(20)
 
 
+def new_subject(name_id: NameId) -> Subject:
+    """``name_id`` with a fresh SessionIndex: the subject of one Response."""
+    return Subject(
+        name_id=name_id.value,
+        name_id_format=name_id.format,
+        name_qualifier=name_id.name_qualifier,
+        sp_name_qualifier=name_id.sp_name_qualifier,
+        session_index=new_id(),
+    )
+
+
 def _instant(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -225,7 +236,7 @@ def build_login_response(
     addressing: Addressing,
     *,
     audience: str,
-    name_id: NameId,
+    subject: Subject,
     authn_instant: int,
     authn_context_class: str,
     attributes: Sequence[Attribute],
@@ -234,24 +245,18 @@ def build_login_response(
     encrypt_for: Recipient | None = None,
     now: dt.datetime | None = None,
 ) -> BuiltResponse:
-    """A Success Response with one signed Assertion about ``name_id``, signed itself.
+    """A Success Response with one signed Assertion about ``subject``, signed itself.
 
-    Every Response gets a fresh SessionIndex; :attr:`BuiltResponse.subject` says what the SP
-    received (for Single Logout). The Assertion is valid from ``now`` for ``lifetime`` and for
-    the SP ``audience`` only; bearer confirmation is bound to the ACS (``destination``) and the
-    request (``in_response_to``). With ``encrypt_for``, the signed Assertion is sent only as a
-    ``saml:EncryptedAssertion`` for that key (:mod:`idp.saml.encryption`, which raises
+    Give every Response a subject of its own (:func:`new_subject`: a fresh SessionIndex);
+    :attr:`BuiltResponse.subject` says what the SP received (for Single Logout). The Assertion
+    is valid from ``now`` for ``lifetime`` and for the SP ``audience`` only; bearer
+    confirmation is bound to the ACS (``destination``) and the request (``in_response_to``).
+    With ``encrypt_for``, the signed Assertion is sent only as a ``saml:EncryptedAssertion``
+    for that key (:mod:`idp.saml.encryption`, which raises
     :class:`~idp.saml.encryption.EncryptionError` rather than send it in clear).
     """
     now = now or dt.datetime.now(dt.UTC)
     until = _instant(now + lifetime)
-    subject = Subject(
-        name_id=name_id.value,
-        name_id_format=name_id.format,
-        name_qualifier=name_id.name_qualifier,
-        sp_name_qualifier=name_id.sp_name_qualifier,
-        session_index=new_id(),
-    )
     try:
         response = _response(addressing, now)
         status = _element(response, SAMLP_NS, "Status")

@@ -75,8 +75,10 @@ from idp.saml.response import (
     BuiltResponse,
     NameId,
     ResponseSigner,
+    Subject,
     build_login_response,
     build_status_response,
+    new_subject,
     released_attributes,
 )
 from idp.saml.rollover import SigningKeys, signing_keys, state_stamp
@@ -770,10 +772,22 @@ class SamlIdentityProvider:
             sp_name_qualifier=sp.entity_id,
         )
 
+    def subject_for(self, request: AuthnRequestInfo, authentication: Authentication) -> Subject:
+        """How a Response to ``request`` will name the user: the NameID for its SP and a fresh
+        SessionIndex, decided before the Response is built (so that the SSO session's
+        participant is recorded with the login, :mod:`idp.saml.participants`). Raises
+        :class:`SamlRequestRejected` as :meth:`build_authn_response` does for the SP."""
+        sp = self._answerable_sp(self._snapshot().server, request)
+        return self._new_subject(sp, request, authentication)
+
     def build_authn_response(
-        self, request: AuthnRequestInfo, authentication: Authentication
+        self,
+        request: AuthnRequestInfo,
+        authentication: Authentication,
+        subject: Subject | None = None,
     ) -> BuiltResponse:
-        """A signed Response with a signed Assertion for the SP that sent ``request``.
+        """A signed Response with a signed Assertion for the SP that sent ``request``, naming
+        the user as ``subject`` (from :meth:`subject_for`; None: a new one).
 
         The Assertion is encrypted for an SP with a usable encryption key. Raises
         :class:`SamlRequestRejected` when the SP's metadata no longer allows an answer (gone,
@@ -781,21 +795,15 @@ class SamlIdentityProvider:
         the Assertion is never sent in clear instead.
         """
         snapshot = self._snapshot()
-        sp = self._describe_sp(snapshot.server, request.sp_entity_id)
-        if sp is None:
-            raise SamlRequestRejected(
-                SamlReason.UNKNOWN_SP, f"no metadata for {request.sp_entity_id}"
-            )
-        # The metadata may have changed since the request was accepted.
-        self._check_usable(sp)
+        sp = self._answerable_sp(snapshot.server, request)
+        if subject is None:
+            subject = self._new_subject(sp, request, authentication)
         names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
         try:
             return build_login_response(
                 Addressing(self._settings.entity_id, request.acs_url, request.request_id),
                 audience=sp.entity_id,
-                name_id=self._name_id(
-                    sp, request.name_id_format or sp.profile.name_id_format, authentication
-                ),
+                subject=subject,
                 authn_instant=authentication.authn_instant,
                 authn_context_class=request.authn_context_class or sp.profile.loa,
                 attributes=released_attributes(sp.profile, names, authentication),
@@ -805,6 +813,22 @@ class SamlIdentityProvider:
             )
         except EncryptionError as exc:
             raise SamlRequestRejected(SamlReason.ENCRYPTION_FAILED, str(exc)) from exc
+
+    def _answerable_sp(self, server: Server, request: AuthnRequestInfo) -> ServiceProvider:
+        sp = self._describe_sp(server, request.sp_entity_id)
+        if sp is None:
+            raise SamlRequestRejected(
+                SamlReason.UNKNOWN_SP, f"no metadata for {request.sp_entity_id}"
+            )
+        # The metadata may have changed since the request was accepted.
+        self._check_usable(sp)
+        return sp
+
+    def _new_subject(
+        self, sp: ServiceProvider, request: AuthnRequestInfo, authentication: Authentication
+    ) -> Subject:
+        name_id_format = request.name_id_format or sp.profile.name_id_format
+        return new_subject(self._name_id(sp, name_id_format, authentication))
 
     def build_error_response(
         self, request: AuthnRequestInfo, status: ErrorStatus, message: str

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from idp.audit import AuditSink, record_refusal
 from idp.authn import Authentication
 from idp.db import Database, Transaction
@@ -31,10 +33,10 @@ from idp.login.pending import (
 )
 from idp.login.sso import find_sso_session
 from idp.saml.bindings import BindingMessage
-from idp.saml.participants import record_participant
+from idp.saml.participants import forget_participant, record_participant
 from idp.saml.reasons import SamlReason
 from idp.saml.replay import login_started_by, refuse_replay
-from idp.saml.response import BuiltResponse, ResponseContentError
+from idp.saml.response import BuiltResponse, ResponseContentError, Subject
 from idp.saml.server import (
     AuthnRequestInfo,
     SamlIdentityProvider,
@@ -58,6 +60,16 @@ class PostToSp:
     @classmethod
     def answering(cls, request: AuthnRequestInfo, built: BuiltResponse) -> PostToSp:
         return cls(request.acs_url, built.encoded, request.relay_state)
+
+
+@dataclass(frozen=True)
+class PlannedAnswer:
+    """A finished login's Response as :meth:`SamlSingleSignOn.plan_answer` decided it: to
+    ``request``, about ``authentication``, naming the user as ``subject``."""
+
+    request: AuthnRequestInfo
+    authentication: Authentication
+    subject: Subject
 
 
 @dataclass(frozen=True)
@@ -106,8 +118,8 @@ class SamlSingleSignOn:
         """Receive an AuthnRequest read off ``binding`` (``received``: a
         :class:`BindingMessage`) as it arrived (:class:`Arrival`). Raises
         :class:`SamlRequestRejected` (audited) when no answer may go to the SP, and
-        :class:`SamlResponseRefused` as :meth:`answer` does when the SSO session's answer may
-        not be sent."""
+        :class:`SamlResponseRefused` (audited) when the SSO session's answer may not be
+        sent."""
         try:
             request, sp = self._saml.parse_authn_request(binding, received)
         except SamlRequestRejected as exc:
@@ -115,9 +127,12 @@ class SamlSingleSignOn:
             raise
         except SamlRequestNotMet as exc:
             return self._not_met(exc)
+        outcome: Authentication | LoginStarted | PlannedAnswer | SamlResponseRefused | None
         try:
             with self._database.transaction() as session:
                 outcome = self._accept(session, request, sp, arrival)
+                if isinstance(outcome, Authentication):
+                    outcome = self.plan_answer(session, request, outcome)
         except SamlRequestRejected as exc:
             resumed = self._same_login_again(exc, request, sp, arrival)
             if resumed is not None:
@@ -128,44 +143,72 @@ class SamlSingleSignOn:
             return self._answer_status(
                 request, SamlReason.NO_PASSIVE, "No SSO session and IsPassive was set"
             )
-        if isinstance(outcome, Authentication):
-            return self.answer(request.to_json(), outcome)
+        if isinstance(outcome, SamlResponseRefused):
+            raise outcome
+        if isinstance(outcome, PlannedAnswer):
+            return self.answer_planned(outcome)
         return outcome
 
     def audit_refusal(self, refusal: Refusal) -> None:
         """Audit an AuthnRequest refused before it reached :meth:`receive` (its binding)."""
         self._record_refusal("saml.authn_request", refusal)
 
-    def answer(self, protocol_state: dict, authentication: Authentication) -> PostToSp:
-        """The signed Response for a finished login, recording the SP as a participant of the
-        login's SSO session (Single Logout must name the subject as this SP received it).
+    def plan_answer(
+        self, session: Connection, request: AuthnRequestInfo, authentication: Authentication
+    ) -> PlannedAnswer | SamlResponseRefused:
+        """In ``session``, the transaction that finished the login (or found its SSO session):
+        decide how the Response will name the user and record the SP as a participant of the
+        login's SSO session under that name (Single Logout must name the subject as this SP
+        received it). The Response itself is :meth:`answer_planned`'s, once that transaction
+        has committed, so that no lock is held through the signing.
+
+        A refusal (the SP's metadata no longer allows an answer) is audited in ``session`` and
+        returned, not raised: the login it answers stands."""
+        try:
+            subject = self._saml.subject_for(request, authentication)
+        except SamlRequestRejected as exc:
+            refused = SamlResponseRefused(exc.reason, exc.detail)
+            record_refusal(
+                self._audit,
+                session,
+                "saml.response",
+                refused,
+                outcome="failed",
+                hsa_id=authentication.hsa_id,
+                client_id=request.sp_entity_id,
+            )
+            return refused
+        record_participant(
+            session, request.sp_entity_id, authentication, subject, self._sso_ttl_seconds
+        )
+        return PlannedAnswer(request, authentication, subject)
+
+    def answer_planned(self, planned: PlannedAnswer) -> PostToSp:
+        """The signed Response that :meth:`plan_answer` planned.
 
         Raises :class:`SamlResponseRefused` (audited) when nothing may be sent: a directory
-        value XML cannot carry, or SP metadata that no longer allows an answer."""
-        request = AuthnRequestInfo.from_json(protocol_state)
+        value XML cannot carry, or SP metadata that no longer allows an answer; the SP is then
+        no participant of the session after all."""
+        request, authentication = planned.request, planned.authentication
         try:
-            built = self._saml.build_authn_response(request, authentication)
+            built = self._saml.build_authn_response(request, authentication, planned.subject)
         except ResponseContentError as exc:
             refused = SamlResponseRefused(SamlReason.DIRECTORY_ENTRY_UNUSABLE, str(exc))
         except SamlRequestRejected as exc:
             refused = SamlResponseRefused(exc.reason, exc.detail)
         else:
-            if built.subject is not None:
-                record_participant(
-                    self._database,
-                    request.sp_entity_id,
-                    authentication,
-                    built.subject,
-                    self._sso_ttl_seconds,
-                )
             return PostToSp.answering(request, built)
-        self._record_refusal(
-            "saml.response",
-            refused,
-            outcome="failed",
-            hsa_id=authentication.hsa_id,
-            client_id=request.sp_entity_id,
-        )
+        with self._database.transaction() as session:
+            forget_participant(session, request.sp_entity_id, authentication, planned.subject)
+            record_refusal(
+                self._audit,
+                session,
+                "saml.response",
+                refused,
+                outcome="failed",
+                hsa_id=authentication.hsa_id,
+                client_id=request.sp_entity_id,
+            )
         raise refused
 
     def answer_failure(self, protocol_state: dict, reason: str, detail: str) -> PostToSp:

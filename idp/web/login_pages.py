@@ -8,6 +8,7 @@ renders its answer or its refusal. :class:`LoginPages` is built once at start-up
 from __future__ import annotations
 
 from fastapi import APIRouter
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -16,7 +17,7 @@ from idp.login.errors import LoginFailed, LoginReason
 from idp.login.pending import BROWSER_COOKIE
 from idp.login.sso import SSO_COOKIE
 from idp.login.steps import CancelAlso, FinishedLogin
-from idp.services import Services
+from idp.services import BuildAnswer, Services
 from idp.web.refusals import refuse
 from idp.web.render import error_page, render_page, set_cookie
 
@@ -66,11 +67,15 @@ class LoginPages:
         self, reference: str, browser: str | None
     ) -> list[dict] | tuple[FinishedLogin, object]:
         """The tjänste-ids to choose from, or the finished login with its protocol's answer
-        prepared (both in one worker thread)."""
-        outcome = self.services.steps.choose_or_finish(reference, browser)
+        (settled in the finishing transaction, built after it, both in one worker thread)."""
+        services = self.services
+        outcome = services.steps.choose_or_finish(
+            reference, browser, lambda session, finished: settle_answer(services, session, finished)
+        )
         if isinstance(outcome, list):
             return outcome
-        return outcome, prepare_answer(self.services, outcome)
+        finished, build = outcome
+        return finished, build()
 
     async def choose_service_id(self, request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=5)
@@ -117,7 +122,7 @@ def answer_finished_login(
     services: Services, request: Request, finished: FinishedLogin, prepared: object
 ) -> Response:
     """The protocol's answer to a finished login (a SAML Response form, an OIDC redirect), as
-    :func:`prepare_answer` made it in the blocking call that finished the login, with the
+    built in the blocking call that finished the login (:func:`settle_answer`), with the
     browser's SSO cookie. Used by ``/login/continue`` and by ``/cert-login`` when the card
     finished the login there: the cookie is host-only and cookies do not tell ports apart, so
     both origins set the same one."""
@@ -126,11 +131,11 @@ def answer_finished_login(
     return response
 
 
-def prepare_answer(services: Services, finished: FinishedLogin) -> object:
-    """What the protocol of ``finished`` answers it with (blocks: from a worker thread, or
-    through :class:`idp.blocking.BlockingCalls`)."""
-    return services.responders[finished.protocol].prepare(
-        finished.protocol_state, finished.authentication, repeated=finished.repeated
+def settle_answer(services: Services, session: Connection, finished: FinishedLogin) -> BuildAnswer:
+    """In the transaction that finished ``finished``: its protocol's
+    :meth:`~idp.services.Responder.settle`; call what it returns once that has committed."""
+    return services.responders[finished.protocol].settle(
+        session, finished.protocol_state, finished.authentication, repeated=finished.repeated
     )
 
 
