@@ -15,13 +15,12 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.authn import Authentication
 from idp.blocking import BlockingCalls
 from idp.client_certificate import TrustedProxies
 from idp.config import Settings
 from idp.db import Database
 from idp.login.authenticate import CertificateAuthentication
-from idp.login.steps import LoginSteps
+from idp.login.steps import FinishedLogin, LoginSteps
 
 # Builds a finished login's answer (signing: blocks) once the transaction that settled it has
 # committed. Never raises for a refusal: the refusal is what it returns.
@@ -35,19 +34,13 @@ class Responder(Protocol):
     thread or the event loop through :class:`idp.blocking.BlockingCalls`: one hand-over from
     the event loop, not two), and :meth:`render` on the event loop.
 
-    ``repeated``: the same browser asks again for the answer to a login it already completed
-    (idp.login.pending.REPEAT_WINDOW); the responder answers the same request once more.
+    A ``repeated`` finished login: the same browser asks again for the answer to a login it
+    already completed (idp.login.pending.REPEAT_WINDOW); the responder answers the same request
+    once more.
     """
 
-    def settle(
-        self,
-        session: Connection,
-        protocol_state: dict,
-        authentication: Authentication,
-        *,
-        repeated: bool = False,
-    ) -> BuildAnswer:
-        """Record in ``session`` what must be kept with the login for its answer (SAML: the
+    def settle(self, session: Connection, finished: FinishedLogin) -> BuildAnswer:
+        """Record in ``session`` what must be kept with ``finished`` for its answer (SAML: the
         SP as a participant of the SSO session, named as its Response will name the user),
         and return the answer's builder. No signing here: the transaction's locks are not held
         through it."""

@@ -129,15 +129,16 @@ def test_the_revocation_cache_answers_a_known_good_answer_without_a_query(
 
 
 ANNA = Authentication(
-    hsa_id="SE2120001355-4ANN",
+    hsa_id="SE2120001355-E0001",
     given_name="Anna",
     surname="Andersson",
-    title="Socialsekreterare",
+    title="",
     organisation="Göteborgs Stad",
-    mail="anna.andersson@example.test",
+    mail="",
     method="siths-this-device",
     certificate_fingerprint="ab" * 32,
     authn_instant=1_800_000_000,
+    login_id="login-1",
 )
 
 

@@ -9,28 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from idp.authn import Authentication
 from idp.db import Database, create_schema
 from idp.login.sso import sso_session_key
 from idp.saml.participants import forget_participant, participants_of, record_participant
 from idp.saml.response import Subject
 from idp.store.models import SamlSessionParticipant
-from tests.test_login_statements import statements_of
+from tests.test_login_statements import ANNA, statements_of
 
 pytestmark = pytest.mark.unit
 SP = "https://sp.example.test/metadata"
-ANNA = Authentication(
-    hsa_id="SE2120001355-E0001",
-    given_name="Anna",
-    surname="Andersson",
-    title="",
-    organisation="Göteborgs Stad",
-    mail="",
-    method="siths-this-device",
-    certificate_fingerprint="ab" * 32,
-    authn_instant=1_800_000_000,
-    login_id="login-1",
-)
 
 
 def subject(name_id: str, session_index: str) -> Subject:

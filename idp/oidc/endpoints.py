@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from idp.audit import record_audit_event
-from idp.authn import Authentication
 from idp.login.sso import SSO_COOKIE
+from idp.login.steps import FinishedLogin
 from idp.oidc.authorization import (
     LoginNeeded,
     Refused,
@@ -196,18 +196,15 @@ class OidcLoginResponder:
     def __init__(self, provider: OpenIDProvider) -> None:
         self._provider = provider
 
-    def settle(
-        self,
-        session: Connection,
-        protocol_state: dict,
-        authentication: Authentication,
-        *,
-        repeated: bool = False,
-    ) -> BuildAnswer:
+    def settle(self, session: Connection, finished: FinishedLogin) -> BuildAnswer:
         # Nothing to keep with the login: authlib stores the authorization code through a
         # session of its own (idp.oidc.grants), in the builder, after the login has committed.
         return functools.partial(
-            finish_authorization, self._provider, protocol_state, authentication, repeated=repeated
+            finish_authorization,
+            self._provider,
+            finished.protocol_state,
+            finished.authentication,
+            repeated=finished.repeated,
         )
 
     def render(self, request: Request, prepared: object) -> Response:

@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.authn import Authentication
 from idp.blocking import BlockingCalls
 from idp.login.sso import SSO_COOKIE
+from idp.login.steps import FinishedLogin
 from idp.saml.bindings import (
     MAX_PARAMETERS,
     BindingMessage,
@@ -161,17 +161,9 @@ class SamlLoginResponder:
     def __init__(self, sso: SamlSingleSignOn) -> None:
         self._sso = sso
 
-    def settle(
-        self,
-        session: Connection,
-        protocol_state: dict,
-        authentication: Authentication,
-        *,
-        repeated: bool = False,
-    ) -> BuildAnswer:
-        planned = self._sso.plan_answer(
-            session, AuthnRequestInfo.from_json(protocol_state), authentication
-        )
+    def settle(self, session: Connection, finished: FinishedLogin) -> BuildAnswer:
+        request = AuthnRequestInfo.from_json(finished.protocol_state)
+        planned = self._sso.plan_answer(session, request, finished.authentication)
         if isinstance(planned, SamlResponseRefused):
             return lambda: planned
         return functools.partial(self._build, planned)

@@ -168,15 +168,7 @@ class SamlSingleSignOn:
             subject = self._saml.subject_for(request, authentication)
         except SamlRequestRejected as exc:
             refused = SamlResponseRefused(exc.reason, exc.detail)
-            record_refusal(
-                self._audit,
-                session,
-                "saml.response",
-                refused,
-                outcome="failed",
-                hsa_id=authentication.hsa_id,
-                client_id=request.sp_entity_id,
-            )
+            self._audit_refused_response(session, refused, request, authentication)
             return refused
         record_participant(
             session, request.sp_entity_id, authentication, subject, self._sso_ttl_seconds
@@ -200,16 +192,25 @@ class SamlSingleSignOn:
             return PostToSp.answering(request, built)
         with self._database.transaction() as session:
             forget_participant(session, request.sp_entity_id, authentication, planned.subject)
-            record_refusal(
-                self._audit,
-                session,
-                "saml.response",
-                refused,
-                outcome="failed",
-                hsa_id=authentication.hsa_id,
-                client_id=request.sp_entity_id,
-            )
+            self._audit_refused_response(session, refused, request, authentication)
         raise refused
+
+    def _audit_refused_response(
+        self,
+        session: Transaction,
+        refused: SamlResponseRefused,
+        request: AuthnRequestInfo,
+        authentication: Authentication,
+    ) -> None:
+        record_refusal(
+            self._audit,
+            session,
+            "saml.response",
+            refused,
+            outcome="failed",
+            hsa_id=authentication.hsa_id,
+            client_id=request.sp_entity_id,
+        )
 
     def answer_failure(self, protocol_state: dict, reason: str, detail: str) -> PostToSp:
         """For a login that ended without success (``reason``, e.g. ``user_cancelled`` or a

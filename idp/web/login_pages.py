@@ -134,9 +134,7 @@ def answer_finished_login(
 def settle_answer(services: Services, session: Connection, finished: FinishedLogin) -> BuildAnswer:
     """In the transaction that finished ``finished``: its protocol's
     :meth:`~idp.services.Responder.settle`; call what it returns once that has committed."""
-    return services.responders[finished.protocol].settle(
-        session, finished.protocol_state, finished.authentication, repeated=finished.repeated
-    )
+    return services.responders[finished.protocol].settle(session, finished)
 
 
 async def cancel_login(
