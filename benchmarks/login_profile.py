@@ -91,17 +91,8 @@ def profile_node(
     try:
         side = peers.our_side("embedded", deployment, work)
         side.nginx_static = None  # no floors here: only the probe's login
-        cards = [
-            (str(lab.pki.cards[n].cert), str(lab.pki.cards[n].key)) for n in harness.CARD_PEOPLE
-        ]
-        hsa_ids = list(harness.CARD_PEOPLE.values())
-        common = {
-            "ca_file": lab.pki.tls_ca_cert,
-            "cards": cards,
-            "hsa_ids": hsa_ids,
-            "floor_nginx_cpu": {},
-        }
-        peers.probe(side, lab.pki.tls_ca_cert, cards[0], hsa_ids[0])
+        common = {**peers.browsers_of(lab), "floor_nginx_cpu": {}}
+        peers.probe(side, lab.pki.tls_ca_cert, common["cards"][0], common["hsa_ids"][0])
         peers.measure(side, "login", concurrency=2, seconds=2, warmup=0.5, **common)
         raw = work / "py-spy.txt"
         spy = subprocess.Popen(

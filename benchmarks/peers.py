@@ -51,6 +51,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import browser
@@ -435,6 +436,19 @@ def start_floor_nginx(pki: TestPki) -> tuple[NginxProcess, str, str]:
     )
 
 
+def browsers_of(lab: harness.Lab) -> dict[str, Any]:
+    """:func:`measure`'s ``ca_file``, ``cards`` and ``hsa_ids``: the browsers take the test
+    PKI's cards of :data:`harness.CARD_PEOPLE` in turn."""
+    return {
+        "ca_file": lab.pki.tls_ca_cert,
+        "cards": [
+            (str(lab.pki.cards[name].cert), str(lab.pki.cards[name].key))
+            for name in harness.CARD_PEOPLE
+        ],
+        "hsa_ids": list(harness.CARD_PEOPLE.values()),
+    }
+
+
 def probe(side: Side, ca_file: Path, card: tuple[str, str], hsa_id: str) -> None:
     """One login, to learn the side's request shape for its floor (and fail early)."""
     context = ssl.create_default_context(cafile=str(ca_file))
@@ -588,16 +602,9 @@ def main() -> None:
                     _origin(deployment.cert_login_url): card_url,
                 }
                 sides.append(side)
-            cards = [
-                (str(lab.pki.cards[name].cert), str(lab.pki.cards[name].key))
-                for name in harness.CARD_PEOPLE
-            ]
-            hsa_ids = list(harness.CARD_PEOPLE.values())
-            ca_file = lab.pki.tls_ca_cert
-            common = {"ca_file": ca_file, "cards": cards, "hsa_ids": hsa_ids}
-            common["floor_nginx_cpu"] = floor_cpu
+            common = {**browsers_of(lab), "floor_nginx_cpu": floor_cpu}
             for side in sides:
-                probe(side, ca_file, cards[0], hsa_ids[0])
+                probe(side, lab.pki.tls_ca_cert, common["cards"][0], common["hsa_ids"][0])
                 steps = side.floor_urls["floor"]
                 print(
                     f"  {side.name}: {len(steps)} requests on "

@@ -306,26 +306,20 @@ def complete_pending_login(
     browser again.
     """
     repeatable_until = min(stored_utc(pending.expires_at), dt.datetime.now(dt.UTC) + REPEAT_WINDOW)
-    if authenticated is None:
-        authentication = _authentication_of(pending)
-        _transition(
-            session,
-            pending,
-            PendingState.AUTHENTICATED,
-            state=PendingState.COMPLETED,
-            expires_at=repeatable_until,
-        )
-        return authentication
+    from_state, recorded = PendingState.AUTHENTICATED, {}
+    authentication = authenticated or _authentication_of(pending)
+    if authenticated is not None:
+        from_state = PendingState.PENDING
+        recorded = {"authentication": authenticated.to_json(), "candidate_hsa_ids": None}
     _transition(
         session,
         pending,
-        PendingState.PENDING,
+        from_state,
         state=PendingState.COMPLETED,
-        authentication=authenticated.to_json(),
-        candidate_hsa_ids=None,
         expires_at=repeatable_until,
+        **recorded,
     )
-    return authenticated
+    return authentication
 
 
 def repeat_completed_login(pending: PendingLoginRecord) -> Authentication:

@@ -19,7 +19,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from idp.authn import Authentication
-from idp.db import Transaction
 from idp.login.sso import sso_session_key
 from idp.saml.response import Subject
 from idp.store.models import SamlSessionParticipant
@@ -90,12 +89,12 @@ def record_participant(
 
 
 def forget_participant(
-    session: Transaction, sp_entity_id: str, authentication: Authentication, subject: Subject
+    connection: Connection, sp_entity_id: str, authentication: Authentication, subject: Subject
 ) -> None:
     """Undo :func:`record_participant` for a Response that was then not sent: the row goes if
     it still names ``subject`` (its SessionIndex is that Response's alone) and no logout has
     started on it."""
-    session.execute(
+    connection.execute(
         _FORGET,
         {
             "session_key": sso_session_key(authentication),

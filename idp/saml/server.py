@@ -418,6 +418,17 @@ class _Snapshot:
     signer: ResponseSigner
 
 
+@dataclass(frozen=True)
+class PlannedResponse:
+    """A Response decided but not built (:meth:`SamlIdentityProvider.plan_authn_response`):
+    the configuration that signs it, its SP as that configuration describes it, and how it
+    names the user."""
+
+    snapshot: _Snapshot
+    sp: ServiceProvider
+    subject: Subject
+
+
 class SpMetadataSource(Protocol):
     """SP metadata from beyond ``sp_metadata_dir``: a remote signed aggregate
     (:class:`idp.federation.remote.RemoteAggregate`), wired in at start-up."""
@@ -772,63 +783,58 @@ class SamlIdentityProvider:
             sp_name_qualifier=sp.entity_id,
         )
 
-    def subject_for(self, request: AuthnRequestInfo, authentication: Authentication) -> Subject:
-        """How a Response to ``request`` will name the user: the NameID for its SP and a fresh
-        SessionIndex, decided before the Response is built (so that the SSO session's
-        participant is recorded with the login, :mod:`idp.saml.participants`). Raises
-        :class:`SamlRequestRejected` as :meth:`build_authn_response` does for the SP."""
-        sp = self._answerable_sp(self._snapshot().server, request)
-        return self._new_subject(sp, request, authentication)
-
-    def build_authn_response(
-        self,
-        request: AuthnRequestInfo,
-        authentication: Authentication,
-        subject: Subject | None = None,
-    ) -> BuiltResponse:
-        """A signed Response with a signed Assertion for the SP that sent ``request``, naming
-        the user as ``subject`` (from :meth:`subject_for`; None: a new one).
-
-        The Assertion is encrypted for an SP with a usable encryption key. Raises
-        :class:`SamlRequestRejected` when the SP's metadata no longer allows an answer (gone,
-        an ACS that may not receive one, encryption required but no key) or encryption fails:
-        the Assertion is never sent in clear instead.
-        """
+    def plan_authn_response(
+        self, request: AuthnRequestInfo, authentication: Authentication
+    ) -> PlannedResponse:
+        """A Response to ``request`` decided before it is built: the configuration and SP it is
+        built for, and how it names the user (the NameID for that SP and a fresh SessionIndex),
+        so that the SSO session's participant is recorded with the login
+        (:mod:`idp.saml.participants`). Raises :class:`SamlRequestRejected` when the SP's
+        metadata no longer allows an answer (gone, an ACS that may not receive one, encryption
+        required but no key)."""
         snapshot = self._snapshot()
-        sp = self._answerable_sp(snapshot.server, request)
-        if subject is None:
-            subject = self._new_subject(sp, request, authentication)
-        names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
-        try:
-            return build_login_response(
-                Addressing(self._settings.entity_id, request.acs_url, request.request_id),
-                audience=sp.entity_id,
-                subject=subject,
-                authn_instant=authentication.authn_instant,
-                authn_context_class=request.authn_context_class or sp.profile.loa,
-                attributes=released_attributes(sp.profile, names, authentication),
-                lifetime=ASSERTION_LIFETIME,
-                signer=snapshot.signer,
-                encrypt_for=sp.encryption,
-            )
-        except EncryptionError as exc:
-            raise SamlRequestRejected(SamlReason.ENCRYPTION_FAILED, str(exc)) from exc
-
-    def _answerable_sp(self, server: Server, request: AuthnRequestInfo) -> ServiceProvider:
-        sp = self._describe_sp(server, request.sp_entity_id)
+        sp = self._describe_sp(snapshot.server, request.sp_entity_id)
         if sp is None:
             raise SamlRequestRejected(
                 SamlReason.UNKNOWN_SP, f"no metadata for {request.sp_entity_id}"
             )
         # The metadata may have changed since the request was accepted.
         self._check_usable(sp)
-        return sp
-
-    def _new_subject(
-        self, sp: ServiceProvider, request: AuthnRequestInfo, authentication: Authentication
-    ) -> Subject:
         name_id_format = request.name_id_format or sp.profile.name_id_format
-        return new_subject(self._name_id(sp, name_id_format, authentication))
+        subject = new_subject(self._name_id(sp, name_id_format, authentication))
+        return PlannedResponse(snapshot, sp, subject)
+
+    def build_authn_response(
+        self,
+        request: AuthnRequestInfo,
+        authentication: Authentication,
+        planned: PlannedResponse | None = None,
+    ) -> BuiltResponse:
+        """A signed Response with a signed Assertion for the SP that sent ``request``, as
+        ``planned`` (:meth:`plan_authn_response`; None: planned here).
+
+        The Assertion is encrypted for an SP with a usable encryption key. Raises
+        :class:`SamlRequestRejected` as :meth:`plan_authn_response` does, or when encryption
+        fails: the Assertion is never sent in clear instead.
+        """
+        if planned is None:
+            planned = self.plan_authn_response(request, authentication)
+        sp = planned.sp
+        names = attributes.released_names(sp.profile, sp.requested_attributes, sp.entity_categories)
+        try:
+            return build_login_response(
+                Addressing(self._settings.entity_id, request.acs_url, request.request_id),
+                audience=sp.entity_id,
+                subject=planned.subject,
+                authn_instant=authentication.authn_instant,
+                authn_context_class=request.authn_context_class or sp.profile.loa,
+                attributes=released_attributes(sp.profile, names, authentication),
+                lifetime=ASSERTION_LIFETIME,
+                signer=planned.snapshot.signer,
+                encrypt_for=sp.encryption,
+            )
+        except EncryptionError as exc:
+            raise SamlRequestRejected(SamlReason.ENCRYPTION_FAILED, str(exc)) from exc
 
     def build_error_response(
         self, request: AuthnRequestInfo, status: ErrorStatus, message: str

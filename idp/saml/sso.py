@@ -36,9 +36,10 @@ from idp.saml.bindings import BindingMessage
 from idp.saml.participants import forget_participant, record_participant
 from idp.saml.reasons import SamlReason
 from idp.saml.replay import login_started_by, refuse_replay
-from idp.saml.response import BuiltResponse, ResponseContentError, Subject
+from idp.saml.response import BuiltResponse, ResponseContentError
 from idp.saml.server import (
     AuthnRequestInfo,
+    PlannedResponse,
     SamlIdentityProvider,
     SamlRequestNotMet,
     SamlRequestRejected,
@@ -65,11 +66,11 @@ class PostToSp:
 @dataclass(frozen=True)
 class PlannedAnswer:
     """A finished login's Response as :meth:`SamlSingleSignOn.plan_answer` decided it: to
-    ``request``, about ``authentication``, naming the user as ``subject``."""
+    ``request``, about ``authentication``, as ``response`` says."""
 
     request: AuthnRequestInfo
     authentication: Authentication
-    subject: Subject
+    response: PlannedResponse
 
 
 @dataclass(frozen=True)
@@ -165,25 +166,26 @@ class SamlSingleSignOn:
         A refusal (the SP's metadata no longer allows an answer) is audited in ``session`` and
         returned, not raised: the login it answers stands."""
         try:
-            subject = self._saml.subject_for(request, authentication)
+            planned = self._saml.plan_authn_response(request, authentication)
         except SamlRequestRejected as exc:
             refused = SamlResponseRefused(exc.reason, exc.detail)
             self._audit_refused_response(session, refused, request, authentication)
             return refused
         record_participant(
-            session, request.sp_entity_id, authentication, subject, self._sso_ttl_seconds
+            session, request.sp_entity_id, authentication, planned.subject, self._sso_ttl_seconds
         )
-        return PlannedAnswer(request, authentication, subject)
+        return PlannedAnswer(request, authentication, planned)
 
     def answer_planned(self, planned: PlannedAnswer) -> PostToSp:
         """The signed Response that :meth:`plan_answer` planned.
 
         Raises :class:`SamlResponseRefused` (audited) when nothing may be sent: a directory
-        value XML cannot carry, or SP metadata that no longer allows an answer; the SP is then
-        no participant of the session after all."""
+        value XML cannot carry, or encryption for the SP failed; the SP is then no participant
+        of the session after all."""
         request, authentication = planned.request, planned.authentication
+        response = planned.response
         try:
-            built = self._saml.build_authn_response(request, authentication, planned.subject)
+            built = self._saml.build_authn_response(request, authentication, response)
         except ResponseContentError as exc:
             refused = SamlResponseRefused(SamlReason.DIRECTORY_ENTRY_UNUSABLE, str(exc))
         except SamlRequestRejected as exc:
@@ -191,7 +193,7 @@ class SamlSingleSignOn:
         else:
             return PostToSp.answering(request, built)
         with self._database.transaction() as session:
-            forget_participant(session, request.sp_entity_id, authentication, planned.subject)
+            forget_participant(session, request.sp_entity_id, authentication, response.subject)
             self._audit_refused_response(session, refused, request, authentication)
         raise refused
 
