@@ -16,6 +16,7 @@ from idp.siths.trust import load_siths_trust
 from idp.siths.validation import (
     CertificateRejected,
     RejectionReason,
+    RememberedCards,
     SithsValidator,
     check_card_key,
     load_certificate,
@@ -93,6 +94,60 @@ def test_card_expires_at_its_not_after(test_pki: TestPki, validator: SithsValida
     with pytest.raises(CertificateRejected) as raised:
         validator.validate(certificate, now=later)
     assert raised.value.reason is RejectionReason.EXPIRED
+
+
+# --- remembered cards -------------------------------------------------------------------------
+
+
+def _fresh_validator(test_pki: TestPki) -> SithsValidator:
+    trust = load_siths_trust(test_pki.trust_anchors_file, test_pki.intermediates_file)
+    return SithsValidator(trust, [GOTEBORGS_STAD_ORG_NUMBER])
+
+
+def test_a_remembered_card_is_refused_once_its_path_is_no_longer_valid(
+    test_pki: TestPki,
+) -> None:
+    validator = _fresh_validator(test_pki)
+    certificate = card_certificate(test_pki, "anna")
+    first = validator.validate(certificate)
+    # The second login takes the remembered path (the very tuple the first one built) ...
+    assert validator.validate(certificate).chain is first.chain
+    # ... but never past the window in which every certificate on it is valid.
+    for moment, reason in (
+        (certificate.not_valid_after_utc + dt.timedelta(seconds=1), RejectionReason.EXPIRED),
+        (certificate.not_valid_before_utc - dt.timedelta(seconds=1), RejectionReason.NOT_YET_VALID),
+    ):
+        with pytest.raises(CertificateRejected) as raised:
+            validator.validate(certificate, now=moment)
+        assert raised.value.reason is reason
+    assert validator.validate(certificate).hsa_id.value == "SE2120001355-E0001"
+
+
+def test_a_refusal_is_not_remembered(test_pki: TestPki) -> None:
+    validator = _fresh_validator(test_pki)
+    certificate = card_certificate(test_pki, "anna")
+    early = certificate.not_valid_before_utc - dt.timedelta(days=1)
+    with pytest.raises(CertificateRejected):
+        validator.validate(certificate, now=early)
+    assert validator.validate(certificate).hsa_id.value == "SE2120001355-E0001"
+
+
+def test_the_least_recently_used_card_is_forgotten_first(
+    test_pki: TestPki, validator: SithsValidator
+) -> None:
+    anna, bertil, cecilia = (
+        validator.validate(card_certificate(test_pki, name))
+        for name in ("anna", "bertil", "cecilia")
+    )
+    now = dt.datetime.now(dt.UTC)
+    remembered = RememberedCards(capacity=2)
+    remembered.remember(anna)
+    remembered.remember(bertil)
+    assert remembered.get(anna.certificate, now) is anna  # anna is now the most recent
+    remembered.remember(cecilia)
+    assert remembered.get(bertil.certificate, now) is None
+    assert remembered.get(anna.certificate, now) is anna
+    assert remembered.get(cecilia.certificate, now) is cecilia
 
 
 def test_garbage_is_unreadable() -> None:

@@ -32,11 +32,26 @@ Exactly that is enforced, for every channel alike:
 A refusal names its reason (:class:`RejectionReason`); each rule has its own code.
 Criticality of keyUsage is not checked: it only tells a verifier that does not understand the
 extension to refuse, and this one understands it.
+
+What is remembered
+------------------
+Checks 1–3 depend only on the card certificate, the validator's fixed trust and rules, and
+the time; and on the time only through the validity periods of the certificates on the path.
+So a card that passed them is remembered (by its exact DER, at most
+:data:`REMEMBERED_CARDS`, least recently used first out) with the window in which every
+certificate of its path is valid, and a later login with the same card inside that window
+takes the remembered result instead of building the path again (a tenth of a millisecond of
+CPU and more). What the client presents beside the card does not matter: a verified path is
+valid whoever sends it. Refusals are never remembered, and revocation (4) is checked on every
+login.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -73,6 +88,10 @@ MAX_CHAIN_DEPTH = 4
 MIN_RSA_BITS = 2048
 RSA_PUBLIC_EXPONENT = 65537
 CARD_CURVES: tuple[type[ec.EllipticCurve], ...] = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+# Cards whose path and profile checks are remembered (see "What is remembered" above): a few
+# megabytes at most, and more than the cards of a working day at a large organisation.
+REMEMBERED_CARDS = 4096
 
 _Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 
@@ -204,6 +223,52 @@ def _leaf_policy() -> ExtensionPolicy:
     )
 
 
+@dataclass(frozen=True)
+class _RememberedCard:
+    """A card that passed checks 1–3, and the window in which its path is valid."""
+
+    validated: ValidatedCertificate
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+
+
+class RememberedCards:
+    """Cards that passed checks 1–3, by certificate (whose equality and hash are its DER's)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._cards: OrderedDict[x509.Certificate, _RememberedCard] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, certificate: x509.Certificate, moment: dt.datetime
+    ) -> ValidatedCertificate | None:
+        """The remembered result for ``certificate``, if its path is valid at ``moment``."""
+        with self._lock:
+            remembered = self._cards.get(certificate)
+            if remembered is None:
+                return None
+            if not remembered.valid_from <= moment <= remembered.valid_until:
+                # Outside the window the checks must run again, to say what is wrong now.
+                del self._cards[certificate]
+                return None
+            self._cards.move_to_end(certificate)
+            return remembered.validated
+
+    def remember(self, validated: ValidatedCertificate) -> None:
+        """Keep ``validated`` (checks 1–3 passed, no revocation decision) for its path's window."""
+        remembered = _RememberedCard(
+            validated,
+            valid_from=max(cert.not_valid_before_utc for cert in validated.chain),
+            valid_until=min(cert.not_valid_after_utc for cert in validated.chain),
+        )
+        with self._lock:
+            self._cards[validated.certificate] = remembered
+            self._cards.move_to_end(validated.certificate)
+            while len(self._cards) > self._capacity:
+                self._cards.popitem(last=False)
+
+
 class SithsValidator:
     """Validates certificates against one :class:`SithsTrust`. Safe to share between threads."""
 
@@ -218,6 +283,7 @@ class SithsValidator:
         self._intermediates = list(trust.intermediates)
         self._anchors = list(trust.anchors)
         self._accepted = frozenset(accepted_organisations)
+        self._remembered = RememberedCards(REMEMBERED_CARDS)
 
     def validate(
         self,
@@ -228,6 +294,20 @@ class SithsValidator:
     ) -> ValidatedCertificate:
         """Return the validated certificate or raise :class:`CertificateRejected`."""
         moment = now or dt.datetime.now(dt.UTC)
+        validated = self._remembered.get(certificate, moment)
+        if validated is None:
+            validated = self._check_path_and_profile(certificate, presented_intermediates, moment)
+            self._remembered.remember(validated)
+        decision = self._check_revocation(certificate, validated.chain[1], moment, validated.hsa_id)
+        return dataclasses.replace(validated, certificate=certificate, revocation=decision)
+
+    def _check_path_and_profile(
+        self,
+        certificate: x509.Certificate,
+        presented_intermediates: Sequence[x509.Certificate],
+        moment: dt.datetime,
+    ) -> ValidatedCertificate:
+        """Checks 1–3 of the module docstring: the path, the card's key and its HSA-ID."""
         verifier = (
             PolicyBuilder()
             .store(self._store)
@@ -257,11 +337,9 @@ class SithsValidator:
                 f"HSA-ID {hsa_id.value} belongs to organisation {hsa_id.organisation_number},"
                 " which this service does not accept",
             )
-        decision = self._check_revocation(certificate, verified.chain[1], moment, hsa_id)
         return ValidatedCertificate(
             certificate=certificate,
             chain=tuple(verified.chain),
-            revocation=decision,
             hsa_id=hsa_id,
             given_name=_first_attribute(certificate.subject, NameOID.GIVEN_NAME),
             surname=_first_attribute(certificate.subject, NameOID.SURNAME),

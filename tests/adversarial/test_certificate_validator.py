@@ -11,7 +11,9 @@ serialNumber HSA-ID, validity edges and the signature hash. The properties:
 - a certificate that breaks a rule is refused, and one with a single defect is refused for
   that defect's own reason;
 - bytes that are not a certificate, or a good certificate with bytes flipped, are unreadable
-  or refused — never a crash.
+  or refused — never a crash;
+- a card the validator remembers is judged at any moment (the edges of its validity and of its
+  issuers' included) exactly as a validator that never saw it judges it.
 
 The oracle is written from the profile (issue 14, README "Card key and EKU policy"), not from
 the implementation: RSA >= 2048 bits with e = 65537 or EC P-256/P-384/P-521; keyUsage with
@@ -21,6 +23,7 @@ digitalSignature; extendedKeyUsage present with clientAuth; not a CA.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -113,6 +116,9 @@ def _make_key(name: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | obj
 class Hierarchy:
     issuer: Issuer
     rogue: Issuer
+    # An issuing CA valid for a day either side of NOW only: cards it issues outlive it.
+    short_lived: Issuer
+    trust: SithsTrust
     validator: SithsValidator
     public_keys: dict[str, object]
 
@@ -137,11 +143,21 @@ def hierarchy() -> Hierarchy:
     )
     # Same name as the real issuing CA, self-signed by another key: a forger's CA.
     rogue = root_ca_certificate(rogue_key, issuing_name, not_before=long_ago, not_after=far_ahead)
-    trust = SithsTrust(anchors=(root,), intermediates=(issuing,))
+    short_lived_key = ca_key()
+    short_lived = issuing_ca_certificate(
+        short_lived_key,
+        ca_name("Adversarial Short-lived CA TEST"),
+        Issuer(root, root_key),
+        not_before=NOW - DAY,
+        not_after=NOW + DAY,
+    )
+    trust = SithsTrust(anchors=(root,), intermediates=(issuing, short_lived))
     keys = {name: _make_key(name) for name in (*ALLOWED_KEYS, *WEAK_KEYS)}
     return Hierarchy(
         issuer=Issuer(issuing, issuing_key),
         rogue=Issuer(rogue, rogue_key),
+        short_lived=Issuer(short_lived, short_lived_key),
+        trust=trust,
         validator=SithsValidator(trust, [ACCEPTED_ORGANISATION]),
         public_keys={name: key.public_key() for name, key in keys.items()},  # type: ignore[attr-defined]
     )
@@ -243,8 +259,11 @@ def _hash(name: str) -> hashes.HashAlgorithm:
     }[name]
 
 
-def build_card(spec: CardSpec, hierarchy: Hierarchy) -> x509.Certificate:
-    issuer = hierarchy.rogue if spec.rogue_issuer else hierarchy.issuer
+def build_card(
+    spec: CardSpec, hierarchy: Hierarchy, issuer: Issuer | None = None
+) -> x509.Certificate:
+    """The card ``spec`` describes, issued by ``issuer`` (default: the one ``spec`` names)."""
+    issuer = issuer or (hierarchy.rogue if spec.rogue_issuer else hierarchy.issuer)
     public_key = hierarchy.public_keys[spec.key]
     attributes = [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),
@@ -524,3 +543,47 @@ def test_a_good_card_with_flipped_bytes_is_never_a_crash(
     # Accepted: only if what the CA signed, and its signature, came through untouched.
     assert certificate.tbs_certificate_bytes == original.tbs_certificate_bytes
     assert certificate.signature == original.signature
+
+
+def _judgement(validator: SithsValidator, card: x509.Certificate, moment: dt.datetime) -> str:
+    try:
+        validated = validator.validate(card, now=moment)
+    except CertificateRejected as rejected:
+        return f"refused: {rejected.reason}"
+    return f"accepted: {validated.hsa_id.value}, {validated.given_name} {validated.surname}"
+
+
+# Moments around the validity of a card and of its issuing CA: the edges, a second beyond
+# them, and far either side.
+EDGES = ("card not_before", "card not_after", "issuer not_before", "issuer not_after")
+OFFSETS = (-SECOND, dt.timedelta(0), SECOND, -3650 * DAY, 3650 * DAY)
+
+
+@settings(max_examples=examples(30))
+@given(spec=profile_cards(), short_lived_issuer=st.booleans())
+def test_a_remembered_card_is_judged_as_a_fresh_validator_judges_it(
+    hierarchy: Hierarchy, spec: CardSpec, short_lived_issuer: bool
+) -> None:
+    """Remembering a card that passed never changes a judgement: once it has been
+    accepted, at any moment (a second before or after the card's or its issuer's validity, the edges
+    themselves, far either side) the remembering validator says what a validator that never
+    saw the card says."""
+    issuer = hierarchy.short_lived if short_lived_issuer else hierarchy.issuer
+    card = build_card(spec, hierarchy, issuer)
+    edges = {
+        "card not_before": card.not_valid_before_utc,
+        "card not_after": card.not_valid_after_utc,
+        "issuer not_before": issuer.certificate.not_valid_before_utc,
+        "issuer not_after": issuer.certificate.not_valid_after_utc,
+    }
+    remembering = SithsValidator(hierarchy.trust, [ACCEPTED_ORGANISATION])
+    for edge, offset in itertools.product(EDGES, OFFSETS):
+        moment = edges[edge] + offset
+        # Remembered at NOW (again: a judgement outside the window forgets the card) ...
+        assert _judgement(remembering, card, NOW).startswith("accepted"), describe(spec)
+        # ... and judged at the moment as by a validator that has never accepted it.
+        fresh = SithsValidator(hierarchy.trust, [ACCEPTED_ORGANISATION])
+        FIGURES.tried("certificate validator", 2)
+        assert _judgement(remembering, card, moment) == _judgement(fresh, card, moment), (
+            f"at {edge} {offset}: {describe(spec)}, issued by {issuer.certificate.subject}"
+        )
