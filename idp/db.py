@@ -19,6 +19,7 @@ import fcntl
 import importlib
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,6 +68,20 @@ def is_sqlite(database_url: str) -> bool:
     return database_url.startswith("sqlite:")
 
 
+def sqlite_file(database_url: str) -> Path | None:
+    """The file a SQLite URL names, or None for an in-memory database; a ``file:`` URI
+    (``sqlite:///file:/path?mode=ro&uri=true``) names the file of its path."""
+    url = make_url(database_url)
+    database = url.database
+    if url.query.get("uri") == "true" and database and database.startswith("file:"):
+        if url.query.get("mode") == "memory":
+            return None
+        database = urllib.parse.unquote(urllib.parse.urlsplit(database).path)
+    if not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
 # Request handlers run their database work in the server's thread pool (anyio's default: 40
 # threads), one connection per thread at a time. A pool at least that large means no thread
 # ever waits for a connection: under load the wait is for CPU, where it belongs, and a login
@@ -103,9 +118,9 @@ def create_database_engine(
     """
     database_url = normalise_database_url(database_url)
     if is_sqlite(database_url):
-        database = make_url(database_url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        database = sqlite_file(database_url)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             database_url,
             connect_args={"timeout": SQLITE_LOCK_WAIT_MS / 1000},
@@ -280,8 +295,8 @@ def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         yield
         return
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:":
+    database = sqlite_file(engine.url.render_as_string(hide_password=False))
+    if database is None:
         yield
         return
     with open(f"{database}.migrate-lock", "a+b") as handle:

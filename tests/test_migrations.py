@@ -29,9 +29,28 @@ from idp.db import (
     import_model_modules,
     prepare_schema,
     schema_status,
+    sqlite_file,
     upgrade_schema,
 )
 from tests.helpers.support import VENV_BIN, run_cli
+
+
+@pytest.mark.parametrize(
+    ("url", "file"),
+    [
+        ("sqlite:////var/lib/idp/idp.sqlite3", "/var/lib/idp/idp.sqlite3"),
+        ("sqlite:///var/idp.sqlite3", "var/idp.sqlite3"),
+        ("sqlite:///file:/srv/a%20b/idp.sqlite3?mode=ro&uri=true", "/srv/a b/idp.sqlite3"),
+        ("sqlite:///file:idp.sqlite3?mode=rwc&uri=true", "idp.sqlite3"),
+        ("sqlite:///file:shared?mode=memory&cache=shared&uri=true", None),
+        ("sqlite:///:memory:", None),
+        ("sqlite://", None),
+    ],
+)
+def test_a_sqlite_url_names_its_file(url: str, file: str | None) -> None:
+    """The folder made for the database (and its migration lock) is the file's, never a
+    ``file:`` folder in the working directory."""
+    assert sqlite_file(url) == (Path(file) if file else None)
 
 
 def _import_every_idp_module() -> None:
