@@ -1,7 +1,7 @@
 """Complete card logins against this IdP and against SimpleSAMLphp, same client, same machine.
 
     .venv/bin/python benchmarks/peers.py [--seconds 20] [--concurrency 1,4,8]
-        [--sides embedded,nginx,simplesamlphp] [--workers 2] [--warmup 2]
+        [--sides embedded,nginx,simplesamlphp] [--workers 2] [--warmup 2] [--rounds 1]
 
 The IdPs, all on loopback under one temporary directory, all started and stopped here:
 
@@ -29,9 +29,15 @@ login presents it) to a static answer on each origin: TLS and HTTP alone.
 
 ``--concurrency`` browsers at once, one process each; runs of ``--seconds`` after ``--warmup``
 seconds, interleaved: for each concurrency, each side's login run, then each side's floor
-run. Server CPU is utime + stime from /proc of every server process (and its live children)
-before and after a run, divided by the Responses verified in that run; the client's CPU per
-login is the browsers' own.
+run. With ``--rounds N`` the login runs are repeated N times, each round every side in turn
+(every other round in the opposite order; floors once), and each ratio to SimpleSAMLphp is
+given per round (a side against the peer's run of the same round) and as the median over the
+rounds: one run's ratio moves by about ±5% between runs of the same code, more than the
+differences the targets are about.
+
+Server CPU is utime + stime from /proc of every server process (and its live children) before
+and after a run, divided by the Responses verified in that run; the client's CPU per login is
+the browsers' own.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import multiprocessing
 import os
 import platform
 import ssl
+import statistics
 import subprocess
 import sys
 import time
@@ -334,6 +341,8 @@ class Run:
     # Share of the machine's CPU time no process used during the run: on a machine both
     # sides' servers share with the load client, what keeps logins/s below what the CPU allows.
     machine_idle: float
+    # Which of ``--rounds`` the run belongs to (floors run in the first only).
+    round: int = 1
 
     @property
     def rate(self) -> float:
@@ -500,12 +509,13 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
         return found or by_kind.get(("floor", run.side.key, run.concurrency))
 
     logins = [run for run in runs if run.kind == "login"]
+    rounds = max(run.round for run in logins)
     for run in logins:
         by_process = " · ".join(
             f"{name} {run.per_login_ms(cpu):.1f}" for name, cpu in run.server_cpu.items()
         )
         cells = [
-            run.side.name,
+            run.side.name + (f" (round {run.round})" if rounds > 1 else ""),
             str(run.concurrency),
             f"{run.rate:.1f}",
             _ms(run.latencies.p(0.5)),
@@ -520,32 +530,45 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
             found = floor(kind, run)
             cells += [f"{found.rate:.1f}", _ms(found.server_ms)] if found else ["-", "-"]
         print("| " + " | ".join(cells) + " |")
-    peer = {run.concurrency: run for run in logins if run.side.key == "simplesamlphp"}
-    ours = [run for run in logins if run.side.key != "simplesamlphp" and run.concurrency in peer]
-    if ours:
-        print("\nThis project ÷ SimpleSAMLphp, same C (below 1: less CPU, lower latency)")
-        print(
-            "| IdP | C | logins/s | p99 | server CPU per login | IdP processes' CPU ÷ php-fpm's "
-            "| floor server CPU: own static | nginx static |"
+    peer = {(run.round, run.concurrency): run for run in logins if run.side.key == "simplesamlphp"}
+    ours = [r for r in logins if r.side.key != "simplesamlphp" and (r.round, r.concurrency) in peer]
+    if not ours:
+        return
+    print("\nThis project ÷ SimpleSAMLphp, same C (below 1: less CPU, lower latency)")
+    print(
+        "| IdP | C | round | logins/s | p99 | server CPU per login "
+        "| IdP processes' CPU ÷ php-fpm's | floor server CPU: own static | nginx static |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    columns = ("logins/s", "p99", "server CPU", "IdP processes")
+    ratios: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for run in ours:
+        other = peer[(run.round, run.concurrency)]
+        idp_cpu = sum(cpu for name, cpu in run.server_cpu.items() if name.startswith("idp"))
+        values = dict(
+            zip(
+                columns,
+                (
+                    run.rate / other.rate,
+                    run.latencies.p(0.99) / other.latencies.p(0.99),
+                    run.server_ms / other.server_ms,
+                    run.per_login_ms(idp_cpu) / other.per_login_ms(other.server_cpu["php-fpm"]),
+                ),
+                strict=True,
+            )
         )
-        print("|---|---|---|---|---|---|---|---|")
-        for run in ours:
-            other = peer[run.concurrency]
-            idp_cpu = sum(cpu for name, cpu in run.server_cpu.items() if name.startswith("idp"))
-            php_fpm = other.per_login_ms(other.server_cpu["php-fpm"])
-            cells = [
-                run.side.name,
-                str(run.concurrency),
-                f"{run.rate / other.rate:.2f}×",
-                f"{run.latencies.p(0.99) / other.latencies.p(0.99):.2f}×",
-                f"{run.server_ms / other.server_ms:.2f}×",
-                f"{run.per_login_ms(idp_cpu) / php_fpm:.2f}×",
-            ]
-            for kind in ("floor", "nginx-floor"):
-                mine, theirs = floor(kind, run), floor(kind, other)
-                cells.append(
-                    f"{mine.server_ms / theirs.server_ms:.2f}×" if mine and theirs else "-"
-                )
+        ratios.setdefault((run.side.name, run.concurrency), []).append(values)
+        cells = [run.side.name, str(run.concurrency), str(run.round)]
+        cells += [f"{values[column]:.2f}×" for column in columns]
+        for kind in ("floor", "nginx-floor"):
+            mine, theirs = floor(kind, run), floor(kind, other)
+            cells.append(f"{mine.server_ms / theirs.server_ms:.2f}×" if mine and theirs else "-")
+        print("| " + " | ".join(cells) + " |")
+    if rounds > 1:
+        for (name, concurrency), rows in ratios.items():
+            medians = [statistics.median(row[column] for row in rows) for column in columns]
+            cells = [name, str(concurrency), f"median of {len(rows)}"]
+            cells += [f"**{value:.2f}×**" for value in medians] + ["", ""]
             print("| " + " | ".join(cells) + " |")
     for run in runs:
         for error in sorted(set(run.latencies.errors))[:3]:
@@ -571,8 +594,13 @@ def main() -> None:
     parser.add_argument(
         "--php-children", type=int, default=0, help="php-fpm processes (default: largest C)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="login runs per side and C, interleaved (median)"
+    )
     harness.add_workers_option(parser)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     concurrencies = [int(value) for value in args.concurrency.split(",")]
     keys = [key for key in args.sides.split(",") if key]
     if unknown := set(keys) - set(SIDES):
@@ -614,14 +642,19 @@ def main() -> None:
                 measure(side, "login", concurrency=2, seconds=2, warmup=0.5, **common)
             runs: list[Run] = []
             for concurrency in concurrencies:
-                for kind in KINDS:
-                    for side in sides:
+                plan = [("login", number) for number in range(1, args.rounds + 1)]
+                plan += [(kind, 1) for kind in KINDS if kind != "login"]
+                for kind, number in plan:
+                    # Every other round in the opposite order, so that neither side always
+                    # runs on the machine as the other left it.
+                    for side in sides if number % 2 else sides[::-1]:
                         if kind not in side.floor_urls and kind != "login":
                             continue
                         run = measure(
                             side, kind, concurrency=concurrency, seconds=args.seconds,
                             warmup=args.warmup, **common,
                         )  # fmt: skip
+                        run.round = number
                         runs.append(run)
                         print(
                             f"  C={concurrency} {kind:11} {side.key:13} {run.rate:7.1f}/s "
