@@ -1,5 +1,5 @@
-"""The SSO endpoints as PlainRoutes (idp.web.plain_route): called without FastAPI solving
-parameters, and otherwise still FastAPI's routes."""
+"""The SSO endpoints and /cert-login as PlainRoutes (idp.web.plain_route): called without
+FastAPI solving parameters, and otherwise still FastAPI's routes."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def test_the_sso_endpoints_are_still_described_and_take_only_their_methods(
         paths = client.get(f"{idp.base_url}/openapi.json").json()["paths"]
         assert set(paths["/saml/sso/redirect"]) == {"get"}
         assert set(paths["/saml/sso/post"]) == {"post"}
+        assert set(paths["/cert-login"]) == {"get"}
         login_url, _ = idp.sp.login_url()
         # A HEAD (a link checker's, say) must not spend the SP's request: 405, as before.
         for method in ("HEAD", "POST", "PUT", "DELETE"):

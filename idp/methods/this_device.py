@@ -25,6 +25,7 @@ from idp.services import BuildAnswer, Services
 from idp.siths.validation import CertificateRejected, RejectionReason, load_certificate
 from idp.web.back_to_service import back_to_service
 from idp.web.login_pages import answer_finished_login, settle_answer
+from idp.web.plain_route import PlainRoute
 from idp.web.render import error_page
 
 METHOD = "siths-this-device"
@@ -38,10 +39,14 @@ class ThisDeviceLogin:
 
     def router(self) -> APIRouter:
         router = APIRouter()
-        router.add_api_route("/cert-login", self.certificate_login, methods=["GET"])
+        router.add_api_route(
+            "/cert-login", self.certificate_login, methods=["GET"], route_class_override=PlainRoute
+        )
         return router
 
-    async def certificate_login(self, request: Request, ref: str = "") -> Response:
+    async def certificate_login(self, request: Request) -> Response:
+        """The card's request: ``ref`` (the query parameter) names the pending login."""
+        ref = request.query_params.get("ref", "")
         services = self.services
         settings = services.settings
         browser = request.cookies.get(BROWSER_COOKIE)

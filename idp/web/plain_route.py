@@ -4,7 +4,8 @@ FastAPI solves an endpoint's parameters on every request, and on the way parses 
 string, the headers and the cookies whether the endpoint declares any or not. The SSO endpoints
 read the query string themselves (the Redirect binding's signature is over its exact bytes), and
 an AuthnRequest with its signature is a few kilobytes there: parsing it once more for nothing
-was 2% of a card login's server CPU. Otherwise this is FastAPI's route: in the OpenAPI
+was 2% of a card login's server CPU. ``/cert-login``, the card's one request, reads its one
+parameter itself too. Otherwise this is FastAPI's route: in the OpenAPI
 document, 405 for a method it does not take (HEAD included), exceptions handled as anywhere.
 """
 
