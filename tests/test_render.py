@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.requests import Request
 from starlette.responses import Response
 
-from idp.web.render import render_page, set_cookie
+from idp.web.render import page_language, render_page, set_cookie
 
 pytestmark = pytest.mark.unit
 CHOOSER = {
@@ -103,3 +106,47 @@ def test_a_post_offers_no_language_switch() -> None:
         {"client_name": "T", "this_device_url": "https://x/cert-login?ref=r", "reference": "r"},
     )
     assert 'id="language-switch"' not in page.body.decode()
+
+
+@pytest.mark.parametrize(
+    ("query", "cookie", "expected"),
+    [
+        (b"", b"", ("sv", False)),
+        (b"lang=en", b"", ("en", True)),
+        (b"lang=en", b"__Host-idp-lang=en", ("en", False)),
+        (
+            b"SAMLRequest=fZJBb%2B&RelayState=x&SigAlg=a&Signature=b%3D%3D&lang=en",
+            b"",
+            ("en", True),
+        ),
+        (b"lang=en&lang=sv", b"__Host-idp-lang=en", ("sv", True)),
+        (b"xlang=en&flang=en", b"__Host-idp-lang=en", ("en", False)),
+        (b"lang=fr", b"", ("sv", False)),
+        (b"lang=", b"__Host-idp-lang=en", ("en", False)),
+        (b"ref=lang%3Den", b"", ("sv", False)),
+    ],
+)
+def test_the_page_language_is_asked_for_by_lang_or_kept_in_its_cookie(
+    query: bytes, cookie: bytes, expected: tuple[str, bool]
+) -> None:
+    assert page_language(_request("/login", query, cookie=cookie)) == expected
+
+
+_PLAIN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", max_size=6)
+
+
+@given(
+    parameters=st.lists(
+        st.tuples(
+            st.sampled_from(["lang", "ref", "xlang", "langs", *"ab"]) | _PLAIN,
+            st.sampled_from(["sv", "en", "", "fr"]) | _PLAIN,
+        ),
+        max_size=6,
+    )
+)
+def test_lang_is_read_as_starlette_reads_the_query(parameters: list[tuple[str, str]]) -> None:
+    """For the query strings the language switch writes, reading ``lang`` from the raw query
+    gives what Starlette's parsed query parameters give."""
+    request = _request("/login", urllib.parse.urlencode(parameters).encode())
+    asked = request.query_params.get("lang", "")
+    assert page_language(request)[0] == (asked if asked in ("sv", "en") else "sv")

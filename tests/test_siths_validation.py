@@ -150,6 +150,18 @@ def test_the_least_recently_used_card_is_forgotten_first(
     assert remembered.get(cecilia.certificate, now) is cecilia
 
 
+def test_a_certificate_read_again_is_not_parsed_again_and_garbage_stays_unreadable(
+    test_pki: TestPki,
+) -> None:
+    pem = test_pki.cards["anna"].cert.read_bytes()
+    assert load_certificate(pem) is load_certificate(pem)
+    garbage = b"-----BEGIN CERTIFICATE-----\nAAAB\n-----END CERTIFICATE-----\n"
+    for _ in range(2):
+        with pytest.raises(CertificateRejected) as raised:
+            load_certificate(garbage)
+        assert raised.value.reason is RejectionReason.UNREADABLE
+
+
 def test_garbage_is_unreadable() -> None:
     with pytest.raises(CertificateRejected) as raised:
         load_certificate(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")

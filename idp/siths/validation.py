@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
@@ -88,6 +89,9 @@ MAX_CHAIN_DEPTH = 4
 MIN_RSA_BITS = 2048
 RSA_PUBLIC_EXPONENT = 65537
 CARD_CURVES: tuple[type[ec.EllipticCurve], ...] = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+# Certificates kept parsed by load_certificate, by their bytes (PEM or DER, a few kilobytes each).
+READ_CERTIFICATES_KEPT = 1024
 
 # Cards whose path and profile checks are remembered (see "What is remembered" above): a few
 # megabytes at most, and more than the cards of a working day at a large organisation.
@@ -467,12 +471,16 @@ def _extension(certificate: x509.Certificate, kind: type[_Extension]) -> _Extens
         return None
 
 
+@functools.lru_cache(maxsize=READ_CERTIFICATES_KEPT)
 def load_certificate(data: bytes) -> x509.Certificate:
     """Parse a PEM or DER certificate, or raise :class:`CertificateRejected` (unreadable).
 
     cryptography reads the names, extensions and key only when they are first asked for, so
     they are asked for here: a certificate whose subject cannot be parsed is unreadable now,
     not a ``ValueError`` from deep inside the validation later.
+
+    The certificates read last are kept by their bytes (a certificate object is immutable):
+    a card logging in again is not parsed again. Refusals are not kept.
     """
     try:
         if data.lstrip().startswith(b"-----BEGIN"):

@@ -45,9 +45,16 @@ def _translate(context: Context, sv: str, en: str) -> str:
 templates.globals["t"] = _translate
 
 
+# ``lang=`` as the language switch writes it. Found in the raw query string: a page answering
+# an AuthnRequest has kilobytes of SAML message there, which need not be decoded for this.
+_LANG_PARAMETER = re.compile(rb"(?:^|&)lang=([^&]*)")
+
+
 def page_language(request: Request) -> tuple[str, bool]:
-    """The page's language and whether it was chosen just now (``?lang=``) and is to be kept."""
-    asked = request.query_params.get("lang", "")
+    """The page's language and whether it was chosen just now (``?lang=``, the last one if
+    several) and is to be kept."""
+    asked_values = _LANG_PARAMETER.findall(request.scope.get("query_string", b""))
+    asked = asked_values[-1].decode("ascii", "replace") if asked_values else ""
     kept = request.cookies.get(LANGUAGE_COOKIE, "")
     if asked in LANGUAGES:
         return asked, asked != kept
