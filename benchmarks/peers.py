@@ -509,7 +509,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
         return found or by_kind.get(("floor", run.side.key, run.concurrency))
 
     logins = [run for run in runs if run.kind == "login"]
-    rounds = max(run.round for run in logins)
+    rounds = max((run.round for run in logins), default=1)
     for run in logins:
         by_process = " · ".join(
             f"{name} {run.per_login_ms(cpu):.1f}" for name, cpu in run.server_cpu.items()
@@ -530,6 +530,16 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
             found = floor(kind, run)
             cells += [f"{found.rate:.1f}", _ms(found.server_ms)] if found else ["-", "-"]
         print("| " + " | ".join(cells) + " |")
+    report_ratios(logins, floor)
+    for run in runs:
+        for error in sorted(set(run.latencies.errors))[:3]:
+            print(f"  {run.side.key} {run.kind} C={run.concurrency} failure: {error}")
+
+
+def report_ratios(logins: list[Run], floor: Callable[[str, Run], Run | None]) -> None:
+    """This IdP's login runs ÷ SimpleSAMLphp's of the same round and C; with several rounds,
+    the median of each ratio too."""
+    rounds = max((run.round for run in logins), default=1)
     peer = {(run.round, run.concurrency): run for run in logins if run.side.key == "simplesamlphp"}
     ours = [r for r in logins if r.side.key != "simplesamlphp" and (r.round, r.concurrency) in peer]
     if not ours:
@@ -570,9 +580,6 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
             cells = [name, str(concurrency), f"median of {len(rows)}"]
             cells += [f"**{value:.2f}×**" for value in medians] + ["", ""]
             print("| " + " | ".join(cells) + " |")
-    for run in runs:
-        for error in sorted(set(run.latencies.errors))[:3]:
-            print(f"  {run.side.key} {run.kind} C={run.concurrency} failure: {error}")
 
 
 def verify_with_sp(side: Side, run: Run, limit: int) -> str:
