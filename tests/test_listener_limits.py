@@ -243,6 +243,30 @@ def test_an_idle_kept_alive_connection_is_closed(listener: Listener) -> None:
     assert elapsed >= KEEP_ALIVE_LIMIT * 0.9
 
 
+def test_tls_1_3_session_tickets_leave_with_the_answer(listener: Listener) -> None:
+    """After the handshake the listener sends nothing until it answers: its TLS 1.3 session
+    tickets (which nothing can resume here) go out with the answer, in one system call."""
+    with listener.tls() as sock:
+        assert sock.version() == "TLSv1.3"
+        readable, _, _ = select.select([sock], [], [], 0.5)
+        assert not readable, "the listener sent something of its own after the handshake"
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        ready, _, _ = select.select([sock], [], [], 10)
+        assert ready and sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_a_tls_1_2_client_gets_the_servers_finished_and_its_answer(listener: Listener) -> None:
+    context = ssl.create_default_context(cafile=str(listener.ca_file))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    # wrap_socket returns once the server's Finished has come: a listener that kept it back
+    # would leave the handshake to its limit.
+    with context.wrap_socket(listener.connect(), server_hostname="localhost") as sock:
+        assert sock.version() == "TLSv1.2"
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        ready, _, _ = select.select([sock], [], [], 10)
+        assert ready and sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
 def test_a_100_kb_cookie_gets_the_431_page(each_listener: Listener) -> None:
     cookie = b"Cookie: big=" + b"c" * 100_000 + b"\r\n"
     with each_listener.tls() as sock:

@@ -221,9 +221,10 @@ class _CardTlsProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._tls.bio_write(data)
         try:
-            if self._http is None and not self._handshake():
+            handshake_just_ended = self._http is None
+            if handshake_just_ended and not self._handshake():
                 return
-            self._read_plaintext()
+            self._read_plaintext(handshake_just_ended)
         except SSL.Error as exc:
             logger.debug("certificate listener connection ended: %r", exc)
             self._flush()
@@ -287,13 +288,21 @@ class _CardTlsProtocol(asyncio.Protocol):
             if self._flush():  # the hello is answered: the handshake limit alone applies
                 self._timers[0].cancel()
             return False
-        self._flush()
+        if self._tls.get_protocol_version_name() != "TLSv1.3":
+            self._flush()  # TLS 1.2: the server's Finished, which the client waits for
+        # In TLS 1.3 all the server has to send now is its session tickets (which can never
+        # resume here): they leave with the answer to the request (see _read_plaintext).
         self._cancel_timers()
         self._http = self._make_http(self._peer_chain_pem())
         self._http.connection_made(_DecryptedTransport(self))
         return True
 
-    def _read_plaintext(self) -> None:
+    def _read_plaintext(self, handshake_just_ended: bool) -> None:
+        """Hand the request's bytes to the HTTP protocol. What TLS has to send then (the TLS 1.3
+        session tickets after the handshake, a KeyUpdate in reply) leaves with the answer, in its
+        system call (_send_pending); but records that bring no request after the handshake (an
+        alert refusing a renegotiation, say) are answered at once."""
+        delivered = False
         while self._http is not None and not self.raw.is_closing():
             try:
                 data = self._tls.recv(READ_SIZE)
@@ -303,7 +312,9 @@ class _CardTlsProtocol(asyncio.Protocol):
                 self.close()
                 break
             self._http.data_received(data)
-        self._flush()
+            delivered = True
+        if not delivered and not handshake_just_ended:
+            self._flush()
 
     def _flush(self) -> bool:
         """Send what TLS has to send; whether there was anything."""
