@@ -303,7 +303,7 @@ class SithsValidator:
             validated = self._check_path_and_profile(certificate, presented_intermediates, moment)
             self._remembered.remember(validated)
         decision = self._check_revocation(certificate, validated.chain[1], moment, validated.hsa_id)
-        return dataclasses.replace(validated, certificate=certificate, revocation=decision)
+        return dataclasses.replace(validated, revocation=decision)
 
     def _check_path_and_profile(
         self,

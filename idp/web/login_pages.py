@@ -7,6 +7,8 @@ renders its answer or its refusal. :class:`LoginPages` is built once at start-up
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import APIRouter
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -68,9 +70,8 @@ class LoginPages:
     ) -> list[dict] | tuple[FinishedLogin, object]:
         """The tjänste-ids to choose from, or the finished login with its protocol's answer
         (settled in the finishing transaction, built after it, both in one worker thread)."""
-        services = self.services
-        outcome = services.steps.choose_or_finish(
-            reference, browser, lambda session, finished: settle_answer(services, session, finished)
+        outcome = self.services.steps.choose_or_finish(
+            reference, browser, functools.partial(settle_answer, self.services)
         )
         if isinstance(outcome, list):
             return outcome
