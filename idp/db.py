@@ -30,7 +30,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from idp.blocking import WouldWait, note_write_committed, on_the_loop, waiting_refused
@@ -68,7 +68,7 @@ def is_sqlite(database_url: str) -> bool:
     return database_url.startswith("sqlite:")
 
 
-def sqlite_file(database_url: str) -> Path | None:
+def sqlite_file(database_url: str | URL) -> Path | None:
     """The file a SQLite URL names, or None for an in-memory database; a ``file:`` URI
     (``sqlite:///file:/path?mode=ro&uri=true``) names the file of its path."""
     url = make_url(database_url)
@@ -295,7 +295,7 @@ def _migration_lock(engine: Engine, connection: Connection) -> Iterator[None]:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         yield
         return
-    database = sqlite_file(engine.url.render_as_string(hide_password=False))
+    database = sqlite_file(engine.url)
     if database is None:
         yield
         return
